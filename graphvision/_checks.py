@@ -1,0 +1,123 @@
+"""Input validation shared by every public function.
+
+Every check raises ``ValueError`` / ``TypeError`` / ``IndexError`` with a message that names the
+argument, what was expected and what was got. Checks that need a host synchronisation
+(index ranges) are skipped when :func:`graphvision.config.checks_enabled` is off or while
+``torch.compile`` traces.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from graphvision import config
+
+__all__ = [
+    "is_compiling",
+    "check_tensor",
+    "check_shape",
+    "check_floating",
+    "check_index",
+    "check_edge_index",
+    "check_same_device",
+    "check_positive_int",
+    "check_choice",
+    "sync_checks_enabled",
+]
+
+
+def is_compiling() -> bool:
+    """True while ``torch.compile`` / dynamo traces the caller."""
+    try:
+        return bool(torch.compiler.is_compiling())
+    except AttributeError:  # pragma: no cover - very old torch
+        return False
+
+
+def sync_checks_enabled() -> bool:
+    """True when checks that synchronise with the device may run now."""
+    return config.checks_enabled() and not is_compiling()
+
+
+def check_tensor(x: object, name: str) -> Tensor:
+    """Raise ``TypeError`` unless ``x`` is a tensor."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"Expected '{name}' to be a torch.Tensor (got {type(x).__name__})")
+    return x
+
+
+def check_shape(x: Tensor, dims: Sequence[str | int], name: str) -> None:
+    """Check the rank of ``x`` and any fixed sizes.
+
+    Args:
+        x: The tensor.
+        dims: One entry per dimension: a name such as ``"B"`` (any size) or an int (that size).
+        name: The argument name used in the message.
+
+    Example:
+        >>> check_shape(torch.zeros(2, 3, 4, 5), ["B", "C", "H", "W"], "image")
+    """
+    check_tensor(x, name)
+    pattern = "(" + ", ".join(str(d) for d in dims) + ")"
+    if x.dim() != len(dims):
+        raise ValueError(f"Expected '{name}' of shape {pattern} (got {tuple(x.shape)})")
+    for i, d in enumerate(dims):
+        if isinstance(d, int) and x.shape[i] != d:
+            raise ValueError(f"Expected '{name}' of shape {pattern} (got {tuple(x.shape)}): dimension {i} must be {d}")
+
+
+def check_floating(x: Tensor, name: str) -> None:
+    """Raise ``TypeError`` unless ``x`` has a floating-point dtype."""
+    if not x.is_floating_point():
+        raise TypeError(f"Expected '{name}' to have a floating-point dtype (got {x.dtype})")
+
+
+def check_same_device(name_a: str, a: Tensor, name_b: str, b: Tensor | None) -> None:
+    """Raise ``ValueError`` unless ``a`` and ``b`` live on the same device (``b`` may be ``None``)."""
+    if b is not None and a.device != b.device:
+        raise ValueError(
+            f"Expected '{name_b}' on the same device as '{name_a}' ({a.device}) (got {b.device})"
+        )
+
+
+def check_index(index: Tensor, size: int | None, name: str, *, dim_name: str = "dim_size") -> None:
+    """Check an integer index tensor, and that its values lie in ``[0, size)`` when checks are on."""
+    check_tensor(index, name)
+    if index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"Expected '{name}' of dtype torch.int64 or torch.int32 (got {index.dtype})")
+    if size is not None and index.numel() > 0 and sync_checks_enabled():
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= size:
+            raise IndexError(
+                f"Found indices in '{name}' outside of [0, {size}) (got min {lo}, max {hi}; "
+                f"{dim_name}={size})"
+            )
+
+
+def check_edge_index(edge_index: Tensor, num_nodes: int | None = None, name: str = "edge_index") -> None:
+    """Check a ``(2, E)`` integer edge index and, when checks are on, its range."""
+    check_tensor(edge_index, name)
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"Expected '{name}' of shape (2, E) (got {tuple(edge_index.shape)})")
+    check_index(edge_index, num_nodes, name, dim_name="num_nodes")
+
+
+def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int, raising unless it is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
+            value = int(value)
+        else:
+            raise TypeError(f"Expected '{name}' to be an int (got {type(value).__name__}: {value!r})")
+    if value < minimum:
+        raise ValueError(f"Expected '{name}' >= {minimum} (got {value})")
+    return value
+
+
+def check_choice(value: object, choices: Sequence[object], name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``, listing them."""
+    if value not in choices:
+        raise ValueError(f"Unknown {name} {value!r}; expected one of {tuple(choices)}")

@@ -1,0 +1,3 @@
+"""Placeholder: filled in by the owning work item."""
+
+__all__: list[str] = []
