@@ -1,0 +1,130 @@
+"""Validation and launch helpers shared by the Triton kernel files (``k_*.py``).
+
+Every launcher validates its inputs here *before* launching, so bad input gives a clear
+``TypeError`` / ``ValueError`` / ``IndexError`` / ``RuntimeError`` naming the argument, what was
+expected and what was got, never a crash (or an out-of-bounds read) inside a kernel.
+Index-range checks need a host synchronisation; they run only when
+:func:`graphvision._checks.sync_checks_enabled` (switch off with ``GRAPHVISION_CHECKS=0`` for
+benchmarks).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from graphvision._checks import sync_checks_enabled
+from graphvision.ops._triton import unusable_reason
+
+__all__: list[str] = []
+
+_INDEX_DTYPES = (torch.int32, torch.int64)
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def next_pow2(n: int) -> int:
+    """Smallest power of two ``>= max(n, 1)``."""
+    n = max(int(n), 1)
+    return 1 << (n - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    """Ceiling division."""
+    return -(-a // b)
+
+
+def check_device(op: str, **tensors: Tensor | None) -> torch.device:
+    """All given tensors on one device on which Triton can run; returns that device."""
+    device: torch.device | None = None
+    first = ""
+    for name, t in tensors.items():
+        if t is None:
+            continue
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected '{name}' to be a torch.Tensor (got {type(t).__name__})")
+        if device is None:
+            device, first = t.device, name
+        elif t.device != device:
+            raise ValueError(f"{op}: expected '{name}' on the same device as '{first}' ({device}) (got {t.device})")
+    assert device is not None  # at least one tensor is always given by the callers
+    reason = unusable_reason(device)
+    if reason is not None:
+        raise RuntimeError(f"{op}: the Triton backend cannot run here: {reason}")
+    return device
+
+
+def check_index_tensor(op: str, t: Tensor, name: str, numel: int | None = None) -> Tensor:
+    """A 1-D int32/int64 tensor (optionally of a given length); returned contiguous."""
+    if t.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"{op}: expected '{name}' of dtype torch.int64 or torch.int32 (got {t.dtype})")
+    if t.dim() != 1:
+        raise ValueError(f"{op}: expected '{name}' of shape (n,) (got {tuple(t.shape)})")
+    if numel is not None and t.numel() != numel:
+        raise ValueError(f"{op}: expected '{name}' of shape ({numel},) (got {tuple(t.shape)})")
+    return t.contiguous()
+
+
+def check_float_tensor(op: str, t: Tensor, name: str, shape: tuple[int | str, ...]) -> Tensor:
+    """A floating tensor of the given shape (ints are fixed sizes, strings any size); contiguous."""
+    if not t.is_floating_point() or t.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"{op}: expected '{name}' of a floating dtype {_FLOAT_DTYPES} (got {t.dtype})")
+    pattern = "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
+    if t.dim() != len(shape) or any(isinstance(s, int) and t.shape[i] != s for i, s in enumerate(shape)):
+        raise ValueError(f"{op}: expected '{name}' of shape {pattern} (got {tuple(t.shape)})")
+    return t.contiguous()
+
+
+def check_rowptr(op: str, rowptr: Tensor, num_edges: int, name: str = "rowptr") -> Tensor:
+    """A CSR row pointer ``(n+1,)`` whose last value is ``num_edges`` (checked when sync checks are on)."""
+    rowptr = check_index_tensor(op, rowptr, name)
+    if rowptr.numel() < 1:
+        raise ValueError(f"{op}: expected '{name}' of shape (n + 1,) with at least one entry (got {tuple(rowptr.shape)})")
+    if sync_checks_enabled():
+        first, last = int(rowptr[0]), int(rowptr[-1])
+        if first != 0 or last != num_edges:
+            raise ValueError(
+                f"{op}: expected '{name}' to start at 0 and end at the number of edges {num_edges} "
+                f"(got {first} ... {last})"
+            )
+        if rowptr.numel() > 1 and bool((rowptr[1:] < rowptr[:-1]).any()):
+            raise ValueError(f"{op}: expected '{name}' to be non-decreasing")
+    return rowptr
+
+
+def check_index_range(op: str, index: Tensor, size: int, name: str) -> None:
+    """Values of ``index`` in ``[0, size)`` (only when sync checks are on)."""
+    if index.numel() == 0 or not sync_checks_enabled():
+        return
+    lo, hi = int(index.min()), int(index.max())
+    if lo < 0 or hi >= size:
+        raise IndexError(f"{op}: found values in '{name}' outside of [0, {size}) (got min {lo}, max {hi})")
+
+
+def check_weight(op: str, weight: Tensor | None, num_edges: int, heads: int) -> tuple[Tensor | None, int]:
+    """Edge weights ``None``, ``(E,)`` or ``(E, K)``; returns ``(weight, mode)`` with mode 0/1/2."""
+    if weight is None:
+        return None, 0
+    if not isinstance(weight, Tensor):
+        raise TypeError(f"{op}: expected 'weight' to be a torch.Tensor or None (got {type(weight).__name__})")
+    if weight.dim() == 1:
+        return check_float_tensor(op, weight, "weight", (num_edges,)), 1
+    if weight.dim() == 2:
+        return check_float_tensor(op, weight, "weight", (num_edges, heads)), 2
+    raise ValueError(f"{op}: expected 'weight' of shape (E,) or (E, K) = ({num_edges},) or ({num_edges}, {heads}) "
+                     f"(got {tuple(weight.shape)})")
+
+
+def promote(*tensors: Tensor | None) -> torch.dtype:
+    """The dtype torch's type promotion gives for the floating inputs (what the reference returns)."""
+    dtype: torch.dtype | None = None
+    for t in tensors:
+        if t is None:
+            continue
+        dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
+    assert dtype is not None
+    return dtype
+
+
+def dummy(device: torch.device) -> Tensor:
+    """A 1-element tensor passed for pointer arguments a kernel does not read (constexpr-disabled)."""
+    return torch.empty(1, device=device, dtype=torch.float32)
