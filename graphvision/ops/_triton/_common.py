@@ -114,17 +114,6 @@ def check_weight(op: str, weight: Tensor | None, num_edges: int, heads: int) -> 
                      f"(got {tuple(weight.shape)})")
 
 
-def promote(*tensors: Tensor | None) -> torch.dtype:
-    """The dtype torch's type promotion gives for the floating inputs (what the reference returns)."""
-    dtype: torch.dtype | None = None
-    for t in tensors:
-        if t is None:
-            continue
-        dtype = t.dtype if dtype is None else torch.promote_types(dtype, t.dtype)
-    assert dtype is not None
-    return dtype
-
-
 def dummy(device: torch.device) -> Tensor:
     """A 1-element tensor passed for pointer arguments a kernel does not read (constexpr-disabled)."""
     return torch.empty(1, device=device, dtype=torch.float32)

@@ -25,7 +25,6 @@ from graphvision.ops._triton._common import (
     check_index_tensor,
     check_rowptr,
     next_pow2,
-    promote,
 )
 
 __all__ = ["sddmm_csr"]
@@ -85,8 +84,8 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
         b: Source-side features.
 
     Returns:
-        ``out[p, k] = sum_f a[dst(p), k, f] * b[col[p], k, f]`` in the promoted dtype of ``a``
-        and ``b`` (float32 accumulation).
+        ``out[p, k] = sum_f a[dst(p), k, f] * b[col[p], k, f]`` in ``a``'s dtype (float32
+        accumulation).
 
     Shape:
         - rowptr: :math:`(N_{dst} + 1,)`
@@ -112,7 +111,7 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     _, heads, feats = a.shape
     b = check_float_tensor(op, b, "b", ("N_src", heads, feats))
     check_index_range(op, col, b.size(0), "col")
-    out = torch.empty(num_edges, heads, device=a.device, dtype=promote(a, b))
+    out = torch.empty(num_edges, heads, device=a.device, dtype=a.dtype)
     if out.numel() == 0:
         return out
     if feats == 0:

@@ -28,7 +28,6 @@ from graphvision.ops._triton._common import (
     check_float_tensor,
     check_rowptr,
     next_pow2,
-    promote,
 )
 
 __all__ = ["segment_softmax_csr", "segment_softmax_backward_csr"]
@@ -167,7 +166,7 @@ def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> T
         grad: Gradient w.r.t. ``out``.
 
     Returns:
-        ``out * (grad - sum_row(out * grad))`` in the promoted dtype of ``out`` and ``grad``.
+        ``out * (grad - sum_row(out * grad))`` in ``out``'s dtype.
 
     Shape:
         - rowptr: :math:`(N + 1,)`
@@ -189,7 +188,7 @@ def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> T
     num_edges, heads = o2.shape
     g2 = _as_2d(op, grad, "grad", num_edges)
     rowptr = check_rowptr(op, rowptr, num_edges)
-    gin = torch.empty(o2.shape, device=o2.device, dtype=promote(o2, g2))
+    gin = torch.empty(o2.shape, device=o2.device, dtype=o2.dtype)
     if gin.numel() == 0:
         return gin.view(shape)
     n_rows = rowptr.numel() - 1

@@ -32,7 +32,6 @@ from graphvision.ops._triton._common import (
     check_weight,
     dummy,
     next_pow2,
-    promote,
 )
 
 __all__ = ["spmm_csr"]
@@ -108,7 +107,7 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
 
     Returns:
         ``out[i, k] = sum over sorted edges p of row i of w[p(, k)] * x[col[p], k]``, float32
-        accumulation, in the promoted dtype of ``x`` and ``weight``. Rows without edges give 0.
+        accumulation, in ``x``'s dtype. Rows without edges give 0.
 
     Shape:
         - rowptr: :math:`(N_{dst} + 1,)`
@@ -134,7 +133,7 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
     weight, w_mode = check_weight(op, weight, num_edges, heads)
     check_index_range(op, col, n_src, "col")
     n_dst = rowptr.numel() - 1
-    out = torch.empty(n_dst, heads, feats, device=x.device, dtype=promote(x, weight))
+    out = torch.empty(n_dst, heads, feats, device=x.device, dtype=x.dtype)
     if out.numel() == 0:
         return out
     if num_edges == 0:
