@@ -15,4 +15,4 @@ from graphvision.structure import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 
-__all__ = ["config", "functional", "nn", "ops", "__version__"]
+__all__ = ["config", "functional", "nn", "ops", "GraphStructure", "__version__"]

@@ -1,0 +1,200 @@
+"""The one place that chooses which backend runs each op.
+
+Kernel table
+    :data:`KERNELS` maps each contract function name (see DEVELOPING.md, "Ops contract") to
+    ``{backend: implementation}``. An implementation is a callable or a lazy reference
+    ``"module:function"``; Triton kernels are looked up lazily in
+    ``graphvision.ops._triton.k_*`` by their contract name, so the Triton files can land (or be
+    missing) independently: :func:`get_kernel` imports on first use.
+
+Choice of backend, per call (:func:`resolve_backend`)
+    1. the op's ``backend=`` argument, else :func:`graphvision.config.use_backend` /
+       :func:`graphvision.config.set_backend`, else ``GRAPHVISION_BACKEND``, else ``"auto"``;
+    2. ``"auto"`` picks, by device, the first *available* backend in :data:`AUTO_ORDER`
+       (from the measurements in ``benchmarks/results/`` and ``../shared/PERF.md``): on CPU
+       always ``"torch"`` (the sparse-CSR fast path; never Triton, even under
+       ``TRITON_INTERPRET=1``); on CUDA ``"triton"`` when its kernel exists, else ``"torch"``;
+    3. an explicitly requested backend that cannot run (not installed, wrong device, no kernel
+       for this op) raises ``RuntimeError`` saying why.
+
+Under ``torch.compile`` the choice is made once, while tracing, and is baked into the compiled
+graph (a later change of ``GRAPHVISION_BACKEND`` needs a recompile, e.g. ``torch._dynamo.reset()``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+
+import torch
+
+from graphvision import config
+
+__all__ = ["KERNELS", "AUTO_ORDER", "get_kernel", "resolve_backend", "backend_unusable_reason", "available_backends"]
+
+BACKEND_NAMES: tuple[str, ...] = ("torch", "triton", "torch_scatter", "torch_sparse")
+
+#: Op name -> {backend: callable or "module:attr"}. ``"triton"`` entries are resolved by
+#: scanning ``graphvision.ops._triton.k_*`` for the contract name (see :func:`_find_triton`).
+KERNELS: dict[str, dict[str, Callable | str]] = {
+    name: {
+        "torch": f"graphvision.ops._torch:{name}",
+        "triton": "<scan>",
+        "torch_scatter": f"graphvision.ops._scatter_backends:{name}",
+        "torch_sparse": f"graphvision.ops._scatter_backends:{name}",
+    }
+    for name in (
+        "spmm_csr",
+        "sddmm_csr",
+        "segment_softmax_csr",
+        "segment_softmax_backward_csr",
+        "segment_reduce_csr",
+        "attention_forward_csr",
+        "attention_backward_csr",
+        "attention_pool_ptr",
+    )
+}
+
+#: Backends tried by ``"auto"``, per device type, fastest first.
+AUTO_ORDER: dict[str, tuple[str, ...]] = {
+    "cpu": ("torch",),
+    "cuda": ("triton", "torch"),
+}
+
+_resolved: dict[tuple[str, str], Callable | None] = {}
+_missing_reason: dict[tuple[str, str], str] = {}
+
+
+def _find_triton(name: str) -> Callable | None:
+    """Find contract function ``name`` in ``graphvision.ops._triton.k_*`` (None if absent)."""
+    from graphvision.ops import _triton
+
+    if not _triton.HAS_TRITON:
+        _missing_reason[(name, "triton")] = f"Triton is not installed ({_triton.TRITON_IMPORT_ERROR})"
+        return None
+    for mod in sorted(pkgutil.iter_modules(_triton.__path__), key=lambda m: m.name):
+        if not mod.name.startswith("k_"):
+            continue
+        try:
+            module = importlib.import_module(f"graphvision.ops._triton.{mod.name}")
+        except Exception as exc:  # a broken kernel file must not break the other backends
+            _missing_reason[(name, "triton")] = f"graphvision.ops._triton.{mod.name} failed to import: {exc}"
+            continue
+        fn = getattr(module, name, None)
+        if callable(fn):
+            return fn
+    _missing_reason.setdefault((name, "triton"), f"no Triton kernel named {name!r} in graphvision.ops._triton.k_*")
+    return None
+
+
+def get_kernel(name: str, backend: str) -> Callable | None:
+    """Return the implementation of contract function ``name`` for ``backend`` (None if absent).
+
+    Args:
+        name: A contract name, e.g. ``"spmm_csr"``.
+        backend: ``"torch"``, ``"triton"``, ``"torch_scatter"`` or ``"torch_sparse"``.
+    """
+    key = (name, backend)
+    if key in _resolved:
+        return _resolved[key]
+    entry = KERNELS.get(name, {}).get(backend)
+    fn: Callable | None
+    if entry is None:
+        fn = None
+        _missing_reason[key] = f"backend {backend!r} has no implementation of {name!r}"
+    elif callable(entry):
+        fn = entry
+    elif entry == "<scan>":
+        fn = _find_triton(name)
+    else:
+        mod_name, attr = entry.split(":")
+        try:
+            fn = getattr(importlib.import_module(mod_name), attr, None)
+        except ImportError as exc:
+            fn = None
+            _missing_reason[key] = f"{mod_name} failed to import: {exc}"
+    _resolved[key] = fn
+    return fn
+
+
+def _library_missing(backend: str) -> str | None:
+    if backend == "torch_scatter":
+        try:
+            import torch_scatter  # noqa: F401
+        except Exception as exc:
+            return f"torch_scatter is not installed or failed to import ({type(exc).__name__}: {exc})"
+    if backend == "torch_sparse":
+        try:
+            import torch_sparse  # noqa: F401
+        except Exception as exc:
+            return f"torch_sparse is not installed or failed to import ({type(exc).__name__}: {exc})"
+    return None
+
+
+def backend_unusable_reason(backend: str, device: torch.device, op: str | None = None) -> str | None:
+    """Why ``backend`` cannot run ``op`` on ``device`` now, or ``None`` when it can.
+
+    Args:
+        backend: A backend name.
+        device: The device of the op's inputs.
+        op: A contract function name (checked for a kernel when given).
+    """
+    if backend not in BACKEND_NAMES:
+        return f"unknown backend {backend!r}; expected one of {BACKEND_NAMES}"
+    if backend == "triton":
+        from graphvision.ops import _triton
+
+        reason = _triton.unusable_reason(device)
+        if reason is not None:
+            return reason
+    else:
+        reason = _library_missing(backend)
+        if reason is not None:
+            return reason
+    if op is not None and get_kernel(op, backend) is None:
+        return _missing_reason.get((op, backend), f"backend {backend!r} has no kernel {op!r}")
+    return None
+
+
+def available_backends(device: torch.device | str = "cpu", op: str = "spmm_csr") -> list[str]:
+    """The backends that can run ``op`` on ``device`` in this environment.
+
+    Example:
+        >>> "torch" in available_backends("cpu")
+        True
+    """
+    device = torch.device(device)
+    return [b for b in BACKEND_NAMES if backend_unusable_reason(b, device, op) is None]
+
+
+@torch.compiler.assume_constant_result
+def resolve_backend(op: str, device: torch.device, requested: str | None = None) -> str:
+    """Choose the backend that runs ``op`` for inputs on ``device``.
+
+    Args:
+        op: Contract function name of the op's forward kernel.
+        device: Device of the inputs.
+        requested: The op's ``backend=`` argument (``None`` follows :mod:`graphvision.config`).
+
+    Returns:
+        A backend name that can run here.
+
+    Raises:
+        ValueError: for an unknown backend name.
+        RuntimeError: when an explicitly requested backend cannot run, with the reason.
+    """
+    name = config.get_backend() if requested is None else requested
+    if name not in config.BACKENDS:
+        raise ValueError(f"Unknown backend {name!r}; expected one of {config.BACKENDS}")
+    if name != "auto":
+        reason = backend_unusable_reason(name, device, op)
+        if reason is not None:
+            raise RuntimeError(f"graphvision.ops: backend {name!r} cannot run {op!r} on {device}: {reason}")
+        return name
+    for cand in AUTO_ORDER.get(device.type, ("torch",)):
+        if cand == "triton" and device.type != "cuda":
+            continue  # auto never picks the Triton interpreter
+        if backend_unusable_reason(cand, device, op) is None:
+            return cand
+    return "torch"

@@ -1,0 +1,544 @@
+"""Public ops of :mod:`graphvision.ops`: validation, canonical form, dispatch.
+
+Each op validates its inputs, brings the graph into the canonical target-sorted form (cached on
+a :class:`~graphvision.structure.GraphStructure`, computed with static-shape ops otherwise),
+permutes per-edge inputs into sorted order, runs the registered custom op of the chosen backend
+and permutes per-edge outputs back into the caller's edge order.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from graphvision import _checks
+from graphvision.ops import _library  # noqa: F401  (registers torch.ops.graphvision.*)
+from graphvision.ops._dispatch import resolve_backend
+from graphvision.structure import GraphStructure, csr_from_edge_index, transpose_csr
+
+__all__ = ["scatter", "spmm", "segment_softmax", "attention_aggregate", "attention_pool"]
+
+_REDUCES = ("sum", "mean", "max", "min")
+_FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_float_tensor(x: object, name: str) -> Tensor:
+    _checks.check_tensor(x, name)
+    assert isinstance(x, Tensor)
+    if x.dtype not in _FLOATS:
+        raise TypeError(f"Expected '{name}' of a floating dtype {_FLOATS} (got {x.dtype})")
+    return x
+
+
+def _check_same_dtype(name_a: str, a: Tensor, name_b: str, b: Tensor | None) -> None:
+    if b is not None and a.dtype != b.dtype:
+        raise TypeError(f"Expected '{name_b}' of the same dtype as '{name_a}' ({a.dtype}) (got {b.dtype})")
+
+
+class _Canon:
+    """The canonical form of a graph for one call."""
+
+    __slots__ = ("rowptr", "col", "perm", "rowptr_t", "col_t", "perm_t", "num_dst", "num_src", "num_edges", "identity")
+
+    def __init__(self, **kw: object) -> None:
+        for k, v in kw.items():
+            setattr(self, k, v)
+
+    def to_sorted(self, t: Tensor | None) -> Tensor | None:
+        """Permute a per-edge tensor from the caller's order into target-sorted order."""
+        if t is None or self.identity:
+            return t
+        return t[self.perm]
+
+    def from_sorted(self, t: Tensor) -> Tensor:
+        """Permute a per-edge tensor from target-sorted order back into the caller's order."""
+        if self.identity:
+            return t
+        return torch.zeros_like(t).index_copy(0, self.perm, t)
+
+
+def _canonical(
+    edge_index: Tensor | GraphStructure, num_dst: int | None, num_src: int | None, *, need_t: bool = True
+) -> _Canon:
+    """Validate ``edge_index`` (tensor or structure) and return its canonical form."""
+    if isinstance(edge_index, GraphStructure):
+        g = edge_index
+        if num_dst is not None and num_dst != g.num_nodes:
+            raise ValueError(
+                f"Expected num_nodes={g.num_nodes} as stored in the GraphStructure (got {num_dst})"
+            )
+        if num_src is not None and num_src != g.num_src_nodes:
+            raise ValueError(
+                f"Expected {g.num_src_nodes} source nodes as stored in the GraphStructure (got {num_src} rows in 'x')"
+            )
+        rowptr, col, perm = g.csr()
+        rowptr_t, col_t, perm_t = g.csr_t() if need_t else (rowptr, col, perm)
+        return _Canon(
+            rowptr=rowptr, col=col, perm=perm, rowptr_t=rowptr_t, col_t=col_t, perm_t=perm_t,
+            num_dst=g.num_nodes, num_src=g.num_src_nodes, num_edges=g.num_edges, identity=g._identity_perm,
+        )
+    _checks.check_tensor(edge_index, "edge_index")
+    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(
+            f"Expected 'edge_index' of shape (2, E) or a GraphStructure (got {tuple(edge_index.shape)})"
+        )
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"Expected 'edge_index' of dtype torch.int64 or torch.int32 (got {edge_index.dtype})")
+    assert num_dst is not None and num_src is not None
+    if edge_index.numel() > 0 and _checks.sync_checks_enabled():
+        _checks.check_index(edge_index[0], num_src, "edge_index[0]", dim_name="number of source nodes")
+        _checks.check_index(edge_index[1], num_dst, "edge_index[1]", dim_name="num_nodes")
+    rowptr, col, perm = csr_from_edge_index(edge_index, num_dst)
+    rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, num_src) if need_t else (rowptr, col, perm)
+    return _Canon(
+        rowptr=rowptr, col=col, perm=perm, rowptr_t=rowptr_t, col_t=col_t, perm_t=perm_t,
+        num_dst=num_dst, num_src=num_src, num_edges=edge_index.size(1), identity=False,
+    )
+
+
+def _check_edge_tensor(t: Tensor | None, name: str, num_edges: int, heads: int | None, ref: Tensor) -> None:
+    if t is None:
+        return
+    _check_float_tensor(t, name)
+    ok = t.dim() == 1 and t.size(0) == num_edges
+    if heads is not None:
+        ok = ok or (t.dim() == 2 and t.size(0) == num_edges and t.size(1) == heads)
+    if not ok:
+        want = f"({num_edges},)" + ("" if heads is None else f" or ({num_edges}, {heads})")
+        raise ValueError(f"Expected '{name}' of shape {want} (got {tuple(t.shape)})")
+    _checks.check_same_device("x", ref, name, t)
+    _check_same_dtype("x", ref, name, t)
+
+
+def _index_to_csr(index: Tensor, num_segments: int) -> tuple[Tensor, Tensor]:
+    """(rowptr, perm) grouping positions by ``index`` (stable)."""
+    perm = torch.argsort(index.long(), stable=True)
+    rowptr = torch.searchsorted(index.long()[perm], torch.arange(num_segments + 1, device=index.device))
+    return rowptr, perm
+
+
+def _infer_size(index: Tensor, given: int | None, name: str) -> int:
+    if given is not None:
+        return _checks.check_positive_int(given, name, minimum=0)
+    return int(index.max()) + 1 if index.numel() > 0 else 0
+
+
+# --------------------------------------------------------------------------- scatter
+def scatter(
+    src: Tensor,
+    index: Tensor,
+    dim_size: int | None = None,
+    reduce: str = "sum",
+    *,
+    backend: str | None = None,
+) -> Tensor:
+    r"""Reduce the rows of ``src`` that share an ``index`` value (over dim 0).
+
+    .. math::
+        \mathrm{out}_i = \operatorname{reduce}_{e \,:\, \mathrm{index}_e = i} \mathrm{src}_e
+
+    Exact PyTorch equivalent (``include_self=False``, empty rows 0)::
+
+        torch.zeros(dim_size, *src.shape[1:]).scatter_reduce(
+            0, index.view(-1, *[1] * (src.dim() - 1)).expand_as(src), src, reduce_op, include_self=False)
+
+    with ``reduce_op`` ``"sum"``, ``"mean"``, ``"amax"``, ``"amin"``.
+
+    Args:
+        src: ``(E, *)`` floating values.
+        index: ``(E,)`` int64/int32 target row of each entry of ``src``.
+        dim_size: Number of output rows ``N``. Inferred as ``index.max() + 1`` when ``None``
+            (a host synchronisation; pass it inside compiled code).
+        reduce: ``"sum"``, ``"mean"``, ``"max"`` or ``"min"``. Rows that receive nothing are 0.
+        backend: ``None`` (see :mod:`graphvision.config`), ``"torch"``, ``"triton"``,
+            ``"torch_scatter"`` or ``"torch_sparse"``.
+
+    Returns:
+        ``(N, *)`` tensor of ``src``'s dtype.
+
+    Shape:
+        - src: :math:`(E, *)`
+        - index: :math:`(E,)`
+        - output: :math:`(N, *)`
+
+    Gradients: ``sum``/``mean`` as usual; ``max``/``min`` send the gradient to the arg-extreme
+    entry (the torch backend shares it evenly among exact ties, the segment backends give it to the
+    first). NaN in ``src`` propagates to its row for max/min. Deterministic on the CPU; the
+    ``triton``/``torch_scatter`` paths (sort + segment reduction) are deterministic on CUDA too.
+
+    Example:
+        >>> src = torch.tensor([[1.0], [2.0], [4.0]])
+        >>> scatter(src, torch.tensor([0, 2, 0]), dim_size=3, reduce="sum").flatten().tolist()
+        [5.0, 0.0, 2.0]
+    """
+    _check_float_tensor(src, "src")
+    _checks.check_tensor(index, "index")
+    if src.dim() < 1:
+        raise ValueError(f"Expected 'src' of shape (E, *) (got {tuple(src.shape)})")
+    if index.dim() != 1 or index.size(0) != src.size(0):
+        raise ValueError(f"Expected 'index' of shape ({src.size(0)},) matching src's first dimension (got {tuple(index.shape)})")
+    _checks.check_choice(reduce, _REDUCES, "reduce")
+    _checks.check_same_device("src", src, "index", index)
+    n = _infer_size(index, dim_size, "dim_size")
+    _checks.check_index(index, n, "index")
+    name = resolve_backend("segment_reduce_csr", src.device, backend)
+    rest = tuple(src.shape[1:])
+    if name == "torch":
+        acc = torch.float32 if src.dtype in (torch.float16, torch.bfloat16) else src.dtype
+        s = src.to(acc)
+        idx = index.long().view((-1,) + (1,) * len(rest)).expand_as(s)
+        if reduce in ("sum", "mean"):
+            out = s.new_zeros((n,) + rest).index_add(0, index.long(), s)
+            if reduce == "mean":
+                cnt = torch.zeros(n, dtype=acc, device=src.device).index_add(
+                    0, index.long(), torch.ones(index.numel(), dtype=acc, device=src.device)
+                )
+                out = out / cnt.clamp(min=1).view((n,) + (1,) * len(rest))
+        else:
+            op = "amax" if reduce == "max" else "amin"
+            out = s.new_zeros((n,) + rest).scatter_reduce(0, idx, s, op, include_self=False)
+        return out.to(src.dtype)
+    rowptr, perm = _index_to_csr(index, n)
+    flat = src[perm].reshape(src.size(0), -1)
+    out, _ = torch.ops.graphvision.segment_reduce(rowptr, flat.contiguous(), reduce, name)
+    return out.view((n,) + rest)
+
+
+# --------------------------------------------------------------------------- spmm
+def spmm(
+    edge_index: Tensor | GraphStructure,
+    edge_weight: Tensor | None,
+    x: Tensor,
+    num_nodes: int | None = None,
+    *,
+    backend: str | None = None,
+) -> Tensor:
+    r"""Weighted sum of neighbour features: sparse adjacency times dense features.
+
+    .. math::
+        \mathbf{out}_i = \sum_{(j \to i) \in \mathcal{E}} w_{ji}\, \mathbf{x}_j
+
+    Exact PyTorch equivalent::
+
+        src, dst = edge_index
+        msg = x[src] * (edge_weight.view(-1, *[1] * (x.dim() - 1)) if edge_weight is not None else 1)
+        out = torch.zeros(num_nodes, *x.shape[1:]).index_add_(0, dst, msg)
+
+    (with an ``(E, K)`` weight the weight of head ``k`` multiplies ``x[:, k]``).
+
+    Args:
+        edge_index: ``(2, E)`` int64/int32 edges ``source -> target``, or a
+            :class:`~graphvision.GraphStructure` (its cached CSR is reused).
+        edge_weight: ``None`` (all ones), ``(E,)`` or, for ``(N, K, F)`` input, ``(E, K)``
+            per-head weights; same dtype and device as ``x``.
+        x: ``(N_src, F)`` or ``(N_src, K, F)`` source-node features.
+        num_nodes: Number of target nodes ``N`` (default: ``x.size(0)``, or the structure's).
+        backend: ``None`` (see :mod:`graphvision.config`) or a backend name.
+
+    Returns:
+        ``(N, F)`` or ``(N, K, F)``, like ``x``.
+
+    Shape:
+        - edge_index: :math:`(2, E)`
+        - edge_weight: :math:`(E,)` or :math:`(E, K)`
+        - x: :math:`(N_{src}, F)` or :math:`(N_{src}, K, F)`
+        - output: :math:`(N, F)` or :math:`(N, K, F)`
+
+    The torch backend runs ``torch.sparse`` CSR matmul forward and, for the gradient of ``x``,
+    on the cached transposed CSR (no ``E x F`` tensor; the weight gradient is a chunked SDDMM).
+    On the CPU it is deterministic.
+
+    Example:
+        >>> ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+        >>> spmm(ei, None, torch.eye(3)).shape
+        torch.Size([3, 3])
+    """
+    _check_float_tensor(x, "x")
+    if x.dim() not in (2, 3):
+        raise ValueError(f"Expected 'x' of shape (N, F) or (N, K, F) (got {tuple(x.shape)})")
+    n_src = x.size(0)
+    if num_nodes is not None:
+        num_nodes = _checks.check_positive_int(num_nodes, "num_nodes", minimum=0)
+    if isinstance(edge_index, Tensor):
+        _checks.check_same_device("x", x, "edge_index", edge_index)
+        num_dst = n_src if num_nodes is None else num_nodes
+    else:
+        _checks.check_same_device("x", x, "edge_index", edge_index.edge_index)
+        num_dst = num_nodes
+    canon = _canonical(edge_index, num_dst, n_src)
+    heads = x.size(1) if x.dim() == 3 else None
+    _check_edge_tensor(edge_weight, "edge_weight", canon.num_edges, heads, x)
+    name = resolve_backend("spmm_csr", x.device, backend)
+    x3 = x if x.dim() == 3 else x.unsqueeze(1)
+    w = canon.to_sorted(edge_weight)
+    out = torch.ops.graphvision.spmm(
+        canon.rowptr, canon.col, w, x3.contiguous(), canon.rowptr_t, canon.col_t, canon.perm_t, name
+    )
+    return out if x.dim() == 3 else out.squeeze(1)
+
+
+# --------------------------------------------------------------------------- segment softmax
+def segment_softmax(
+    scores: Tensor,
+    index: Tensor | GraphStructure,
+    num_segments: int | None = None,
+    *,
+    backend: str | None = None,
+) -> Tensor:
+    r"""Softmax of ``scores`` over the entries that share an ``index`` value (per head).
+
+    .. math::
+        \mathrm{out}_e = \frac{\exp(s_e - m_{i})}{\sum_{e' : \mathrm{index}_{e'} = i} \exp(s_{e'} - m_i)},
+        \quad i = \mathrm{index}_e,\; m_i = \max_{e' : \mathrm{index}_{e'} = i} s_{e'}
+
+    Exact PyTorch equivalent (as ``torch_geometric.utils.softmax(scores, index, num_nodes=N)``)::
+
+        m = torch.full((N, K), -inf).scatter_reduce(0, index[:, None].expand_as(s), s, "amax")
+        e = (s - m[index]).exp(); out = e / torch.zeros(N, K).index_add_(0, index, e)[index]
+
+    Args:
+        scores: ``(E,)`` or ``(E, K)`` floating scores.
+        index: ``(E,)`` int64/int32 segment of each score, or a
+            :class:`~graphvision.GraphStructure` (segments = target nodes, scores per edge).
+        num_segments: Number of segments ``N`` (inferred with a host synchronisation when ``None``).
+        backend: ``None`` or a backend name.
+
+    Returns:
+        Tensor shaped like ``scores``. NaN propagates to every entry of its segment; a segment
+        whose scores are all ``-inf`` gives zeros.
+
+    Shape:
+        - scores: :math:`(E,)` or :math:`(E, K)`
+        - index: :math:`(E,)`
+        - output: like ``scores``
+
+    Deterministic on the CPU.
+
+    Example:
+        >>> s = torch.tensor([1.0, 1.0, 5.0])
+        >>> segment_softmax(s, torch.tensor([0, 0, 1]), 2).tolist()
+        [0.5, 0.5, 1.0]
+    """
+    _check_float_tensor(scores, "scores")
+    if scores.dim() not in (1, 2):
+        raise ValueError(f"Expected 'scores' of shape (E,) or (E, K) (got {tuple(scores.shape)})")
+    e = scores.size(0)
+    if isinstance(index, GraphStructure):
+        _checks.check_same_device("scores", scores, "index", index.edge_index)
+        if e != index.num_edges:
+            raise ValueError(f"Expected 'scores' with {index.num_edges} rows, one per edge (got {tuple(scores.shape)})")
+        canon = _canonical(index, num_segments, None, need_t=False)
+        rowptr = canon.rowptr
+        to_sorted, from_sorted = canon.to_sorted, canon.from_sorted
+    else:
+        _checks.check_tensor(index, "index")
+        if index.dim() != 1 or index.size(0) != e:
+            raise ValueError(f"Expected 'index' of shape ({e},) matching scores' first dimension (got {tuple(index.shape)})")
+        if index.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"Expected 'index' of dtype torch.int64 or torch.int32 (got {index.dtype})")
+        _checks.check_same_device("scores", scores, "index", index)
+        n = _infer_size(index, num_segments, "num_segments")
+        _checks.check_index(index, n, "index", dim_name="num_segments")
+        rowptr, perm = _index_to_csr(index, n)
+
+        def to_sorted(t: Tensor | None) -> Tensor | None:
+            return None if t is None else t[perm]
+
+        def from_sorted(t: Tensor) -> Tensor:
+            return torch.zeros_like(t).index_copy(0, perm, t)
+
+    name = resolve_backend("segment_softmax_csr", scores.device, backend)
+    s2 = scores if scores.dim() == 2 else scores.unsqueeze(1)
+    s_sorted = to_sorted(s2)
+    assert s_sorted is not None
+    out = from_sorted(torch.ops.graphvision.segment_softmax(rowptr, s_sorted.contiguous(), name))
+    return out if scores.dim() == 2 else out.squeeze(1)
+
+
+# --------------------------------------------------------------------------- attention
+def attention_aggregate(
+    x: Tensor,
+    alpha_src: Tensor,
+    alpha_dst: Tensor,
+    edge_index: Tensor | GraphStructure,
+    edge_weight: Tensor | None = None,
+    negative_slope: float = 0.2,
+    num_nodes: int | None = None,
+    return_attention: bool = False,
+    *,
+    backend: str | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""Fused GAT-style attention aggregation.
+
+    For every edge :math:`j \to i` and head :math:`k`:
+
+    .. math::
+        e_{jik} = \operatorname{LeakyReLU}(\alpha^{src}_{jk} + \alpha^{dst}_{ik}),\quad
+        a_{jik} = \frac{\exp e_{jik}}{\sum_{j' \to i} \exp e_{j'ik}},\quad
+        \mathbf{out}_{ik} = \sum_{j \to i} a_{jik}\, w_{ji}\, \mathbf{x}_{jk}
+
+    Nodes without incoming edges get 0. Exact PyTorch equivalent::
+
+        src, dst = edge_index
+        e = F.leaky_relu(alpha_src[src] + alpha_dst[dst], negative_slope)       # (E, K)
+        a = torch_geometric.utils.softmax(e, dst, num_nodes=N)                   # (E, K)
+        out = torch.zeros(N, K, F).index_add_(0, dst, (a * w)[..., None] * x[src])
+
+    Args:
+        x: ``(N_src, K, F)`` source features per head (``(N_src, F)`` with ``(N,)`` alphas for one head).
+        alpha_src: ``(N_src, K)`` source attention logits.
+        alpha_dst: ``(N, K)`` target attention logits.
+        edge_index: ``(2, E)`` edges or a :class:`~graphvision.GraphStructure`.
+        edge_weight: ``None``, ``(E,)`` or ``(E, K)``: multiplies the attention (not the logits).
+        negative_slope: LeakyReLU slope.
+        num_nodes: Number of target nodes (default ``alpha_dst.size(0)``; must match it).
+        return_attention: Also return the attention ``a`` ``(E, K)`` in the caller's edge order.
+        backend: ``None`` or a backend name.
+
+    Returns:
+        ``out`` ``(N, K, F)`` (``(N, F)`` for 2-D ``x``), and ``a`` if ``return_attention``.
+
+    Shape:
+        - x: :math:`(N_{src}, K, F)`
+        - alpha_src: :math:`(N_{src}, K)`, alpha_dst: :math:`(N, K)`
+        - edge_weight: :math:`(E,)` or :math:`(E, K)`
+        - output: :math:`(N, K, F)`; attention :math:`(E, K)`
+
+    The torch backend never materialises an ``E x F`` tensor: the logits and the softmax are
+    ``E x K``, the weighted sum runs through ``torch.sparse`` CSR matmul per head and the backward
+    uses the cached transposed CSR and a chunked SDDMM. NaN logits propagate to their target's
+    output. Deterministic on the CPU.
+
+    Example:
+        >>> ei = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]])
+        >>> x, a_s, a_d = torch.randn(3, 2, 4), torch.randn(3, 2), torch.randn(3, 2)
+        >>> out, att = attention_aggregate(x, a_s, a_d, ei, return_attention=True)
+        >>> out.shape, att.shape
+        (torch.Size([3, 2, 4]), torch.Size([4, 2]))
+    """
+    _check_float_tensor(x, "x")
+    _check_float_tensor(alpha_src, "alpha_src")
+    _check_float_tensor(alpha_dst, "alpha_dst")
+    squeeze = x.dim() == 2
+    if squeeze:
+        if alpha_src.dim() != 1 or alpha_dst.dim() != 1:
+            raise ValueError(
+                "Expected 'alpha_src' and 'alpha_dst' of shape (N,) for 'x' of shape (N, F) "
+                f"(got {tuple(alpha_src.shape)} and {tuple(alpha_dst.shape)})"
+            )
+        x, alpha_src, alpha_dst = x.unsqueeze(1), alpha_src.unsqueeze(1), alpha_dst.unsqueeze(1)
+    if x.dim() != 3:
+        raise ValueError(f"Expected 'x' of shape (N, K, F) (got {tuple(x.shape)})")
+    n_src, k, _ = x.shape
+    _checks.check_shape(alpha_src, [n_src, k], "alpha_src")
+    if alpha_dst.dim() != 2 or alpha_dst.size(1) != k:
+        raise ValueError(f"Expected 'alpha_dst' of shape (N, {k}) (got {tuple(alpha_dst.shape)})")
+    for nm, t in (("alpha_src", alpha_src), ("alpha_dst", alpha_dst)):
+        _checks.check_same_device("x", x, nm, t)
+        _check_same_dtype("x", x, nm, t)
+    n_dst = alpha_dst.size(0)
+    if num_nodes is not None and _checks.check_positive_int(num_nodes, "num_nodes", minimum=0) != n_dst:
+        raise ValueError(f"Expected num_nodes equal to alpha_dst.size(0)={n_dst} (got {num_nodes})")
+    if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
+        raise TypeError(f"Expected 'negative_slope' to be a float (got {type(negative_slope).__name__})")
+    ei_t = edge_index.edge_index if isinstance(edge_index, GraphStructure) else edge_index
+    if isinstance(ei_t, Tensor):
+        _checks.check_same_device("x", x, "edge_index", ei_t)
+    canon = _canonical(edge_index, n_dst, n_src)
+    _check_edge_tensor(edge_weight, "edge_weight", canon.num_edges, k, x)
+    name = resolve_backend("attention_forward_csr", x.device, backend)
+    out, attn = torch.ops.graphvision.attention(
+        canon.rowptr, canon.col, canon.rowptr_t, canon.col_t, canon.perm_t,
+        x.contiguous(), alpha_src.contiguous(), alpha_dst.contiguous(),
+        canon.to_sorted(edge_weight), float(negative_slope), name,
+    )
+    if squeeze:
+        out = out.squeeze(1)
+    if not return_attention:
+        return out
+    attn = canon.from_sorted(attn)
+    return out, (attn.squeeze(1) if squeeze else attn)
+
+
+# --------------------------------------------------------------------------- attention pool
+def attention_pool(
+    x: Tensor,
+    gate: Tensor,
+    batch: Tensor | None = None,
+    num_graphs: int | None = None,
+    return_weights: bool = False,
+    *,
+    backend: str | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
+    r"""Gated global attention readout: softmax of the gate within each graph, weighted feature sum.
+
+    .. math::
+        a_{ik} = \frac{\exp g_{ik}}{\sum_{i' \in G_b} \exp g_{i'k}},\quad
+        \mathbf{out}_{bk} = \sum_{i \in G_b} a_{ik}\, \mathbf{x}_i
+
+    Exact PyTorch equivalent::
+
+        a = torch_geometric.utils.softmax(gate, batch, num_nodes=B)
+        out = torch.zeros(B, K, F).index_add_(0, batch, a[:, :, None] * x[:, None, :])
+
+    Args:
+        x: ``(N, F)`` node features.
+        gate: ``(N,)`` or ``(N, K)`` gate scores (K heads).
+        batch: ``(N,)`` graph of each node (sorted or not); ``None`` for one graph.
+        num_graphs: Number of graphs ``B`` (inferred with a host synchronisation when ``None``).
+        return_weights: Also return the attention weights ``a`` shaped like ``gate``.
+        backend: ``None`` or a backend name.
+
+    Returns:
+        ``(B, F)`` for a 1-D gate, ``(B, K, F)`` for ``(N, K)``; plus the weights if asked.
+        Graphs without nodes give 0.
+
+    Shape:
+        - x: :math:`(N, F)`
+        - gate: :math:`(N,)` or :math:`(N, K)`
+        - batch: :math:`(N,)`
+        - output: :math:`(B, F)` or :math:`(B, K, F)`
+
+    When every graph has the same number of nodes the torch backend runs a dense
+    reshape + softmax + ``bmm``. Deterministic on the CPU.
+
+    Example:
+        >>> x, gate = torch.randn(6, 4), torch.randn(6)
+        >>> attention_pool(x, gate, torch.tensor([0, 0, 0, 1, 1, 1]), num_graphs=2).shape
+        torch.Size([2, 4])
+    """
+    _check_float_tensor(x, "x")
+    _check_float_tensor(gate, "gate")
+    if x.dim() != 2:
+        raise ValueError(f"Expected 'x' of shape (N, F) (got {tuple(x.shape)})")
+    n = x.size(0)
+    if gate.dim() not in (1, 2) or gate.size(0) != n:
+        raise ValueError(f"Expected 'gate' of shape ({n},) or ({n}, K) (got {tuple(gate.shape)})")
+    _checks.check_same_device("x", x, "gate", gate)
+    _check_same_dtype("x", x, "gate", gate)
+    if batch is None:
+        b = 1 if num_graphs is None else _checks.check_positive_int(num_graphs, "num_graphs", minimum=0)
+        batch = torch.zeros(n, dtype=torch.int64, device=x.device)
+    else:
+        _checks.check_tensor(batch, "batch")
+        if batch.dim() != 1 or batch.size(0) != n:
+            raise ValueError(f"Expected 'batch' of shape ({n},) (got {tuple(batch.shape)})")
+        if batch.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"Expected 'batch' of dtype torch.int64 or torch.int32 (got {batch.dtype})")
+        _checks.check_same_device("x", x, "batch", batch)
+        b = _infer_size(batch, num_graphs, "num_graphs")
+        _checks.check_index(batch, b, "batch", dim_name="num_graphs")
+    name = resolve_backend("attention_pool_ptr", x.device, backend)
+    g2 = gate if gate.dim() == 2 else gate.unsqueeze(1)
+    is_sorted = (not _checks.is_compiling()) and (n < 2 or bool((batch[1:] >= batch[:-1]).all()))
+    if is_sorted:
+        ptr = torch.searchsorted(batch.long(), torch.arange(b + 1, device=x.device))
+        out, w = torch.ops.graphvision.attention_pool(ptr, x.contiguous(), g2.contiguous(), name)
+    else:
+        ptr, perm = _index_to_csr(batch, b)
+        out, w = torch.ops.graphvision.attention_pool(ptr, x[perm].contiguous(), g2[perm].contiguous(), name)
+        w = torch.zeros_like(w).index_copy(0, perm, w)
+    if gate.dim() == 1:
+        out, w = out.squeeze(1), w.squeeze(1)
+    return (out, w) if return_weights else out

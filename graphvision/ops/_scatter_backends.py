@@ -1,0 +1,199 @@
+"""Optional backends on torch_scatter (segment_csr / gather_csr) and torch_sparse (SparseTensor matmul).
+
+Both packages are imported inside the functions, never at import time. The two backends share
+this file: the segment reductions and softmax run on ``torch_scatter.segment_csr`` /
+``gather_csr`` (torch_sparse depends on torch_scatter), the sparse matrix products run on
+``torch_sparse.matmul`` when the backend is ``"torch_sparse"`` and on gather + ``segment_csr``
+for ``"torch_scatter"``. Functions without a faster formulation in these libraries reuse the
+pure-torch formulas on top of the functions here. Same contract as :mod:`graphvision.ops._torch`.
+
+``segment_csr`` is deterministic on every device; ``torch_sparse.matmul`` is deterministic on CPU.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from graphvision.ops import _torch
+from graphvision.structure import row_index
+
+__all__ = [
+    "spmm_csr",
+    "sddmm_csr",
+    "segment_softmax_csr",
+    "segment_softmax_backward_csr",
+    "segment_reduce_csr",
+    "attention_forward_csr",
+    "attention_backward_csr",
+    "attention_pool_ptr",
+]
+
+_acc = _torch._acc_dtype
+
+
+def _ts():  # noqa: ANN202
+    import torch_scatter
+
+    return torch_scatter
+
+
+def _have_torch_sparse() -> bool:
+    try:
+        import torch_sparse  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
+    """``torch_scatter.segment_csr``; empty rows give 0 and arg -1."""
+    ts = _ts()
+    acc = _acc(src.dtype)
+    e = src.size(0)
+    s = src.to(acc).contiguous()
+    rowptr = rowptr.long()
+    if reduce in ("max", "min"):
+        fn = ts.segment_max_csr if reduce == "max" else ts.segment_min_csr
+        out, arg = fn(s, rowptr)
+        empty = (rowptr[1:] == rowptr[:-1]).view((-1,) + (1,) * (src.dim() - 1)).expand_as(out)
+        arg = torch.where(empty | (arg >= e), torch.full_like(arg, -1), arg)
+        out = torch.where(empty, torch.zeros_like(out), out)
+        return out.to(src.dtype), arg
+    return ts.segment_csr(s, rowptr, reduce=reduce).to(src.dtype), None
+
+
+def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
+    """Segment softmax with ``segment_csr`` max/sum and ``gather_csr``."""
+    if scores.size(0) == 0:
+        return scores.clone()
+    ts = _ts()
+    rowptr = rowptr.long()
+    s = scores.to(_acc(scores.dtype)).contiguous()
+    m = ts.segment_csr(s, rowptr, reduce="max")
+    m = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+    ex = (s - ts.gather_csr(m, rowptr)).exp()
+    den = ts.segment_csr(ex, rowptr, reduce="sum")
+    den = torch.where(den == 0, torch.ones_like(den), den)
+    return (ex / ts.gather_csr(den, rowptr)).to(scores.dtype)
+
+
+def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> Tensor:
+    """``out * (grad - sum_row(out * grad))`` with ``segment_csr``."""
+    if out.size(0) == 0:
+        return grad.clone()
+    ts = _ts()
+    rowptr = rowptr.long()
+    acc = _acc(out.dtype)
+    o, g = out.to(acc), grad.to(acc)
+    dot = ts.segment_csr((o * g).contiguous(), rowptr, reduce="sum")
+    return (o * (g - ts.gather_csr(dot, rowptr))).to(out.dtype)
+
+
+def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> Tensor:
+    """Weighted CSR SpMM: ``torch_sparse.matmul`` when installed, else gather + ``segment_csr``."""
+    n_src, k, f = x.shape
+    n_dst = rowptr.numel() - 1
+    e = col.numel()
+    if e == 0 or n_dst == 0:
+        return x.new_zeros(n_dst, k, f)
+    acc = _acc(x.dtype)
+    rowptr, col = rowptr.long(), col.long()
+    xa = x.to(acc)
+    if _have_torch_sparse():
+        from torch_sparse import SparseTensor
+
+        if weight is None or weight.dim() == 1:
+            val = None if weight is None else weight.to(acc)
+            a = SparseTensor(rowptr=rowptr, col=col, value=val, sparse_sizes=(n_dst, n_src), is_sorted=True)
+            return (a @ xa.reshape(n_src, k * f)).view(n_dst, k, f).to(x.dtype)
+        outs = []
+        for h in range(k):
+            a = SparseTensor(
+                rowptr=rowptr, col=col, value=weight[:, h].to(acc), sparse_sizes=(n_dst, n_src), is_sorted=True
+            )
+            outs.append(a @ xa[:, h])
+        return torch.stack(outs, 1).to(x.dtype)
+    ts = _ts()
+    msg = xa[col]
+    if weight is not None:
+        msg = msg * (weight.to(acc)[:, None, None] if weight.dim() == 1 else weight.to(acc)[:, :, None])
+    out = ts.segment_csr(msg, rowptr, reduce="sum")
+    return out.to(x.dtype)
+
+
+def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """Same as the torch backend (chunked gather; the libraries have no SDDMM)."""
+    return _torch.sddmm_csr(rowptr, col, a, b)
+
+
+def attention_forward_csr(
+    rowptr: Tensor,
+    col: Tensor,
+    x: Tensor,
+    alpha_src: Tensor,
+    alpha_dst: Tensor,
+    weight: Tensor | None,
+    negative_slope: float,
+) -> tuple[Tensor, Tensor]:
+    """GAT aggregation with ``gather_csr`` / segment softmax / :func:`spmm_csr` of this backend."""
+    ts = _ts()
+    e = col.numel()
+    acc = _acc(x.dtype)
+    rowptr, col = rowptr.long(), col.long()
+    if e == 0:
+        return x.new_zeros(rowptr.numel() - 1, x.size(1), x.size(2)), x.new_zeros(0, x.size(1))
+    logits = alpha_src.to(acc)[col] + ts.gather_csr(alpha_dst.to(acc).contiguous(), rowptr)
+    attn = segment_softmax_csr(rowptr, torch.nn.functional.leaky_relu(logits, negative_slope))
+    k = x.size(1)
+    w = attn if weight is None else attn * _torch._heads_weight(weight, e, k, acc, x.device)
+    return spmm_csr(rowptr, col, w, x.to(acc)).to(x.dtype), attn.to(x.dtype)
+
+
+def attention_backward_csr(
+    rowptr: Tensor,
+    col: Tensor,
+    rowptr_t: Tensor,
+    col_t: Tensor,
+    perm_t: Tensor,
+    x: Tensor,
+    alpha_src: Tensor,
+    alpha_dst: Tensor,
+    weight: Tensor | None,
+    attn: Tensor,
+    grad_out: Tensor,
+    negative_slope: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Backward built from this backend's segment ops and SpMM."""
+    ts = _ts()
+    e = col.numel()
+    n_src, k, _ = x.shape
+    acc = _acc(x.dtype)
+    rowptr, col, perm_t = rowptr.long(), col.long(), perm_t.long()
+    a, go = attn.to(acc), grad_out.to(acc)
+    w = None if weight is None else _torch._heads_weight(weight, e, k, acc, x.device)
+    coef = a if w is None else a * w
+    grad_x = spmm_csr(rowptr_t, col_t, coef[perm_t], go)
+    g = _torch.sddmm_csr(rowptr, col, go, x.to(acc))
+    grad_w = None
+    if weight is not None:
+        gw = a * g
+        grad_w = (gw.sum(1) if weight.dim() == 1 else gw).to(weight.dtype)
+        g = g * w
+    grad_e = segment_softmax_backward_csr(rowptr, a, g)
+    row = row_index(rowptr, e)
+    logits = alpha_src.to(acc)[col] + alpha_dst.to(acc)[row]
+    grad_e = torch.where(logits > 0, grad_e, grad_e * negative_slope)
+    grad_as = ts.scatter(grad_e, col, dim=0, dim_size=n_src, reduce="sum") if e else grad_e.new_zeros(n_src, k)
+    grad_ad = ts.segment_csr(grad_e.contiguous(), rowptr, reduce="sum")
+    return grad_x.to(x.dtype), grad_as.to(alpha_src.dtype), grad_ad.to(alpha_dst.dtype), grad_w
+
+
+def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
+    """Segment softmax of the gate and a ``segment_csr`` weighted sum per graph."""
+    ts = _ts()
+    acc = _acc(x.dtype)
+    weights = segment_softmax_csr(ptr, gate.to(acc))
+    msg = weights[:, :, None] * x.to(acc)[:, None, :]
+    out = ts.segment_csr(msg, ptr.long(), reduce="sum")
+    return out.to(x.dtype), weights.to(gate.dtype)

@@ -1,0 +1,318 @@
+"""Pure-PyTorch backend: the kernel contract of DEVELOPING.md, runnable on any device.
+
+Every function here takes the canonical target-sorted form (``rowptr``, ``col``, per-edge
+tensors already in sorted order), has no autograd of its own (the custom ops in
+:mod:`graphvision.ops._library` attach backward formulas built from these same functions) and
+is the reference the Triton kernels are tested against.
+
+Half and bfloat16 inputs are accumulated in float32 and the result cast back. Empty graphs and
+rows without edges give 0.
+
+Memory: no function materialises an ``E x F`` tensor in full. Gathers that would (the SDDMM,
+the reference gather-scatter) are chunked over edges so the peak stays ``O(N * F + E * K)``;
+the weighted sums run through ``torch.sparse`` CSR matmul, one head at a time.
+
+Determinism: on the CPU every function here is deterministic. On CUDA, the ``index_add_`` /
+``scatter_reduce`` calls use atomics and the float sums may differ in the last bits between runs
+(``torch.sparse`` CSR matmul on CUDA is deterministic).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import Tensor
+
+from graphvision.structure import row_index
+
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+
+__all__ = [
+    "spmm_csr",
+    "sddmm_csr",
+    "segment_softmax_csr",
+    "segment_softmax_backward_csr",
+    "segment_reduce_csr",
+    "attention_forward_csr",
+    "attention_backward_csr",
+    "attention_pool_ptr",
+]
+
+# Elements per chunk of an edge-wise gather (E_chunk * K * F); bounds the temporary memory.
+_CHUNK_ELEMS = 1 << 22
+
+
+def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _chunk_size(num_rows: int, width: int, num_nodes: int) -> int:
+    """Rows per chunk so that ``chunk * width`` stays below max(N * width, _CHUNK_ELEMS)."""
+    budget = max(_CHUNK_ELEMS, num_nodes * width)
+    return max(1, min(num_rows, budget // max(width, 1)))
+
+
+def _heads_weight(weight: Tensor | None, e: int, k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Weight as ``(E, K)`` in ``dtype`` (ones when None)."""
+    if weight is None:
+        return torch.ones(e, k, dtype=dtype, device=device)
+    w = weight.to(dtype)
+    if w.dim() == 1:
+        w = w[:, None].expand(e, k)
+    return w
+
+
+def _sparse_mm(rowptr: Tensor, col: Tensor, values: Tensor, dense: Tensor, n_src: int) -> Tensor:
+    """``A @ dense`` with ``A`` the CSR ``(rowptr, col, values)`` of size ``(N_dst, n_src)``."""
+    n_dst = rowptr.numel() - 1
+    if col.numel() == 0 or n_dst == 0 or n_src == 0 or dense.size(1) == 0:
+        return dense.new_zeros(n_dst, dense.size(1))
+    a = torch.sparse_csr_tensor(
+        rowptr, col, values, size=(n_dst, n_src), dtype=dense.dtype, device=dense.device, check_invariants=False
+    )
+    return torch.sparse.mm(a, dense)
+
+
+def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> Tensor:
+    """``out[i, k] = sum_{p in row i} weight[p(, k)] * x[col[p], k]``.
+
+    Args:
+        rowptr: ``(N_dst + 1,)`` int64/int32.
+        col: ``(E,)`` source of each sorted edge.
+        weight: ``None``, ``(E,)`` or ``(E, K)``.
+        x: ``(N_src, K, F)``.
+
+    Returns:
+        ``(N_dst, K, F)`` in ``x.dtype``.
+    """
+    n_src, k, f = x.shape
+    n_dst = rowptr.numel() - 1
+    acc = _acc_dtype(x.dtype)
+    rowptr = rowptr.long()
+    col = col.long()
+    e = col.numel()
+    if e == 0 or n_dst == 0:
+        return x.new_zeros(n_dst, k, f)
+    xa = x.to(acc)
+    if weight is None or weight.dim() == 1:
+        values = torch.ones(e, dtype=acc, device=x.device) if weight is None else weight.to(acc)
+        out = _sparse_mm(rowptr, col, values, xa.reshape(n_src, k * f), n_src).view(n_dst, k, f)
+    else:
+        w = weight.to(acc)
+        out = torch.stack([_sparse_mm(rowptr, col, w[:, h].contiguous(), xa[:, h], n_src) for h in range(k)], 1)
+    return out.to(x.dtype)
+
+
+def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """``out[p, k] = <a[dst(p), k, :], b[col[p], k, :]>`` for every sorted edge ``p``.
+
+    Args:
+        rowptr: ``(N_dst + 1,)``.
+        col: ``(E,)``.
+        a: ``(N_dst, K, F)``.
+        b: ``(N_src, K, F)``.
+
+    Returns:
+        ``(E, K)`` in ``a.dtype`` (chunked over edges: no ``E x K x F`` temporary).
+    """
+    e = col.numel()
+    k, f = a.shape[1], a.shape[2]
+    acc = _acc_dtype(a.dtype)
+    out = torch.empty(e, k, dtype=acc, device=a.device)
+    if e == 0:
+        return out.to(a.dtype)
+    row = row_index(rowptr.long(), e)
+    col = col.long()
+    step = _chunk_size(e, k * f, max(a.size(0), b.size(0)))
+    for s in range(0, e, step):
+        r, c = row[s : s + step], col[s : s + step]
+        out[s : s + step] = (a[r].to(acc) * b[c].to(acc)).sum(-1)
+    return out.to(a.dtype)
+
+
+def _row_max(row: Tensor, scores: Tensor, n: int) -> Tensor:
+    m = torch.full((n, scores.size(1)), float("-inf"), dtype=scores.dtype, device=scores.device)
+    m = m.scatter_reduce(0, row[:, None].expand_as(scores), scores, "amax", include_self=True)
+    # Rows whose scores are all -inf (or empty): shift by 0, so exp gives 0, not NaN.
+    return torch.where(torch.isinf(m) & (m < 0), torch.zeros_like(m), m)
+
+
+def _row_sum(row: Tensor, values: Tensor, n: int) -> Tensor:
+    return values.new_zeros((n,) + tuple(values.shape[1:])).index_add_(0, row, values)
+
+
+def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
+    """Softmax of ``scores`` ``(E, K)`` over each CSR row. NaN propagates to its whole row.
+
+    A row whose scores are all ``-inf`` gives zeros (not NaN).
+    """
+    e = scores.size(0)
+    n = rowptr.numel() - 1
+    if e == 0:
+        return scores.clone()
+    acc = _acc_dtype(scores.dtype)
+    s = scores.to(acc)
+    row = row_index(rowptr.long(), e)
+    m = _row_max(row, s, n)
+    ex = torch.exp(s - m[row])
+    den = _row_sum(row, ex, n)
+    den = torch.where(den == 0, torch.ones_like(den), den)
+    return (ex / den[row]).to(scores.dtype)
+
+
+def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> Tensor:
+    """Gradient of :func:`segment_softmax_csr` w.r.t. its scores: ``out * (grad - sum_row(out * grad))``."""
+    e = out.size(0)
+    if e == 0:
+        return grad.clone()
+    acc = _acc_dtype(out.dtype)
+    o, g = out.to(acc), grad.to(acc)
+    row = row_index(rowptr.long(), e)
+    dot = _row_sum(row, o * g, rowptr.numel() - 1)
+    return (o * (g - dot[row])).to(out.dtype)
+
+
+def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
+    """Reduce ``src`` ``(E, F)`` over each CSR row with sum, mean, max or min.
+
+    Returns:
+        ``(out (N, F), arg)``; ``arg`` is ``(N, F)`` int64 with the sorted position of the
+        max/min (the first one on ties; -1 for empty rows) for max/min, ``None`` otherwise.
+        Empty rows give 0.
+    """
+    e = src.size(0)
+    n = rowptr.numel() - 1
+    acc = _acc_dtype(src.dtype)
+    rowptr = rowptr.long()
+    row = row_index(rowptr, e)
+    s = src.to(acc)
+    if reduce in ("sum", "mean"):
+        out = s.new_zeros((n,) + tuple(src.shape[1:])).index_add_(0, row, s)
+        if reduce == "mean":
+            cnt = (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(acc)
+            out = out / cnt.view((n,) + (1,) * (src.dim() - 1))
+        return out.to(src.dtype), None
+    if reduce not in ("max", "min"):
+        raise ValueError(f"Unknown reduce {reduce!r}; expected one of ('sum', 'mean', 'max', 'min')")
+    idx = row.view((e,) + (1,) * (src.dim() - 1)).expand_as(s)
+    fill = float("-inf") if reduce == "max" else float("inf")
+    red = torch.full((n,) + tuple(src.shape[1:]), fill, dtype=acc, device=src.device)
+    red = red.scatter_reduce(0, idx, s, "amax" if reduce == "max" else "amin", include_self=True)
+    # First sorted position holding the extreme (NaN counts as the extreme when present).
+    hit = (s == red[row]) | (torch.isnan(s) & torch.isnan(red[row]))
+    pos = torch.arange(e, device=src.device).view((e,) + (1,) * (src.dim() - 1)).expand_as(s)
+    big = torch.full_like(pos, e)
+    arg = torch.full((n,) + tuple(src.shape[1:]), e, dtype=torch.int64, device=src.device)
+    arg = arg.scatter_reduce(0, idx, torch.where(hit, pos, big), "amin", include_self=True)
+    empty = arg == e
+    arg = torch.where(empty, torch.full_like(arg, -1), arg)
+    out = torch.where(empty, torch.zeros_like(red), red)
+    return out.to(src.dtype), arg
+
+
+def attention_forward_csr(
+    rowptr: Tensor,
+    col: Tensor,
+    x: Tensor,
+    alpha_src: Tensor,
+    alpha_dst: Tensor,
+    weight: Tensor | None,
+    negative_slope: float,
+) -> tuple[Tensor, Tensor]:
+    """Fused GAT aggregation: ``e = leaky_relu(alpha_src[col] + alpha_dst[dst])``, softmax per row,
+    ``out[i] = sum attn * w * x[col]``.
+
+    Args:
+        rowptr: ``(N_dst + 1,)``.
+        col: ``(E,)``.
+        x: ``(N_src, K, F)``.
+        alpha_src: ``(N_src, K)``.
+        alpha_dst: ``(N_dst, K)``.
+        weight: ``None``, ``(E,)`` or ``(E, K)``.
+        negative_slope: LeakyReLU slope.
+
+    Returns:
+        ``(out (N_dst, K, F), attn (E, K))``; peak memory ``O(N * K * F + E * K)``.
+    """
+    e = col.numel()
+    rowptr = rowptr.long()
+    col = col.long()
+    acc = _acc_dtype(x.dtype)
+    row = row_index(rowptr, e)
+    logits = alpha_src.to(acc)[col] + alpha_dst.to(acc)[row]
+    logits = torch.nn.functional.leaky_relu(logits, negative_slope)
+    attn = segment_softmax_csr(rowptr, logits)
+    k = x.size(1)
+    w = attn if weight is None else attn * _heads_weight(weight, e, k, acc, x.device)
+    out = spmm_csr(rowptr, col, w, x.to(acc))
+    return out.to(x.dtype), attn.to(x.dtype)
+
+
+def attention_backward_csr(
+    rowptr: Tensor,
+    col: Tensor,
+    rowptr_t: Tensor,
+    col_t: Tensor,
+    perm_t: Tensor,
+    x: Tensor,
+    alpha_src: Tensor,
+    alpha_dst: Tensor,
+    weight: Tensor | None,
+    attn: Tensor,
+    grad_out: Tensor,
+    negative_slope: float,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """Backward of :func:`attention_forward_csr` (gradient w.r.t. ``out`` only).
+
+    Returns:
+        ``(grad_x (N_src, K, F), grad_alpha_src (N_src, K), grad_alpha_dst (N_dst, K),
+        grad_weight)`` with ``grad_weight`` shaped like ``weight`` (``None`` when it is).
+    """
+    e = col.numel()
+    n_dst = rowptr.numel() - 1
+    n_src, k, _ = x.shape
+    acc = _acc_dtype(x.dtype)
+    rowptr, col, perm_t = rowptr.long(), col.long(), perm_t.long()
+    row = row_index(rowptr, e)
+    a = attn.to(acc)
+    go = grad_out.to(acc)
+    w = None if weight is None else _heads_weight(weight, e, k, acc, x.device)
+    coef = a if w is None else a * w
+    grad_x = spmm_csr(rowptr_t, col_t, coef[perm_t], go)
+    g = sddmm_csr(rowptr, col, go, x.to(acc))  # (E, K): <grad_out[dst], x[src]>
+    grad_w = None
+    if weight is not None:
+        gw = a * g
+        grad_w = gw.sum(1) if weight.dim() == 1 else gw
+        grad_w = grad_w.to(weight.dtype)
+        g = g * w
+    grad_e = segment_softmax_backward_csr(rowptr, a, g)
+    logits = alpha_src.to(acc)[col] + alpha_dst.to(acc)[row]
+    grad_e = torch.where(logits > 0, grad_e, grad_e * negative_slope)
+    grad_as = grad_e.new_zeros(n_src, k).index_add_(0, col, grad_e)
+    grad_ad = grad_e.new_zeros(n_dst, k).index_add_(0, row, grad_e)
+    return grad_x.to(x.dtype), grad_as.to(alpha_src.dtype), grad_ad.to(alpha_dst.dtype), grad_w
+
+
+def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
+    """Gated attention readout for graphs stored contiguously.
+
+    ``weights = softmax of gate within each graph``; ``out[b, k] = sum_{i in b} weights[i, k] * x[i]``.
+
+    Args:
+        ptr: ``(B + 1,)`` node offsets of each graph.
+        x: ``(N, F)``.
+        gate: ``(N, K)``.
+
+    Returns:
+        ``(out (B, K, F), weights (N, K))``.
+    """
+    n, f = x.shape
+    k = gate.size(1)
+    acc = _acc_dtype(x.dtype)
+    weights = segment_softmax_csr(ptr, gate.to(acc))
+    # A (B x N) CSR with one column per node: out[:, h] = A_h @ x.
+    col = torch.arange(n, device=x.device)
+    out = spmm_csr(ptr, col, weights, x.to(acc)[:, None, :].expand(n, k, f))
+    return out.to(x.dtype), weights.to(gate.dtype)
