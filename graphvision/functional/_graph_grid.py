@@ -1,0 +1,514 @@
+"""Pixel-grid and patch graphs, feature-similarity edge weights and the way back to images.
+
+Node numbering is row-major and image-major: node ``b*H*W + y*W + x`` is pixel ``(y, x)`` of
+image ``b``. Edge lists are returned sorted by target, then by source, which is the canonical
+order of :mod:`graphvision.ops` (so the dispatcher's sort is a no-op copy).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from graphvision._checks import (
+    check_choice,
+    check_floating,
+    check_positive_int,
+    check_same_device,
+    check_shape,
+    check_tensor,
+    sync_checks_enabled,
+)
+
+__all__ = [
+    "ImageGraph",
+    "WeightedImageGraph",
+    "grid_graph",
+    "image_to_graph",
+    "patch_graph",
+    "edge_similarity",
+    "nodes_to_image",
+]
+
+CONNECTIVITIES = (4, 8)
+SIMILARITIES = ("cosine", "gaussian")
+PATCH_FEATURES = ("mean", "flatten")
+UPSAMPLE_MODES = ("nearest", "bilinear")
+
+
+class ImageGraph(NamedTuple):
+    """A batch of graphs built from images (unpacks as ``x, edge_index, batch``).
+
+    Attributes:
+        x: ``(N, F)`` node features.
+        edge_index: ``(2, E)`` int64 edges, ``edge_index[0]`` source, ``edge_index[1]`` target,
+            sorted by target then source.
+        batch: ``(N,)`` int64 image index of every node (sorted).
+    """
+
+    x: Tensor
+    edge_index: Tensor
+    batch: Tensor
+
+
+class WeightedImageGraph(NamedTuple):
+    """An :class:`ImageGraph` with one weight per edge (unpacks as ``x, edge_index, batch, edge_weight``).
+
+    Returned by the converters when an ``edge_weight`` similarity is asked for.
+
+    Attributes:
+        x: ``(N, F)`` node features.
+        edge_index: ``(2, E)`` int64 edges (source, target), sorted by target then source.
+        batch: ``(N,)`` int64 image index of every node.
+        edge_weight: ``(E,)`` weight of every edge, differentiable with respect to ``x``.
+    """
+
+    x: Tensor
+    edge_index: Tensor
+    batch: Tensor
+    edge_weight: Tensor
+
+
+def _check_size(value: object, name: str) -> int:
+    return check_positive_int(value, name, minimum=0)
+
+
+def _offsets(connectivity: int, dilation: int, self_loops: bool) -> list[tuple[int, int]]:
+    """Neighbour offsets ``(dy, dx)`` in row-major order (so sources come out sorted)."""
+    out = []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == 0 and dx == 0:
+                if self_loops:
+                    out.append((0, 0))
+                continue
+            if connectivity == 4 and dy != 0 and dx != 0:
+                continue
+            out.append((dy * dilation, dx * dilation))
+    return out
+
+
+def _grid_num_edges(height: int, width: int, offsets: list[tuple[int, int]]) -> int:
+    return sum(max(height - abs(dy), 0) * max(width - abs(dx), 0) for dy, dx in offsets)
+
+
+def grid_graph(
+    height: int,
+    width: int,
+    connectivity: int = 8,
+    dilation: int = 1,
+    self_loops: bool = False,
+    *,
+    batch_size: int = 1,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    r"""Edges of the 4- or 8-neighbour pixel grid of ``batch_size`` images of size ``height x width``.
+
+    Pixel :math:`(y, x)` of image :math:`b` is node :math:`bHW + yW + x`. Two pixels are
+    neighbours when they differ by ``dilation`` along one axis (4-neighbour), or along one or
+    both axes (8-neighbour). Every edge appears in both directions; self-loops only when asked.
+    Per image there are :math:`4HW - 2(H + W)` edges for ``connectivity=4`` and
+    :math:`8HW - 6(H + W) + 4` for ``connectivity=8`` (``dilation=1``, :math:`H, W \ge 1`).
+
+    The edge list is sorted by target, then source, and is built with tensor operations only
+    (no Python loop over pixels or images), so it works under ``torch.compile(fullgraph=True)``.
+
+    Args:
+        height: Image height ``H`` (``0`` gives no edges).
+        width: Image width ``W``.
+        connectivity: ``4`` or ``8`` neighbours.
+        dilation: Distance in pixels between neighbours (``2`` links every other pixel).
+        self_loops: Add the edge ``i -> i`` for every pixel.
+        batch_size: Number of images ``B``; image ``b``'s nodes are offset by ``b*H*W``.
+        device: Device of the result.
+
+    Returns:
+        ``edge_index`` of int64 node ids; ``edge_index[0]`` are sources, ``edge_index[1]`` targets.
+
+    Shape:
+        - output: :math:`(2, E)` with :math:`E = B \cdot E_{image}`
+
+    Example:
+        >>> from graphvision.functional import grid_graph
+        >>> grid_graph(3, 4).shape  # 8*12 - 6*7 + 4
+        torch.Size([2, 58])
+        >>> grid_graph(2, 2, connectivity=4)
+        tensor([[1, 2, 0, 3, 0, 3, 1, 2],
+                [0, 0, 1, 1, 2, 2, 3, 3]])
+    """
+    height = _check_size(height, "height")
+    width = _check_size(width, "width")
+    batch_size = _check_size(batch_size, "batch_size")
+    check_choice(connectivity, CONNECTIVITIES, "connectivity")
+    dilation = check_positive_int(dilation, "dilation")
+    offsets = _offsets(connectivity, dilation, bool(self_loops))
+    num_edges = _grid_num_edges(height, width, offsets)
+    hw = height * width
+    if num_edges == 0 or batch_size == 0:
+        return torch.empty(2, 0, dtype=torch.long, device=device)
+    off = torch.tensor(offsets, dtype=torch.long, device=device)  # (K, 2)
+    ys = torch.arange(height, device=device).view(height, 1, 1)
+    xs = torch.arange(width, device=device).view(1, width, 1)
+    ny = ys + off[:, 0].view(1, 1, -1)  # (H, 1, K)
+    nx = xs + off[:, 1].view(1, 1, -1)  # (1, W, K)
+    valid = ((ny >= 0) & (ny < height)) & ((nx >= 0) & (nx < width))  # (H, W, K)
+    src = (ny * width + nx).expand(height, width, -1)
+    dst = (ys * width + xs).expand(height, width, off.size(0))
+    # Compact the valid entries (row-major = target-major, sources ascending) into a tensor of
+    # the known size with a scatter: invalid entries go to a dump slot at the end. Static
+    # shapes, so no graph break under torch.compile.
+    valid = valid.reshape(-1)
+    pos = torch.where(valid, torch.cumsum(valid, 0) - 1, num_edges)
+    out = torch.empty(2, num_edges + 1, dtype=torch.long, device=device)
+    out.scatter_(1, pos.view(1, -1).expand(2, -1), torch.stack([src.reshape(-1), dst.reshape(-1)]))
+    edge_index = out[:, :num_edges]
+    if batch_size == 1:
+        return edge_index.contiguous()
+    shift = torch.arange(batch_size, device=device).mul_(hw).view(1, batch_size, 1)
+    return (edge_index.view(2, 1, num_edges) + shift).reshape(2, batch_size * num_edges)
+
+
+def edge_similarity(
+    x: Tensor,
+    edge_index: Tensor,
+    metric: str = "cosine",
+    sigma: float = 1.0,
+    eps: float = 1e-8,
+) -> Tensor:
+    r"""Feature similarity of the two end nodes of every edge.
+
+    - ``"cosine"``: :math:`w_{ij} = \frac{x_i \cdot x_j}{\max(\|x_i\| \|x_j\|, \epsilon)}`, in :math:`[-1, 1]`;
+    - ``"gaussian"``: :math:`w_{ij} = \exp\left(-\frac{\|x_i - x_j\|^2}{2\sigma^2}\right)`, in :math:`(0, 1]`.
+
+    Differentiable with respect to ``x``. Memory is :math:`O(E \cdot F)` (the two end points of
+    every edge are gathered).
+
+    Args:
+        x: Node features.
+        edge_index: Edges (source, target).
+        metric: ``"cosine"`` or ``"gaussian"``.
+        sigma: Bandwidth of the Gaussian kernel (``> 0``).
+        eps: Floor of the norm product for the cosine.
+
+    Returns:
+        One weight per edge, in ``x``'s dtype.
+
+    Shape:
+        - x: :math:`(N, F)`
+        - edge_index: :math:`(2, E)`
+        - output: :math:`(E,)`
+
+    Example:
+        >>> from graphvision.functional import edge_similarity
+        >>> x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+        >>> edge_similarity(x, torch.tensor([[0, 0], [1, 2]]))
+        tensor([0.0000, 0.7071])
+    """
+    check_shape(x, ["N", "F"], "x")
+    check_floating(x, "x")
+    check_tensor(edge_index, "edge_index")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"Expected 'edge_index' of shape (2, E) (got {tuple(edge_index.shape)})")
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"Expected 'edge_index' of dtype torch.int64 or torch.int32 (got {edge_index.dtype})")
+    check_same_device("x", x, "edge_index", edge_index)
+    check_choice(metric, SIMILARITIES, "metric")
+    if not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise ValueError(f"Expected 'sigma' > 0 (got {sigma!r})")
+    if edge_index.numel() > 0 and sync_checks_enabled():
+        lo, hi = int(edge_index.min()), int(edge_index.max())
+        if lo < 0 or hi >= x.size(0):
+            raise IndexError(
+                f"Found indices in 'edge_index' outside of [0, {x.size(0)}) (got min {lo}, max {hi}; "
+                f"num_nodes=x.size(0)={x.size(0)})"
+            )
+    src, dst = edge_index[0], edge_index[1]
+    if metric == "cosine":
+        xs, xd = x.index_select(0, src), x.index_select(0, dst)
+        norm = (xs.norm(dim=1) * xd.norm(dim=1)).clamp_min(eps)
+        return (xs * xd).sum(dim=1) / norm
+    diff = x.index_select(0, src) - x.index_select(0, dst)
+    return torch.exp(diff.pow(2).sum(dim=1) / (-2.0 * float(sigma) ** 2))
+
+
+def _graph_result(
+    x: Tensor, edge_index: Tensor, batch: Tensor, edge_weight: str | None, sigma: float
+) -> ImageGraph | WeightedImageGraph:
+    if edge_weight is None:
+        return ImageGraph(x, edge_index, batch)
+    return WeightedImageGraph(x, edge_index, batch, edge_similarity(x, edge_index, edge_weight, sigma))
+
+
+def _check_edge_weight(edge_weight: str | None, sigma: float) -> None:
+    if edge_weight is not None:
+        check_choice(edge_weight, SIMILARITIES, "edge_weight")
+    if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0):
+        raise ValueError(f"Expected 'sigma' > 0 (got {sigma!r})")
+
+
+def _check_image(image: object) -> Tensor:
+    image = check_tensor(image, "image")
+    check_shape(image, ["B", "C", "H", "W"], "image")
+    if not image.is_floating_point():
+        raise TypeError(
+            f"Expected 'image' to have a floating-point dtype (got {image.dtype}); convert it, e.g. image.float() / 255"
+        )
+    return image
+
+
+def image_to_graph(
+    image: Tensor,
+    connectivity: int = 8,
+    dilation: int = 1,
+    self_loops: bool = False,
+    edge_weight: str | None = None,
+    sigma: float = 1.0,
+) -> ImageGraph | WeightedImageGraph:
+    r"""Turn a batch of images into one pixel graph: one node per pixel, grid edges.
+
+    Node :math:`bHW + yW + x` is pixel :math:`(y, x)` of image :math:`b` and its features are
+    the pixel's :math:`C` channel values. Edges are those of :func:`grid_graph` offset per image,
+    built once and broadcast (no Python loop over the batch), on the image's device. With
+    ``edge_weight`` set, every edge also gets a feature similarity (see :func:`edge_similarity`).
+
+    ``x`` is a view of ``image`` (no copy) when ``image`` is ``channels_last``, else a copy.
+
+    Args:
+        image: A batch of images.
+        connectivity: ``4`` or ``8`` neighbours.
+        dilation: Distance in pixels between neighbours.
+        self_loops: Add ``i -> i`` edges.
+        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the two pixels' features.
+        sigma: Bandwidth of the ``"gaussian"`` similarity.
+
+    Returns:
+        :class:`ImageGraph` ``(x, edge_index, batch)``, or :class:`WeightedImageGraph`
+        ``(x, edge_index, batch, edge_weight)`` when ``edge_weight`` is given.
+
+    Shape:
+        - image: :math:`(B, C, H, W)`
+        - x: :math:`(B \cdot H \cdot W, C)`
+        - edge_index: :math:`(2, E)`, ``torch.long``, sorted by target
+        - batch: :math:`(B \cdot H \cdot W,)`, ``torch.long``
+        - edge_weight: :math:`(E,)`
+
+    Example:
+        >>> from graphvision.functional import image_to_graph
+        >>> x, edge_index, batch = image_to_graph(torch.rand(2, 3, 4, 5), connectivity=4)
+        >>> x.shape, edge_index.shape, batch.shape
+        (torch.Size([40, 3]), torch.Size([2, 124]), torch.Size([40]))
+        >>> graph = image_to_graph(torch.rand(1, 3, 4, 4), edge_weight="gaussian", sigma=0.5)
+        >>> graph.edge_weight.shape
+        torch.Size([84])
+    """
+    image = _check_image(image)
+    _check_edge_weight(edge_weight, sigma)
+    b, c, h, w = image.shape
+    x = image.permute(0, 2, 3, 1).reshape(b * h * w, c)
+    edge_index = grid_graph(h, w, connectivity, dilation, self_loops, batch_size=b, device=image.device)
+    batch = torch.arange(b, device=image.device).repeat_interleave(h * w)
+    return _graph_result(x, edge_index, batch, edge_weight, sigma)
+
+
+def patch_graph(
+    image: Tensor,
+    patch_size: int,
+    k: int | None = None,
+    connectivity: int = 8,
+    features: str = "mean",
+    metric: str = "euclidean",
+    loop: bool = False,
+    edge_weight: str | None = None,
+    sigma: float = 1.0,
+) -> ImageGraph | WeightedImageGraph:
+    r"""Turn a batch of images into a graph of non-overlapping ``P x P`` patches (ViG style).
+
+    Patch :math:`(i, j)` of image :math:`b` is node :math:`b H_p W_p + i W_p + j` with
+    :math:`H_p = H / P`, :math:`W_p = W / P`. Its features are the patch's mean colour
+    (``features="mean"``, :math:`C` values) or its flattened pixels (``"flatten"``, :math:`C P^2`
+    values, ordered ``(c, dy, dx)``). Edges link neighbouring patches on the patch grid
+    (``k=None``, see :func:`grid_graph`), or each patch to its ``k`` nearest patches of the same
+    image in feature space (as `Vision GNN <https://arxiv.org/abs/2206.00272>`_; see
+    :func:`knn_graph`, edges point from the neighbour to the patch).
+
+    Args:
+        image: A batch of images; ``H`` and ``W`` must be multiples of ``patch_size``.
+        patch_size: Side ``P`` of the square patches.
+        k: Number of nearest neighbours, or ``None`` for grid edges.
+        connectivity: ``4`` or ``8``, for grid edges.
+        features: ``"mean"`` or ``"flatten"``.
+        metric: ``"euclidean"`` or ``"cosine"``, for kNN edges.
+        loop: For kNN edges, whether a patch may be its own neighbour; for grid edges, whether
+            to add self-loops.
+        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the patch features.
+        sigma: Bandwidth of the ``"gaussian"`` similarity.
+
+    Returns:
+        :class:`ImageGraph` ``(x, edge_index, batch)``, or :class:`WeightedImageGraph` with
+        ``edge_weight``. Use :func:`nodes_to_image` with ``patch_size`` to map node values back.
+
+    Shape:
+        - image: :math:`(B, C, H, W)`
+        - x: :math:`(B H_p W_p, C)` or :math:`(B H_p W_p, C P^2)`
+        - edge_index: :math:`(2, E)`; :math:`E = B H_p W_p k` for kNN edges
+        - batch: :math:`(B H_p W_p,)`
+
+    Example:
+        >>> from graphvision.functional import patch_graph
+        >>> x, edge_index, batch = patch_graph(torch.rand(2, 3, 32, 32), patch_size=8, k=4)
+        >>> x.shape, edge_index.shape
+        (torch.Size([32, 3]), torch.Size([2, 128]))
+        >>> patch_graph(torch.rand(1, 3, 8, 8), patch_size=4, features="flatten").x.shape
+        torch.Size([4, 48])
+    """
+    from graphvision.functional._graph_knn import METRICS, _knn_dense
+
+    image = _check_image(image)
+    p = check_positive_int(patch_size, "patch_size")
+    check_choice(features, PATCH_FEATURES, "features")
+    check_choice(metric, METRICS, "metric")
+    _check_edge_weight(edge_weight, sigma)
+    b, c, h, w = image.shape
+    if h % p or w % p:
+        raise ValueError(
+            f"Expected 'image' height and width to be multiples of patch_size={p} (got H={h}, W={w}); "
+            "crop or pad the image first"
+        )
+    hp, wp = h // p, w // p
+    n = hp * wp
+    if features == "mean":
+        x = image.reshape(b, c, hp, p, wp, p).mean(dim=(3, 5)).permute(0, 2, 3, 1).reshape(b * n, c)
+    else:
+        x = image.reshape(b, c, hp, p, wp, p).permute(0, 2, 4, 1, 3, 5).reshape(b * n, c * p * p)
+    batch = torch.arange(b, device=image.device).repeat_interleave(n)
+    if k is None:
+        edge_index = grid_graph(hp, wp, connectivity, 1, bool(loop), batch_size=b, device=image.device)
+    else:
+        k = check_positive_int(k, "k")
+        limit = n if loop else n - 1
+        if b * n > 0 and k > limit:
+            raise ValueError(
+                f"Expected 'k' <= {limit} (the {n} patches per image{'' if loop else ' minus the patch itself'}) "
+                f"(got k={k})"
+            )
+        if b * n == 0:
+            edge_index = torch.empty(2, 0, dtype=torch.long, device=image.device)
+        else:
+            nbr = _knn_dense(x.detach().view(b, n, -1), k, loop=bool(loop), metric=metric, chunk_size=None)
+            shift = torch.arange(b, device=image.device).mul_(n).view(b, 1, 1)
+            src = (nbr + shift).reshape(-1)
+            dst = torch.arange(b * n, device=image.device).repeat_interleave(k)
+            edge_index = torch.stack([src, dst])
+    return _graph_result(x, edge_index, batch, edge_weight, sigma)
+
+
+def nodes_to_image(
+    values: Tensor,
+    height: int,
+    width: int,
+    *,
+    patch_size: int = 1,
+    labels: Tensor | None = None,
+    batch_size: int | None = None,
+    mode: str = "nearest",
+) -> Tensor:
+    r"""Map node values back onto the image: the inverse of the converters, for heatmaps.
+
+    - pixel graphs (:func:`image_to_graph`, ``patch_size=1``): node :math:`bHW + yW + x` fills
+      pixel :math:`(y, x)` of image :math:`b` (a reshape, no copy of the data beyond the permute);
+    - patch graphs (:func:`patch_graph`): each patch's value fills its :math:`P \times P` block
+      (``mode="nearest"``) or is bilinearly upsampled from the patch centres (``"bilinear"``);
+    - superpixel graphs (:func:`superpixel_graph`): pass its ``labels`` (node id of every pixel)
+      and every pixel takes the value of its superpixel.
+
+    Differentiable with respect to ``values``.
+
+    Args:
+        values: One value per node, or ``K`` values per node (for example one per head).
+        height: Image height ``H``.
+        width: Image width ``W``.
+        patch_size: Patch side ``P`` used to build the graph (``1`` for pixel graphs).
+        labels: Node id of every pixel, for superpixel graphs (``height``/``width`` must match).
+        batch_size: Number of images ``B``; inferred from the number of nodes when ``None``.
+        mode: ``"nearest"`` or ``"bilinear"`` upsampling of patch values.
+
+    Returns:
+        The heatmap, in ``values``'s dtype.
+
+    Shape:
+        - values: :math:`(N,)` or :math:`(N, K)`
+        - labels: :math:`(B, H, W)`, integer, values in :math:`[0, N)`
+        - output: :math:`(B, H, W)` or :math:`(B, K, H, W)`
+
+    Example:
+        >>> from graphvision.functional import image_to_graph, nodes_to_image
+        >>> image = torch.rand(2, 3, 4, 6)
+        >>> x, edge_index, batch = image_to_graph(image)
+        >>> torch.equal(nodes_to_image(x, 4, 6), image)
+        True
+        >>> nodes_to_image(torch.rand(6, 2), 16, 24, patch_size=8).shape  # 1 image of 2x3 patches
+        torch.Size([1, 2, 16, 24])
+    """
+    check_tensor(values, "values")
+    if values.dim() not in (1, 2):
+        raise ValueError(f"Expected 'values' of shape (N,) or (N, K) (got {tuple(values.shape)})")
+    h = _check_size(height, "height")
+    w = _check_size(width, "width")
+    p = check_positive_int(patch_size, "patch_size")
+    check_choice(mode, UPSAMPLE_MODES, "mode")
+    squeeze = values.dim() == 1
+    vals = values.unsqueeze(1) if squeeze else values
+    n, kk = vals.shape
+    if labels is not None:
+        check_tensor(labels, "labels")
+        check_shape(labels, ["B", "H", "W"], "labels")
+        if labels.dtype not in (torch.int64, torch.int32):
+            raise TypeError(f"Expected 'labels' of dtype torch.int64 or torch.int32 (got {labels.dtype})")
+        if labels.shape[1] != h or labels.shape[2] != w:
+            raise ValueError(
+                f"Expected 'labels' of shape (B, {h}, {w}) to match height and width (got {tuple(labels.shape)})"
+            )
+        check_same_device("values", values, "labels", labels)
+        if batch_size is not None and labels.shape[0] != batch_size:
+            raise ValueError(f"Expected 'labels' of shape ({batch_size}, H, W) (got {tuple(labels.shape)})")
+        if labels.numel() > 0 and sync_checks_enabled():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi >= n:
+                raise IndexError(
+                    f"Found node ids in 'labels' outside of [0, {n}) (got min {lo}, max {hi}; "
+                    f"N=values.size(0)={n})"
+                )
+        out = vals.index_select(0, labels.reshape(-1).long()).view(labels.shape[0], h, w, kk).permute(0, 3, 1, 2)
+        return out[:, 0] if squeeze else out
+    if h % p or w % p:
+        raise ValueError(f"Expected height and width to be multiples of patch_size={p} (got H={h}, W={w})")
+    hp, wp = h // p, w // p
+    per_image = hp * wp
+    if batch_size is None:
+        if per_image == 0:
+            raise ValueError(f"Cannot infer the batch size of an empty {h}x{w} image; pass 'batch_size'")
+        if n % per_image:
+            raise ValueError(
+                f"Expected 'values' with a multiple of {per_image} nodes ({hp}x{wp} "
+                f"{'pixels' if p == 1 else 'patches'} per image) (got {n})"
+            )
+        b = n // per_image
+    else:
+        b = _check_size(batch_size, "batch_size")
+        if n != b * per_image:
+            raise ValueError(
+                f"Expected 'values' with batch_size*{hp}*{wp} = {b * per_image} nodes (got {n})"
+            )
+    grid = vals.reshape(b, hp, wp, kk).permute(0, 3, 1, 2)
+    if p > 1 and b * kk * per_image > 0:
+        if mode == "nearest":
+            grid = grid.repeat_interleave(p, dim=2).repeat_interleave(p, dim=3)
+        else:
+            grid = F.interpolate(grid, size=(h, w), mode="bilinear", align_corners=False)
+    elif p > 1:
+        grid = grid.new_zeros(b, kk, h, w)
+    return grid[:, 0] if squeeze else grid
+
