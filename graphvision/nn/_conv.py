@@ -1,3 +1,827 @@
-"""Placeholder: filled in by the owning work item."""
+r"""Graph convolution modules over :mod:`graphvision.functional` (``_conv``).
 
-__all__: list[str] = []
+Parameter names follow PyTorch Geometric (``lin.weight``, ``att_src``, ``att_dst``, ``bias``,
+``weight1``, ``weight2``, ``nn``), so a PyG ``GCNConv``, ``GATConv``, ``GCN2Conv`` or ``NNConv``
+state dict loads into the graphvision twin with :meth:`torch.nn.Module.load_state_dict`.
+
+Capabilities: each class has a private ``_capabilities`` dict (read by the docs to build the
+capability table): ``batched`` (``(B, N, F)`` with a shared graph), ``per_sample_graph``,
+``edge_weight``, ``fused_kernel`` (runs on one fused :mod:`graphvision.ops` kernel),
+``compile_safe`` (``torch.compile(fullgraph=True)``), ``deterministic`` (deterministic with the
+default torch / Triton backends, which reduce over a sorted CSR without atomics).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from graphvision._checks import check_choice, check_positive_int
+from graphvision.functional import _conv as F_conv  # noqa: N812
+from graphvision.functional._mp import _edge_index_of
+
+__all__ = ["GCNConv", "GATConv", "AttentionGCNConv", "GCN2Conv", "EdgeConditionedConv"]
+
+
+def glorot_(t: Tensor | None) -> None:
+    """Glorot-uniform init over the last two dimensions (PyG's ``glorot``)."""
+    if t is not None:
+        a = math.sqrt(6.0 / (t.size(-2) + t.size(-1)))
+        with torch.no_grad():
+            t.uniform_(-a, a)
+
+
+def zeros_(t: Tensor | None) -> None:
+    if t is not None:
+        with torch.no_grad():
+            t.zero_()
+
+
+def _check_bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected '{name}' to be a bool (got {type(value).__name__}: {value!r})")
+    return value
+
+
+def _check_unit(value: object, name: str, *, closed: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)
+        ok = 0.0 <= v <= 1.0 if closed else 0.0 <= v < 1.0
+    if not ok:
+        raise ValueError(f"Expected '{name}' in [0, 1{']' if closed else ')'} (got {value!r})")
+    return float(value)
+
+
+class _GraphCache:
+    """Cache of a graph-dependent preprocessing (PyG's ``cached=True``).
+
+    The cache is keyed on nothing: as in PyG, ``cached=True`` promises that every call sees the
+    same graph (transductive learning, or a fixed pixel grid). ``reset_parameters`` clears it.
+    """
+
+    def __init__(self) -> None:
+        self.value: tuple | None = None
+
+
+def _cached_norm(
+    x: Tensor, edge_index: object, edge_weight: object, batch: Tensor | None, add_self_loops: bool, improved: bool
+) -> tuple[Tensor, Tensor | None]:
+    if isinstance(edge_index, (list, tuple)):
+        raise ValueError(
+            "cached=True needs one edge_index tensor or GraphStructure (for per-sample graphs pass the offset "
+            "edge_index over the B * N nodes together with 'batch')"
+        )
+    _, g = F_conv.resolve_graph(F_conv.check_x(x), edge_index, edge_weight, batch)
+    return F_conv._gcn_norm_split(g.edge_index, g.edge_weight, g.num_nodes, add_self_loops, improved, x.dtype)
+
+
+_CAPS_BASE = {
+    "batched": True,
+    "per_sample_graph": True,
+    "edge_weight": True,
+    "compile_safe": True,
+    "deterministic": True,
+}
+
+
+class GCNConv(nn.Module):
+    r"""Graph convolution of Kipf & Welling, `"Semi-supervised Classification with Graph Convolutional
+    Networks" <https://arxiv.org/abs/1609.02907>`_.
+
+    .. math::
+        \mathbf{X}' = \hat{D}^{-1/2} \hat{A} \hat{D}^{-1/2} \mathbf{X} \mathbf{\Theta}^\top + \mathbf{b}
+
+    with :math:`\hat{A} = A + I` (``+ 2I`` when ``improved``) and :math:`\hat{D}` its weighted
+    in-degree. Parameterised as PyG's ``GCNConv`` (``lin.weight``, ``bias``; Glorot and zeros).
+    See :func:`graphvision.functional.gcn_conv`. The self-loop term is applied per node next to
+    one SpMM (:func:`graphvision.ops.spmm`); a shared graph of a ``(B, N, F)`` batch is
+    propagated once on ``(N, B * F)``.
+
+    Args:
+        in_channels: Input features per node :math:`F_{in}`.
+        out_channels: Output features per node :math:`F_{out}`.
+        improved: :math:`\hat{A} = A + 2I`.
+        cached: Cache the normalisation after the first call (the graph must not change).
+        add_self_loops: Add self-loops (default ``normalize``).
+        normalize: Symmetric normalisation; without it, the edge weights are used as given.
+        bias: Learn an additive bias.
+        device: Parameter device.
+        dtype: Parameter dtype.
+
+    Shape:
+        - x: :math:`(N, F_{in})`, or :math:`(B, N, F_{in})` with a shared or per-sample graph
+        - edge_index: :math:`(2, E)`, a ``GraphStructure``, or a list of :math:`B` of them
+        - edge_weight: :math:`(E,)`, optional
+        - output: :math:`(N, F_{out})` or :math:`(B, N, F_{out})`
+
+    Example:
+        >>> conv = graphvision.nn.GCNConv(16, 32)
+        >>> x = torch.randn(4, 16)
+        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> conv(x, edge_index).shape
+        torch.Size([4, 32])
+        >>> conv(torch.randn(8, 4, 16), edge_index).shape  # 8 samples sharing one graph
+        torch.Size([8, 4, 32])
+    """
+
+    _capabilities = {**_CAPS_BASE, "fused_kernel": "spmm"}
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        improved: bool = False,
+        cached: bool = False,
+        add_self_loops: bool | None = None,
+        normalize: bool = True,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.improved = _check_bool(improved, "improved")
+        self.cached = _check_bool(cached, "cached")
+        self.normalize = _check_bool(normalize, "normalize")
+        self.add_self_loops = normalize if add_self_loops is None else _check_bool(add_self_loops, "add_self_loops")
+        if self.add_self_loops and not self.normalize:
+            raise ValueError(
+                f"'{type(self).__name__}' does not support adding self-loops to the graph when no "
+                "on-the-fly normalization is applied (pass add_self_loops=False or normalize=True)"
+            )
+        dd = {"device": device, "dtype": dtype}
+        self.lin = nn.Linear(in_channels, out_channels, bias=False, **dd)
+        self.bias = nn.Parameter(torch.empty(out_channels, **dd)) if bias else None
+        self._cache = _GraphCache()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot weights, zero bias, empty cache."""
+        glorot_(self.lin.weight)
+        zeros_(self.bias)
+        self._cache.value = None
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: object,
+        edge_weight: object = None,
+        *,
+        batch: Tensor | None = None,
+    ) -> Tensor:
+        """Convolve ``x`` over the graph.
+
+        Args:
+            x: ``(N, F_in)`` or ``(B, N, F_in)``.
+            edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
+            edge_weight: Optional ``(E,)`` (a list for a list of graphs).
+            batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
+
+        Returns:
+            ``(N, F_out)`` or ``(B, N, F_out)``.
+        """
+        if self.normalize and self.cached:
+            if self._cache.value is None:
+                self._cache.value = _cached_norm(x, edge_index, edge_weight, batch, self.add_self_loops, self.improved)
+            w, loop = self._cache.value
+            return F_conv.gcn_conv(
+                x,
+                edge_index,
+                self.lin.weight,
+                self.bias,
+                w,
+                batch=batch,
+                normalize=False,
+                add_self_loops=False,
+                self_loop_weight=loop,
+            )
+        return F_conv.gcn_conv(
+            x,
+            edge_index,
+            self.lin.weight,
+            self.bias,
+            edge_weight,
+            batch=batch,
+            normalize=self.normalize,
+            add_self_loops=self.add_self_loops,
+            improved=self.improved,
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}"
+        if self.improved:
+            s += ", improved=True"
+        if self.cached:
+            s += ", cached=True"
+        if not self.normalize:
+            s += ", normalize=False"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class _AttentionBase(nn.Module):
+    """Shared parameters of :class:`GATConv` and :class:`AttentionGCNConv` (PyG ``GATConv`` names)."""
+
+    def _init_attention(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: int,
+        concat: bool,
+        negative_slope: float,
+        dropout: float,
+        bias: bool,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> dict:
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.heads = check_positive_int(heads, "heads")
+        self.concat = _check_bool(concat, "concat")
+        if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool) or negative_slope < 0:
+            raise ValueError(f"Expected 'negative_slope' >= 0 (got {negative_slope!r})")
+        self.negative_slope = float(negative_slope)
+        self.dropout = _check_unit(dropout, "dropout", closed=False)
+        dd = {"device": device, "dtype": dtype}
+        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False, **dd)
+        self.att_src = nn.Parameter(torch.empty(1, heads, out_channels, **dd))
+        self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels, **dd))
+        self.out_dim = heads * out_channels if concat else out_channels
+        self.bias = nn.Parameter(torch.empty(self.out_dim, **dd)) if bias else None
+        return dd
+
+    def _reset_attention(self) -> None:
+        glorot_(self.lin.weight)
+        glorot_(self.att_src)
+        glorot_(self.att_dst)
+        zeros_(self.bias)
+
+    def _repr_attention(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, heads={self.heads}"
+        if not self.concat:
+            s += ", concat=False"
+        if self.negative_slope != 0.2:
+            s += f", negative_slope={self.negative_slope}"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class GATConv(_AttentionBase):
+    r"""Graph attention of Veličković et al., `"Graph Attention Networks"
+    <https://arxiv.org/abs/1710.10903>`_, on the fused :func:`graphvision.ops.attention_aggregate`.
+
+    .. math::
+        \mathbf{x}'_i = \Big\Vert_{k=1}^{K} \sum_{j \in \mathcal{N}(i) \cup \{i\}}
+        \alpha^{k}_{ij}\, w_{ji}\, \mathbf{\Theta}^{k} \mathbf{x}_j, \qquad
+        \alpha^{k}_{ij} = \operatorname{softmax}_j\Big(\operatorname{LeakyReLU}\big(
+        \mathbf{a}^{k\top}_{s} \mathbf{\Theta}^{k}\mathbf{x}_j + \mathbf{a}^{k\top}_{t}
+        \mathbf{\Theta}^{k}\mathbf{x}_i\big)\Big)
+
+    Parameterised as PyG's ``GATConv`` (``lin.weight``, ``att_src``, ``att_dst``, ``bias``,
+    optional ``res.weight``). Optional edge weights :math:`w_{ji}` multiply the attention
+    (:math:`w = 1` without them). A shared graph of a ``(B, N, F)`` batch runs as one call with
+    ``B * K`` heads. Self-loops are appended without removing existing ones (static shapes);
+    see :func:`graphvision.functional.gat_conv`.
+
+    Args:
+        in_channels: Input features per node :math:`F_{in}`.
+        out_channels: Output features per head :math:`F_{out}`.
+        heads: Number of attention heads :math:`K`.
+        concat: Concatenate the heads (else average).
+        negative_slope: LeakyReLU slope.
+        dropout: Dropout on the attention coefficients in training.
+        add_self_loops: Append self-loops.
+        fill_value: Weight of the appended self-loops when ``edge_weight`` is given.
+        bias: Learn an additive bias.
+        residual: Add a linear skip connection ``res(x)``.
+        device: Parameter device.
+        dtype: Parameter dtype.
+
+    Shape:
+        - x: :math:`(N, F_{in})`, or :math:`(B, N, F_{in})` with a shared or per-sample graph
+        - edge_index: :math:`(2, E)`, a ``GraphStructure``, or a list of :math:`B` of them
+        - edge_weight: :math:`(E,)`, optional
+        - output: :math:`(N, K F_{out})` (concat) or :math:`(N, F_{out})`; batched :math:`(B, N, \cdot)`
+        - attention (``return_attention``): :math:`(E + N, K)`, shared graph :math:`(B, E + N, K)`
+
+    Example:
+        >>> conv = graphvision.nn.GATConv(16, 8, heads=4)
+        >>> x = torch.randn(4, 16)
+        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> out, (ei, attn) = conv(x, edge_index, return_attention=True)
+        >>> out.shape, attn.shape
+        (torch.Size([4, 32]), torch.Size([7, 4]))
+    """
+
+    _capabilities = {**_CAPS_BASE, "fused_kernel": "attention_aggregate"}
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: int = 1,
+        concat: bool = True,
+        negative_slope: float = 0.2,
+        dropout: float = 0.0,
+        add_self_loops: bool = True,
+        fill_value: float = 1.0,
+        bias: bool = True,
+        residual: bool = False,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        dd = self._init_attention(in_channels, out_channels, heads, concat, negative_slope, dropout, bias, device, dtype)
+        self.add_self_loops = _check_bool(add_self_loops, "add_self_loops")
+        self.fill_value = float(fill_value)
+        self.residual = _check_bool(residual, "residual")
+        self.res = nn.Linear(in_channels, self.out_dim, bias=False, **dd) if residual else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot weights and attention vectors, zero bias."""
+        self._reset_attention()
+        if self.res is not None:
+            glorot_(self.res.weight)
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: object,
+        edge_weight: object = None,
+        *,
+        batch: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Attend over each node's neighbours.
+
+        Args:
+            x: ``(N, F_in)`` or ``(B, N, F_in)``.
+            edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
+            edge_weight: Optional ``(E,)`` multiplying the attention.
+            batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
+            return_attention: Also return ``(edge_index, attention)`` including the self-loops.
+
+        Returns:
+            The output, and with ``return_attention`` ``(edge_index, attention)``.
+        """
+        return F_conv.gat_conv(
+            x,
+            edge_index,
+            self.lin.weight,
+            self.att_src,
+            self.att_dst,
+            self.bias,
+            edge_weight,
+            batch=batch,
+            concat=self.concat,
+            negative_slope=self.negative_slope,
+            dropout=self.dropout,
+            add_self_loops=self.add_self_loops,
+            fill_value=self.fill_value,
+            residual_weight=None if self.res is None else self.res.weight,
+            training=self.training,
+            return_attention=return_attention,
+        )
+
+    def extra_repr(self) -> str:
+        s = self._repr_attention()
+        if not self.add_self_loops:
+            s += ", add_self_loops=False"
+        if self.residual:
+            s += ", residual=True"
+        return s
+
+
+class AttentionGCNConv(_AttentionBase):
+    r"""Attention-weighted graph convolution: multi-head GAT-style attention multiplying the
+    (GCN-normalised) structural or mutual-information edge weight, with a GCNII-style initial
+    residual against over-smoothing. The convolution that RMCG (relation-aware multi-channel
+    attention GCN) stacks.
+
+    .. math::
+        \mathbf{x}'^{k}_i = (1 - \beta) \sum_{j \in \mathcal{N}(i) \cup \{i\}} \alpha^{k}_{ij}\,
+        \tilde{a}_{ij}\, \mathbf{\Theta}^{k}\mathbf{x}_j + \beta\, \mathbf{\Theta}^{k}\mathbf{x}^{(0)}_i,
+        \qquad \alpha^{k}_{ij} = \operatorname{softmax}_j \operatorname{LeakyReLU}\big(
+        \mathbf{a}^{k\top}_{s}\mathbf{\Theta}^{k}\mathbf{x}_j + \mathbf{a}^{k\top}_{t}\mathbf{\Theta}^{k}\mathbf{x}_i\big)
+
+    :math:`\tilde{a}_{ij}` is the edge weight after :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}`
+    (``normalize=True``); :math:`\beta` = ``alpha`` applies when ``x0`` is passed (GCNII,
+    `Chen et al. <https://arxiv.org/abs/2007.02133>`_). Heads are concatenated or averaged, then
+    the bias is added. One fused :func:`graphvision.ops.attention_aggregate` call per forward
+    (``B * K`` heads for a shared graph). See :func:`graphvision.functional.attention_gcn_conv`.
+
+    Args:
+        in_channels: Input features per node :math:`F_{in}`.
+        out_channels: Output features per head :math:`F_{out}`.
+        heads: Number of attention heads :math:`K`.
+        concat: Concatenate the heads (else average).
+        alpha: Initial-residual strength :math:`\beta \in [0, 1]` (used when ``x0`` is passed).
+        negative_slope: LeakyReLU slope of the attention scores.
+        dropout: Dropout on the attention coefficients in training.
+        normalize: GCN-normalise the edge weights.
+        add_self_loops: Append self-loops.
+        improved: Self-loops of weight 2 in the normalisation.
+        cached: Cache the self-looped, normalised graph after the first call (graph must not change).
+        bias: Learn an additive bias.
+        device: Parameter device.
+        dtype: Parameter dtype.
+
+    Shape:
+        - x, x0: :math:`(N, F_{in})`, or :math:`(B, N, F_{in})` with a shared or per-sample graph
+        - edge_index: :math:`(2, E)`, a ``GraphStructure``, or a list of :math:`B` of them
+        - edge_weight: :math:`(E,)`, optional (structural or mutual-information weights)
+        - output: :math:`(N, K F_{out})` (concat) or :math:`(N, F_{out})`; batched :math:`(B, N, \cdot)`
+        - attention (``return_attention``): :math:`(E + N, K)`, shared graph :math:`(B, E + N, K)`
+
+    Example:
+        >>> conv = graphvision.nn.AttentionGCNConv(16, 8, heads=4, alpha=0.1)
+        >>> x = torch.randn(2, 4, 16)  # two samples sharing one 4-node graph
+        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> out, (ei, attn) = conv(x, edge_index, x0=x, return_attention=True)
+        >>> out.shape, attn.shape
+        (torch.Size([2, 4, 32]), torch.Size([2, 7, 4]))
+    """
+
+    _capabilities = {**_CAPS_BASE, "fused_kernel": "attention_aggregate"}
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: int = 1,
+        concat: bool = True,
+        alpha: float = 0.0,
+        negative_slope: float = 0.2,
+        dropout: float = 0.0,
+        normalize: bool = True,
+        add_self_loops: bool = True,
+        improved: bool = False,
+        cached: bool = False,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self._init_attention(in_channels, out_channels, heads, concat, negative_slope, dropout, bias, device, dtype)
+        self.alpha = _check_unit(alpha, "alpha", closed=True)
+        self.normalize = _check_bool(normalize, "normalize")
+        self.add_self_loops = _check_bool(add_self_loops, "add_self_loops")
+        self.improved = _check_bool(improved, "improved")
+        if improved and not (normalize or add_self_loops):
+            raise ValueError("'improved=True' changes the self-loop weight; it needs add_self_loops=True")
+        self.cached = _check_bool(cached, "cached")
+        self._cache = _GraphCache()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot weights and attention vectors, zero bias, empty cache."""
+        self._reset_attention()
+        self._cache.value = None
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: object,
+        edge_weight: object = None,
+        *,
+        x0: Tensor | None = None,
+        batch: Tensor | None = None,
+        return_attention: bool = False,
+    ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+        """Attention-weighted convolution.
+
+        Args:
+            x: ``(N, F_in)`` or ``(B, N, F_in)``.
+            edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
+            edge_weight: Optional ``(E,)`` structural / MI weights.
+            x0: Initial features for the initial residual (same shape as ``x``).
+            batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
+            return_attention: Also return ``(edge_index, attention)`` including the self-loops.
+
+        Returns:
+            The output, and with ``return_attention`` ``(edge_index, attention)``.
+        """
+        normalize, add_loops = self.normalize, self.add_self_loops
+        if self.cached and (normalize or add_loops):
+            if self._cache.value is None:
+                self._cache.value = self._preprocess(x, edge_index, edge_weight, batch)
+            edge_index, edge_weight = self._cache.value
+            normalize = add_loops = False
+        return F_conv.attention_gcn_conv(
+            x,
+            edge_index,
+            self.lin.weight,
+            self.att_src,
+            self.att_dst,
+            self.bias,
+            edge_weight,
+            batch=batch,
+            x0=x0,
+            alpha=self.alpha,
+            concat=self.concat,
+            negative_slope=self.negative_slope,
+            dropout=self.dropout,
+            normalize=normalize,
+            add_self_loops=add_loops,
+            improved=self.improved,
+            training=self.training,
+            return_attention=return_attention,
+        )
+
+    def _preprocess(self, x: Tensor, edge_index: object, edge_weight: object, batch: Tensor | None) -> tuple:
+        if isinstance(edge_index, (list, tuple)):
+            raise ValueError(
+                "cached=True needs one edge_index tensor or GraphStructure (for per-sample graphs pass the offset "
+                "edge_index over the B * N nodes together with 'batch')"
+            )
+        _, g = F_conv.resolve_graph(F_conv.check_x(x), edge_index, edge_weight, batch)
+        ei = _edge_index_of(g.graph)
+        if self.normalize:
+            ei, w = F_conv.gcn_norm(
+                ei, g.edge_weight, g.num_nodes, add_self_loops=self.add_self_loops, improved=self.improved, dtype=x.dtype
+            )
+            return ei, w
+        g2 = F_conv.with_self_loops(g, None, 2.0 if self.improved else 1.0, x.dtype)
+        return g2.edge_index, g2.edge_weight
+
+    def extra_repr(self) -> str:
+        s = self._repr_attention()
+        if self.alpha:
+            s += f", alpha={self.alpha}"
+        if not self.normalize:
+            s += ", normalize=False"
+        if not self.add_self_loops:
+            s += ", add_self_loops=False"
+        if self.improved:
+            s += ", improved=True"
+        if self.cached:
+            s += ", cached=True"
+        return s
+
+
+class GCN2Conv(nn.Module):
+    r"""GCNII convolution of Chen et al., `"Simple and Deep Graph Convolutional Networks"
+    <https://arxiv.org/abs/2007.02133>`_: initial residual and identity mapping.
+
+    .. math::
+        \mathbf{X}' = \Big((1 - \alpha) \hat{\mathbf{P}} \mathbf{X} + \alpha \mathbf{X}^{(0)}\Big)
+        \Big((1 - \beta) \mathbf{I} + \beta \mathbf{\Theta}\Big), \qquad
+        \beta = \log\Big(\frac{\theta}{\ell} + 1\Big)
+
+    with :math:`\hat{\mathbf{P}} = \hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` (:math:`\beta = 1` when
+    ``theta``/``layer`` are not given). Parameterised as PyG's ``GCN2Conv`` (``weight1``,
+    ``weight2`` when ``shared_weights=False``). See :func:`graphvision.functional.gcn2_conv`.
+
+    Args:
+        channels: Features per node :math:`F` (input and output).
+        alpha: Initial-residual strength :math:`\alpha`.
+        theta: :math:`\theta` of the identity-mapping strength (with ``layer``).
+        layer: Layer index :math:`\ell \geq 1` (with ``theta``).
+        shared_weights: One weight for both terms (else ``weight2`` for the initial residual).
+        cached: Cache the normalisation after the first call (graph must not change).
+        add_self_loops: Add self-loops.
+        normalize: Symmetric normalisation.
+        device: Parameter device.
+        dtype: Parameter dtype.
+
+    Shape:
+        - x, x0: :math:`(N, F)`, or :math:`(B, N, F)` with a shared or per-sample graph
+        - edge_index: :math:`(2, E)`, a ``GraphStructure``, or a list of :math:`B` of them
+        - output: same as ``x``
+
+    Example:
+        >>> conv = graphvision.nn.GCN2Conv(16, alpha=0.1, theta=0.5, layer=2)
+        >>> x = torch.randn(4, 16)
+        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> conv(x, x, edge_index).shape
+        torch.Size([4, 16])
+    """
+
+    _capabilities = {**_CAPS_BASE, "fused_kernel": "spmm"}
+
+    def __init__(
+        self,
+        channels: int,
+        alpha: float,
+        theta: float | None = None,
+        layer: int | None = None,
+        shared_weights: bool = True,
+        cached: bool = False,
+        add_self_loops: bool = True,
+        normalize: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = check_positive_int(channels, "channels")
+        self.alpha = _check_unit(alpha, "alpha", closed=True)
+        if (theta is None) != (layer is None):
+            raise ValueError(f"Pass both 'theta' and 'layer' or neither (got theta={theta!r}, layer={layer!r})")
+        self.theta, self.layer = theta, layer
+        self.beta = 1.0
+        if theta is not None and layer is not None:
+            check_positive_int(layer, "layer")
+            if not isinstance(theta, (int, float)) or theta <= 0:
+                raise ValueError(f"Expected 'theta' > 0 (got {theta!r})")
+            self.beta = math.log(theta / layer + 1)
+        self.shared_weights = _check_bool(shared_weights, "shared_weights")
+        self.cached = _check_bool(cached, "cached")
+        self.add_self_loops = _check_bool(add_self_loops, "add_self_loops")
+        self.normalize = _check_bool(normalize, "normalize")
+        dd = {"device": device, "dtype": dtype}
+        self.weight1 = nn.Parameter(torch.empty(channels, channels, **dd))
+        self.weight2 = None if shared_weights else nn.Parameter(torch.empty(channels, channels, **dd))
+        self._cache = _GraphCache()
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Glorot weights, empty cache."""
+        glorot_(self.weight1)
+        glorot_(self.weight2)
+        self._cache.value = None
+
+    def forward(
+        self,
+        x: Tensor,
+        x0: Tensor,
+        edge_index: object,
+        edge_weight: object = None,
+        *,
+        batch: Tensor | None = None,
+    ) -> Tensor:
+        """GCNII step.
+
+        Args:
+            x: ``(N, F)`` or ``(B, N, F)``.
+            x0: Initial features, same shape as ``x``.
+            edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
+            edge_weight: Optional ``(E,)``.
+            batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
+
+        Returns:
+            Same shape as ``x``.
+        """
+        kw = {"normalize": self.normalize, "add_self_loops": self.add_self_loops, "self_loop_weight": None}
+        if self.normalize and self.cached:
+            if self._cache.value is None:
+                self._cache.value = _cached_norm(x, edge_index, edge_weight, batch, self.add_self_loops, False)
+            edge_weight, loop = self._cache.value
+            kw = {"normalize": False, "add_self_loops": False, "self_loop_weight": loop}
+        return F_conv.gcn2_conv(
+            x, x0, edge_index, self.weight1, self.weight2, edge_weight, batch=batch, alpha=self.alpha, beta=self.beta, **kw
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.channels}, alpha={self.alpha}, beta={self.beta}"
+        if not self.shared_weights:
+            s += ", shared_weights=False"
+        if self.cached:
+            s += ", cached=True"
+        if not self.normalize:
+            s += ", normalize=False"
+        return s
+
+
+class EdgeConditionedConv(nn.Module):
+    r"""Edge-conditioned convolution (ECC) of Simonovsky & Komodakis, `"Dynamic Edge-Conditioned
+    Filters in Convolutional Neural Networks on Graphs" <https://arxiv.org/abs/1704.02901>`_
+    (PyG's ``NNConv``, Gilmer et al.'s edge network).
+
+    .. math::
+        \mathbf{x}'_i = \mathbf{\Theta}_r \mathbf{x}_i + \mathop{\mathrm{aggr}}_{j \in \mathcal{N}(i)}
+        \mathbf{x}_j^\top h_{\mathbf{\Theta}}(\mathbf{e}_{ji}) + \mathbf{b}
+
+    where the edge network :math:`h_{\mathbf{\Theta}}` (``nn``) maps each edge attribute to an
+    :math:`F_{in} \times F_{out}` matrix. Parameterised as PyG's ``NNConv`` (``nn``,
+    ``lin.weight`` for the root weight, ``bias``). With a shared graph the matrices are computed
+    once and shared by the ``B`` samples. See :func:`graphvision.functional.edge_conditioned_conv`.
+
+    Args:
+        in_channels: Input features per node :math:`F_{in}`.
+        out_channels: Output features per node :math:`F_{out}`.
+        nn: Edge network mapping ``(E, D)`` edge attributes to ``(E, F_in * F_out)``.
+        aggr: ``"sum"`` (alias ``"add"``), ``"mean"`` or ``"max"``.
+        root_weight: Add the transformed root node features :math:`\mathbf{\Theta}_r\mathbf{x}_i`.
+        bias: Learn an additive bias.
+        device: Parameter device (also moves ``nn``).
+        dtype: Parameter dtype (also casts ``nn``).
+
+    Shape:
+        - x: :math:`(N, F_{in})`, or :math:`(B, N, F_{in})` with a shared or per-sample graph
+        - edge_index: :math:`(2, E)`, a ``GraphStructure``, or a list of :math:`B` of them
+        - edge_attr: :math:`(E, D)` (a list of them for a list of graphs)
+        - output: :math:`(N, F_{out})` or :math:`(B, N, F_{out})`
+
+    Example:
+        >>> edge_nn = torch.nn.Sequential(torch.nn.Linear(3, 16 * 8))
+        >>> conv = graphvision.nn.EdgeConditionedConv(16, 8, edge_nn, aggr="mean")
+        >>> x, edge_attr = torch.randn(4, 16), torch.randn(3, 3)
+        >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> conv(x, edge_index, edge_attr).shape
+        torch.Size([4, 8])
+    """
+
+    _capabilities = {**_CAPS_BASE, "edge_weight": "edge_attr", "fused_kernel": False}
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        nn: Callable[[Tensor], Tensor],
+        aggr: str = "sum",
+        root_weight: bool = True,
+        bias: bool = True,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        if not callable(nn):
+            raise TypeError(f"Expected 'nn' to be a callable edge network (got {type(nn).__name__})")
+        aggr = "sum" if aggr == "add" else aggr
+        check_choice(aggr, F_conv.AGGREGATIONS, "aggr")
+        self.aggr = aggr
+        self.root_weight = _check_bool(root_weight, "root_weight")
+        self.nn = nn.to(device=device, dtype=dtype) if isinstance(nn, torch.nn.Module) else nn
+        dd = {"device": device, "dtype": dtype}
+        self.lin = torch.nn.Linear(in_channels, out_channels, bias=False, **dd) if root_weight else None
+        self.bias = torch.nn.Parameter(torch.empty(out_channels, **dd)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise the edge network (its own ``reset_parameters``), the root weight and the bias."""
+        if isinstance(self.nn, torch.nn.Module):
+            for m in self.nn.modules():
+                if m is not self and hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+        if self.lin is not None:
+            bound = 1.0 / math.sqrt(self.in_channels)
+            with torch.no_grad():
+                self.lin.weight.uniform_(-bound, bound)
+        zeros_(self.bias)
+
+    def forward(
+        self,
+        x: Tensor,
+        edge_index: object,
+        edge_attr: Tensor | list[Tensor] | tuple[Tensor, ...],
+        *,
+        batch: Tensor | None = None,
+    ) -> Tensor:
+        """Edge-conditioned convolution.
+
+        Args:
+            x: ``(N, F_in)`` or ``(B, N, F_in)``.
+            edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
+            edge_attr: ``(E, D)`` edge attributes (or ``(E,)``; a list for a list of graphs).
+            batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
+
+        Returns:
+            ``(N, F_out)`` or ``(B, N, F_out)``.
+        """
+        if isinstance(edge_attr, (list, tuple)):
+            edge_attr = torch.cat(list(edge_attr), 0)
+        if not isinstance(edge_attr, Tensor):
+            raise TypeError(f"Expected 'edge_attr' to be a tensor of shape (E, D) (got {type(edge_attr).__name__})")
+        if edge_attr.dim() == 1:
+            edge_attr = edge_attr.unsqueeze(-1)
+        w = self.nn(edge_attr)
+        e = w.size(0)
+        if w.dim() != 2 or w.size(1) != self.in_channels * self.out_channels:
+            raise ValueError(
+                f"Expected the edge network to return (E, in_channels * out_channels) = "
+                f"(E, {self.in_channels * self.out_channels}) (got {tuple(w.shape)})"
+            )
+        return F_conv.edge_conditioned_conv(
+            x,
+            edge_index,
+            w.view(e, self.in_channels, self.out_channels),
+            None if self.lin is None else self.lin.weight,
+            self.bias,
+            batch=batch,
+            aggr=self.aggr,
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, aggr={self.aggr!r}"
+        if not self.root_weight:
+            s += ", root_weight=False"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
