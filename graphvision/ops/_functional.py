@@ -8,6 +8,8 @@ and permutes per-edge outputs back into the caller's edge order.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -200,7 +202,7 @@ def scatter(
             out = s.new_zeros((n,) + rest).scatter_reduce(0, idx, s, op, include_self=False)
         return out.to(src.dtype)
     rowptr, perm = _index_to_csr(index, n)
-    flat = src[perm].reshape(src.size(0), -1)
+    flat = src[perm].reshape(src.size(0), math.prod(rest))
     out, _ = torch.ops.graphvision.segment_reduce(rowptr, flat.contiguous(), reduce, name)
     return out.view((n,) + rest)
 
