@@ -117,3 +117,10 @@ def check_weight(op: str, weight: Tensor | None, num_edges: int, heads: int) -> 
 def dummy(device: torch.device) -> Tensor:
     """A 1-element tensor passed for pointer arguments a kernel does not read (constexpr-disabled)."""
     return torch.empty(1, device=device, dtype=torch.float32)
+
+
+def acc_type(dtype: torch.dtype):  # noqa: ANN201 - a triton dtype; triton is imported lazily
+    """Accumulator dtype for a kernel: ``tl.float64`` for float64 inputs, else ``tl.float32``."""
+    import triton.language as tl
+
+    return tl.float64 if dtype == torch.float64 else tl.float32

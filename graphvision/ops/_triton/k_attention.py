@@ -8,7 +8,7 @@ For each edge ``p: j -> i`` and head ``k``::
 
 **Forward** (one program per block of ``BLOCK_ROWS`` target rows, head ``k`` and block of
 ``BLOCK_F`` features): a single pass over the rows' edges with a FlashAttention-style online
-softmax (running max ``m`` and sum ``l``, rescaling the float32 accumulator when the max
+softmax (running max ``m`` and sum ``l``, rescaling the accumulator when the max
 grows), so no ``E x F`` tensor is ever formed; a second, scalar-only pass writes the ``(E, K)``
 attention coefficients (needed by the backward and on request). No atomics.
 
@@ -22,7 +22,7 @@ attention coefficients (needed by the backward and on request). No atomics.
    source row block, head and feature block): ``grad_x[j] = sum attn * w * grad_out[i]`` and
    ``grad_alpha_src[j] = sum ds``.
 
-The only temporaries are ``(E, K)`` float32 (``ds``, and ``grad_weight`` when weights are given).
+The only temporaries are ``(E, K)`` in the accumulator dtype (``ds``, and ``grad_weight`` when weights are given).
 
 All kernels here are **deterministic** (bitwise reproducible): every output element is
 written by exactly one program, which sums in a fixed order.
@@ -41,6 +41,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    acc_type,
     cdiv,
     check_device,
     check_float_tensor,
@@ -85,6 +86,7 @@ if HAS_TRITON:
         K: tl.constexpr,  # heads
         F: tl.constexpr,  # features per head
         W_MODE: tl.constexpr,  # 0: none, 1: (E,), 2: (E, K)
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # target rows per program
         BLOCK_F: tl.constexpr,  # features per program (power of two)
     ):
@@ -97,17 +99,17 @@ if HAS_TRITON:
         end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
         deg = end - start
         max_deg = tl.max(deg, axis=0)
-        ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(tl.float32)
+        ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(ACC)
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
-        m = tl.full((BLOCK_R,), float("-inf"), dtype=tl.float32)
-        l = tl.zeros((BLOCK_R,), dtype=tl.float32)
-        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
+        m = tl.full((BLOCK_R,), float("-inf"), dtype=ACC)
+        l = tl.zeros((BLOCK_R,), dtype=ACC)
+        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)
         for d in range(0, max_deg):
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(tl.float32) + ad
+            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(ACC) + ad
             s = tl.where(s > 0, s, s * negative_slope)
             s = tl.where(emask, s, float("-inf"))
             m_new = tl.maximum(m, s)
@@ -116,12 +118,12 @@ if HAS_TRITON:
             pe = tl.where(emask, tl.exp(s - m_safe), 0.0)
             l = l * scale + pe
             if W_MODE == 1:
-                pe = pe * tl.load(w_ptr + p, mask=emask, other=0.0).to(tl.float32)
+                pe = pe * tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
             elif W_MODE == 2:
-                pe = pe * tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+                pe = pe * tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
             xv = tl.load(
                 x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=emask[:, None] & fmask[None, :], other=0.0
-            ).to(tl.float32)
+            ).to(ACC)
             acc = acc * scale[:, None] + pe[:, None] * xv
             m = m_new
         inv = 1.0 / tl.where(l > 0, l, 1.0)
@@ -138,7 +140,7 @@ if HAS_TRITON:
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(tl.float32) + ad
+            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(ACC) + ad
             s = tl.where(s > 0, s, s * negative_slope)
             tl.store(attn_ptr + p * K + k, (tl.exp(s - m_safe) * inv).to(attn_ptr.dtype.element_ty), mask=emask)
 
@@ -152,14 +154,15 @@ if HAS_TRITON:
         w_ptr,  # (E,) / (E, K) weights, not read when W_MODE == 0
         attn_ptr,  # (E, K) forward attention coefficients
         gout_ptr,  # (N_dst, K, F) gradient w.r.t. the output
-        ds_ptr,  # (E, K) float32: scratch for <grad_out, x>, then grad of the scores
-        gw_ptr,  # (E, K) float32 grad of the weight per head; written when W_MODE != 0
+        ds_ptr,  # (E, K) accumulator dtype: scratch for <grad_out, x>, then grad of the scores
+        gw_ptr,  # (E, K) accumulator-dtype grad of the weight per head; written when W_MODE != 0
         gadst_ptr,  # (N_dst, K) grad of alpha_dst
         n_dst,  # N_dst
         negative_slope,  # leaky_relu slope
         K: tl.constexpr,  # heads
         F: tl.constexpr,  # features per head
         W_MODE: tl.constexpr,  # 0: none, 1: (E,), 2: (E, K)
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # target rows per program
         BLOCK_F: tl.constexpr,  # feature chunk for the dot products
     ):
@@ -171,47 +174,47 @@ if HAS_TRITON:
         end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
         deg = end - start
         max_deg = tl.max(deg, axis=0)
-        ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(tl.float32)
-        dsum = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(ACC)
+        dsum = tl.zeros((BLOCK_R,), dtype=ACC)
         # pass 1: dot = <grad_out[i], x[j]>, D = sum attn * w * dot
         for d in range(0, max_deg):
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            dot = tl.zeros((BLOCK_R,), dtype=tl.float32)
+            dot = tl.zeros((BLOCK_R,), dtype=ACC)
             for f0 in range(0, F, BLOCK_F):
                 fo = f0 + tl.arange(0, BLOCK_F)
                 m2 = emask[:, None] & (fo < F)[None, :]
-                g = tl.load(gout_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(tl.float32)
-                xv = tl.load(x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(tl.float32)
+                g = tl.load(gout_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
+                xv = tl.load(x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
                 dot += tl.sum(g * xv, axis=1)
-            a = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+            a = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
             if W_MODE == 1:
-                w = tl.load(w_ptr + p, mask=emask, other=0.0).to(tl.float32)
+                w = tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
             elif W_MODE == 2:
-                w = tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+                w = tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
             else:
-                w = tl.full((BLOCK_R,), 1.0, dtype=tl.float32)
+                w = tl.full((BLOCK_R,), 1.0, dtype=ACC)
             dsum += tl.where(emask, a * w * dot, 0.0)
             tl.store(ds_ptr + p * K + k, dot, mask=emask)
         tl.debug_barrier()
         # pass 2: ds = attn * (w * dot - D) * leaky_relu'(s)
-        gad = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        gad = tl.zeros((BLOCK_R,), dtype=ACC)
         for d in range(0, max_deg):
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
             dot = tl.load(ds_ptr + p * K + k, mask=emask, other=0.0)
-            a = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+            a = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
             if W_MODE == 1:
-                w = tl.load(w_ptr + p, mask=emask, other=0.0).to(tl.float32)
+                w = tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
                 tl.store(gw_ptr + p * K + k, a * dot, mask=emask)
             elif W_MODE == 2:
-                w = tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+                w = tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
                 tl.store(gw_ptr + p * K + k, a * dot, mask=emask)
             else:
-                w = tl.full((BLOCK_R,), 1.0, dtype=tl.float32)
-            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(tl.float32) + ad
+                w = tl.full((BLOCK_R,), 1.0, dtype=ACC)
+            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(ACC) + ad
             ds = a * (w * dot - dsum)
             ds = tl.where(s > 0, ds, ds * negative_slope)
             ds = tl.where(emask, ds, 0.0)
@@ -226,7 +229,7 @@ if HAS_TRITON:
         perm_t_ptr,  # (E,) target-sorted position of each source-sorted edge
         w_ptr,  # (E,) / (E, K) weights in target-sorted order, not read when W_MODE == 0
         attn_ptr,  # (E, K) attention coefficients (target-sorted order)
-        ds_ptr,  # (E, K) float32 grad of the scores (target-sorted order)
+        ds_ptr,  # (E, K) accumulator-dtype grad of the scores (target-sorted order)
         gout_ptr,  # (N_dst, K, F) gradient w.r.t. the output
         gx_ptr,  # (N_src, K, F) grad of x (written)
         gasrc_ptr,  # (N_src, K) grad of alpha_src (written by feature block 0)
@@ -234,6 +237,7 @@ if HAS_TRITON:
         K: tl.constexpr,  # heads
         F: tl.constexpr,  # features per head
         W_MODE: tl.constexpr,  # 0: none, 1: (E,), 2: (E, K)
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # source rows per program
         BLOCK_F: tl.constexpr,  # features per program (power of two)
     ):
@@ -247,22 +251,22 @@ if HAS_TRITON:
         deg = end - start
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
-        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
-        gas = tl.zeros((BLOCK_R,), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)
+        gas = tl.zeros((BLOCK_R,), dtype=ACC)
         for d in range(0, tl.max(deg, axis=0)):
             emask = d < deg
             q = start + d
             i = tl.load(col_t_ptr + q, mask=emask, other=0).to(tl.int64)
             p = tl.load(perm_t_ptr + q, mask=emask, other=0).to(tl.int64)
-            c = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+            c = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
             if W_MODE == 1:
-                c = c * tl.load(w_ptr + p, mask=emask, other=0.0).to(tl.float32)
+                c = c * tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
             elif W_MODE == 2:
-                c = c * tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+                c = c * tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
             gas += tl.load(ds_ptr + p * K + k, mask=emask, other=0.0)
             g = tl.load(
                 gout_ptr + (i * K + k)[:, None] * F + fo[None, :], mask=emask[:, None] & fmask[None, :], other=0.0
-            ).to(tl.float32)
+            ).to(ACC)
             acc += c[:, None] * g
         tl.store(
             gx_ptr + (rows * K + k)[:, None] * F + fo[None, :],
@@ -311,7 +315,7 @@ def attention_forward_csr(
 
     Returns:
         ``(out, attn)``: the aggregated features (rows without edges give 0) and the softmax
-        coefficients, both in ``x``'s dtype (float32 arithmetic).
+        coefficients, both in ``x``'s dtype (float32 arithmetic; float64 for float64 inputs).
 
     Shape:
         - rowptr: :math:`(N_{dst} + 1,)`; col: :math:`(E,)`
@@ -367,7 +371,7 @@ def attention_forward_csr(
         W_MODE=w_mode,
         BLOCK_R=BLOCK_ROWS,
         BLOCK_F=block_f,
-        num_warps=NUM_WARPS,
+        ACC=acc_type(x.dtype), num_warps=NUM_WARPS,
     )
     return out, attn
 
@@ -468,8 +472,9 @@ def attention_backward_csr(
         for t in (grad_x, grad_alpha_src, grad_alpha_dst):
             t.zero_()
         return grad_x, grad_alpha_src, grad_alpha_dst, grad_weight
-    ds = torch.empty(num_edges, heads, device=dev, dtype=torch.float32)
-    gw = torch.empty(num_edges, heads, device=dev, dtype=torch.float32) if weight is not None else None
+    acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+    ds = torch.empty(num_edges, heads, device=dev, dtype=acc)
+    gw = torch.empty(num_edges, heads, device=dev, dtype=acc) if weight is not None else None
     w_arg = weight if weight is not None else dummy(dev)
     if n_dst > 0:
         _attention_bwd_edge_kernel[(cdiv(n_dst, BLOCK_ROWS), heads)](
@@ -491,7 +496,7 @@ def attention_backward_csr(
             W_MODE=w_mode,
             BLOCK_R=BLOCK_ROWS,
             BLOCK_F=min(next_pow2(feats), BWD_BLOCK_F),
-            num_warps=NUM_WARPS,
+            ACC=acc_type(x.dtype), num_warps=NUM_WARPS,
         )
     if n_src > 0:
         block_f = min(next_pow2(feats), MAX_BLOCK_F)
@@ -511,7 +516,7 @@ def attention_backward_csr(
             W_MODE=w_mode,
             BLOCK_R=BLOCK_ROWS,
             BLOCK_F=block_f,
-            num_warps=NUM_WARPS,
+            ACC=acc_type(x.dtype), num_warps=NUM_WARPS,
         )
     if grad_weight is not None:
         assert gw is not None

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
-from graphvision.ops._triton._common import cdiv, check_device, check_float_tensor, check_rowptr, next_pow2
+from graphvision.ops._triton._common import acc_type, cdiv, check_device, check_float_tensor, check_rowptr, next_pow2
 
 __all__ = ["attention_pool_ptr"]
 
@@ -45,6 +45,7 @@ if HAS_TRITON:
         w_ptr,  # (N, K) softmax weights (written by feature block 0)
         K: tl.constexpr,  # heads
         F: tl.constexpr,  # features
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_N: tl.constexpr,  # nodes per tile
         BLOCK_F: tl.constexpr,  # features per program (power of two)
     ):
@@ -55,20 +56,20 @@ if HAS_TRITON:
         end = tl.load(ptr_ptr + b + 1).to(tl.int64)
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
-        m = tl.max(tl.full((BLOCK_N,), float("-inf"), dtype=tl.float32), axis=0)
-        l = tl.sum(tl.zeros((BLOCK_N,), dtype=tl.float32), axis=0)
-        acc = tl.zeros((BLOCK_F,), dtype=tl.float32)
+        m = tl.max(tl.full((BLOCK_N,), float("-inf"), dtype=ACC), axis=0)
+        l = tl.sum(tl.zeros((BLOCK_N,), dtype=ACC), axis=0)
+        acc = tl.zeros((BLOCK_F,), dtype=ACC)
         for n0 in range(start, end, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             nmask = n < end
-            g = tl.load(gate_ptr + n * K + k, mask=nmask, other=float("-inf")).to(tl.float32)
+            g = tl.load(gate_ptr + n * K + k, mask=nmask, other=float("-inf")).to(ACC)
             m_new = tl.maximum(m, tl.max(g, axis=0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             scale = tl.exp(m - m_safe)
             pe = tl.where(nmask, tl.exp(g - m_safe), 0.0)
             l = l * scale + tl.sum(pe, axis=0)
             xv = tl.load(x_ptr + n[:, None] * F + fo[None, :], mask=nmask[:, None] & fmask[None, :], other=0.0)
-            acc = acc * scale + tl.sum(pe[:, None] * xv.to(tl.float32), axis=0)
+            acc = acc * scale + tl.sum(pe[:, None] * xv.to(ACC), axis=0)
             m = m_new
         inv = 1.0 / tl.where(l > 0, l, 1.0)
         tl.store(out_ptr + (b * K + k) * F + fo, (acc * inv).to(out_ptr.dtype.element_ty), mask=fmask)
@@ -77,7 +78,7 @@ if HAS_TRITON:
         for n0 in range(start, end_w, BLOCK_N):
             n = n0 + tl.arange(0, BLOCK_N)
             nmask = n < end
-            g = tl.load(gate_ptr + n * K + k, mask=nmask, other=0.0).to(tl.float32)
+            g = tl.load(gate_ptr + n * K + k, mask=nmask, other=0.0).to(ACC)
             tl.store(w_ptr + n * K + k, (tl.exp(g - m_safe) * inv).to(w_ptr.dtype.element_ty), mask=nmask)
 
 
@@ -92,7 +93,7 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
 
     Returns:
         ``(out, weights)``: ``out`` in ``x``'s dtype (empty graphs give 0) and the softmax
-        weights in ``gate``'s dtype (float32 arithmetic).
+        weights in ``gate``'s dtype (float32 arithmetic; float64 for float64 inputs).
 
     Shape:
         - ptr: :math:`(B + 1,)`
@@ -129,6 +130,6 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
     block_f = min(next_pow2(feats), MAX_BLOCK_F)
     grid = (num_graphs, heads, max(cdiv(feats, block_f), 1))
     _attention_pool_kernel[grid](
-        ptr, x, gate, out, weights, K=heads, F=feats, BLOCK_N=BLOCK_NODES, BLOCK_F=block_f, num_warps=NUM_WARPS
+        ptr, x, gate, out, weights, K=heads, F=feats, BLOCK_N=BLOCK_NODES, BLOCK_F=block_f, ACC=acc_type(x.dtype), num_warps=NUM_WARPS
     )
     return out, weights

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    acc_type,
     cdiv,
     check_device,
     check_float_tensor,
@@ -50,6 +51,7 @@ if HAS_TRITON:
         n_dst,  # number of target rows
         K: tl.constexpr,  # heads
         F: tl.constexpr,  # features per head
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # target rows per program
         BLOCK_F: tl.constexpr,  # feature chunk (power of two)
     ):
@@ -64,12 +66,12 @@ if HAS_TRITON:
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            dot = tl.zeros((BLOCK_R,), dtype=tl.float32)
+            dot = tl.zeros((BLOCK_R,), dtype=ACC)
             for f0 in range(0, F, BLOCK_F):
                 fo = f0 + tl.arange(0, BLOCK_F)
                 m2 = emask[:, None] & (fo < F)[None, :]
-                av = tl.load(a_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(tl.float32)
-                bv = tl.load(b_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(tl.float32)
+                av = tl.load(a_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
+                bv = tl.load(b_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
                 dot += tl.sum(av * bv, axis=1)
             tl.store(out_ptr + p * K + k, dot.to(out_ptr.dtype.element_ty), mask=emask)
 
@@ -119,6 +121,6 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     block_f = min(next_pow2(feats), MAX_BLOCK_F)
     grid = (cdiv(n_dst, BLOCK_ROWS), heads)
     _sddmm_csr_kernel[grid](
-        rowptr, col, a, b, out, n_dst, K=heads, F=feats, BLOCK_R=BLOCK_ROWS, BLOCK_F=block_f, num_warps=NUM_WARPS
+        rowptr, col, a, b, out, n_dst, K=heads, F=feats, BLOCK_R=BLOCK_ROWS, BLOCK_F=block_f, ACC=acc_type(a.dtype), num_warps=NUM_WARPS
     )
     return out

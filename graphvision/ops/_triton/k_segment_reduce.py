@@ -22,6 +22,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    acc_type,
     cdiv,
     check_device,
     check_float_tensor,
@@ -55,6 +56,7 @@ if HAS_TRITON:
         n_rows,  # N
         F: tl.constexpr,  # features
         REDUCE: tl.constexpr,  # 0 sum, 1 mean, 2 max, 3 min
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # rows per program
         BLOCK_F: tl.constexpr,  # features per program (power of two)
     ):
@@ -66,12 +68,12 @@ if HAS_TRITON:
         fo = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
         omask = rmask[:, None] & fmask[None, :]
-        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)
         arg = tl.full((BLOCK_R, BLOCK_F), -1, dtype=tl.int64)
         for d in range(0, tl.max(deg, axis=0)):
             emask = (d < deg)[:, None] & fmask[None, :]
             p = start + d
-            v = tl.load(src_ptr + p[:, None] * F + fo[None, :], mask=emask, other=0.0).to(tl.float32)
+            v = tl.load(src_ptr + p[:, None] * F + fo[None, :], mask=emask, other=0.0).to(ACC)
             if REDUCE <= 1:
                 acc += v
             else:
@@ -84,7 +86,7 @@ if HAS_TRITON:
                 acc = tl.where(take, v, acc)
                 arg = tl.where(take, p[:, None] + tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.int64), arg)
         if REDUCE == 1:
-            acc = acc / tl.maximum(deg, 1).to(tl.float32)[:, None]
+            acc = acc / tl.maximum(deg, 1).to(ACC)[:, None]
         offs = rows[:, None] * F + fo[None, :]
         tl.store(out_ptr + offs, acc.to(out_ptr.dtype.element_ty), mask=omask)
         if REDUCE >= 2:
@@ -149,6 +151,6 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
         REDUCE=_CODE[reduce],
         BLOCK_R=BLOCK_ROWS,
         BLOCK_F=block_f,
-        num_warps=NUM_WARPS,
+        ACC=acc_type(src.dtype), num_warps=NUM_WARPS,
     )
     return out, arg

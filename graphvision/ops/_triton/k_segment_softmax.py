@@ -23,6 +23,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    acc_type,
     cdiv,
     check_device,
     check_float_tensor,
@@ -49,6 +50,7 @@ if HAS_TRITON:
         out_ptr,  # (E, K) output probabilities
         n_rows,  # N
         K: tl.constexpr,  # heads
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # rows per program
         BLOCK_K: tl.constexpr,  # next power of two >= K
     ):
@@ -60,12 +62,12 @@ if HAS_TRITON:
         ko = tl.arange(0, BLOCK_K)
         kmask = ko < K
         max_deg = tl.max(deg, axis=0)
-        m = tl.full((BLOCK_R, BLOCK_K), float("-inf"), dtype=tl.float32)
-        l = tl.zeros((BLOCK_R, BLOCK_K), dtype=tl.float32)
+        m = tl.full((BLOCK_R, BLOCK_K), float("-inf"), dtype=ACC)
+        l = tl.zeros((BLOCK_R, BLOCK_K), dtype=ACC)
         for d in range(0, max_deg):
             emask = (d < deg)[:, None] & kmask[None, :]
             p = start + d
-            s = tl.load(s_ptr + p[:, None] * K + ko[None, :], mask=emask, other=float("-inf")).to(tl.float32)
+            s = tl.load(s_ptr + p[:, None] * K + ko[None, :], mask=emask, other=float("-inf")).to(ACC)
             m_new = tl.maximum(m, s)
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             l = l * tl.exp(m - m_safe) + tl.where(emask, tl.exp(s - m_safe), 0.0)
@@ -76,7 +78,7 @@ if HAS_TRITON:
             emask = (d < deg)[:, None] & kmask[None, :]
             p = start + d
             offs = p[:, None] * K + ko[None, :]
-            s = tl.load(s_ptr + offs, mask=emask, other=0.0).to(tl.float32)
+            s = tl.load(s_ptr + offs, mask=emask, other=0.0).to(ACC)
             tl.store(out_ptr + offs, (tl.exp(s - m_safe) * inv).to(out_ptr.dtype.element_ty), mask=emask)
 
     @triton.jit
@@ -87,6 +89,7 @@ if HAS_TRITON:
         gin_ptr,  # (E, K) gradient w.r.t. the scores (written)
         n_rows,  # N
         K: tl.constexpr,  # heads
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # rows per program
         BLOCK_K: tl.constexpr,  # next power of two >= K
     ):
@@ -98,18 +101,18 @@ if HAS_TRITON:
         ko = tl.arange(0, BLOCK_K)
         kmask = ko < K
         max_deg = tl.max(deg, axis=0)
-        dot = tl.zeros((BLOCK_R, BLOCK_K), dtype=tl.float32)
+        dot = tl.zeros((BLOCK_R, BLOCK_K), dtype=ACC)
         for d in range(0, max_deg):
             emask = (d < deg)[:, None] & kmask[None, :]
             offs = (start + d)[:, None] * K + ko[None, :]
-            o = tl.load(out_ptr + offs, mask=emask, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + offs, mask=emask, other=0.0).to(tl.float32)
+            o = tl.load(out_ptr + offs, mask=emask, other=0.0).to(ACC)
+            g = tl.load(g_ptr + offs, mask=emask, other=0.0).to(ACC)
             dot += o * g
         for d in range(0, max_deg):
             emask = (d < deg)[:, None] & kmask[None, :]
             offs = (start + d)[:, None] * K + ko[None, :]
-            o = tl.load(out_ptr + offs, mask=emask, other=0.0).to(tl.float32)
-            g = tl.load(g_ptr + offs, mask=emask, other=0.0).to(tl.float32)
+            o = tl.load(out_ptr + offs, mask=emask, other=0.0).to(ACC)
+            g = tl.load(g_ptr + offs, mask=emask, other=0.0).to(ACC)
             tl.store(gin_ptr + offs, (o * (g - dot)).to(gin_ptr.dtype.element_ty), mask=emask)
 
 
@@ -128,7 +131,7 @@ def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
         scores: Scores in sorted edge order, ``(E,)`` is treated as one head.
 
     Returns:
-        Probabilities of the same shape and dtype as ``scores`` (float32 arithmetic).
+        Probabilities of the same shape and dtype as ``scores`` (float32 arithmetic; float64 for float64 inputs).
 
     Shape:
         - rowptr: :math:`(N + 1,)`
@@ -152,7 +155,7 @@ def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
         return out.view(shape)
     n_rows = rowptr.numel() - 1
     _segment_softmax_fwd_kernel[(cdiv(n_rows, BLOCK_ROWS),)](
-        rowptr, s2, out, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads), num_warps=NUM_WARPS
+        rowptr, s2, out, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads), ACC=acc_type(s2.dtype), num_warps=NUM_WARPS
     )
     return out.view(shape)
 
@@ -193,6 +196,6 @@ def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> T
         return gin.view(shape)
     n_rows = rowptr.numel() - 1
     _segment_softmax_bwd_kernel[(cdiv(n_rows, BLOCK_ROWS),)](
-        rowptr, o2, g2, gin, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads), num_warps=NUM_WARPS
+        rowptr, o2, g2, gin, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads), ACC=acc_type(o2.dtype), num_warps=NUM_WARPS
     )
     return gin.view(shape)

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    acc_type,
     cdiv,
     check_device,
     check_float_tensor,
@@ -61,6 +62,7 @@ if HAS_TRITON:
         K: tl.constexpr,  # heads
         F: tl.constexpr,  # features per head
         W_MODE: tl.constexpr,  # 0: no weight, 1: (E,), 2: (E, K)
+        ACC: tl.constexpr,  # accumulator dtype: tl.float64 for float64 inputs, else tl.float32
         BLOCK_R: tl.constexpr,  # target rows per program
         BLOCK_F: tl.constexpr,  # features per program (power of two)
     ):
@@ -74,19 +76,19 @@ if HAS_TRITON:
         deg = end - start
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
-        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)
         for d in range(0, tl.max(deg, axis=0)):
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
             xv = tl.load(
                 x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=emask[:, None] & fmask[None, :], other=0.0
-            ).to(tl.float32)
+            ).to(ACC)
             if W_MODE == 1:
-                w = tl.load(w_ptr + p, mask=emask, other=0.0).to(tl.float32)
+                w = tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
                 xv = xv * w[:, None]
             elif W_MODE == 2:
-                w = tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(tl.float32)
+                w = tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
                 xv = xv * w[:, None]
             acc += xv
         tl.store(
@@ -152,6 +154,6 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
         W_MODE=w_mode,
         BLOCK_R=BLOCK_ROWS,
         BLOCK_F=block_f,
-        num_warps=NUM_WARPS,
+        ACC=acc_type(x.dtype), num_warps=NUM_WARPS,
     )
     return out

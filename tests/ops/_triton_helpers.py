@@ -1,0 +1,194 @@
+"""Shared pieces of the Triton kernel tests: graph drawing, CSR building and plain references.
+
+The references here are written independently of graphvision (plain per-edge torch ops with
+autograd, in float64), so the kernels are checked against something that cannot share their
+bugs. Graph sizes stay tiny because the tests run the kernels in Triton's CPU interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import strategies as st
+from torch import Tensor
+
+from graphvision.ops._triton import triton_usable
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+requires_triton = pytest.mark.skipif(
+    not triton_usable(DEVICE), reason="Triton cannot run here (not installed, or no GPU and no TRITON_INTERPRET=1)"
+)
+
+FLOAT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+@dataclass
+class Csr:
+    """A graph in the canonical target-sorted form of DEVELOPING.md (plus the unsorted edges)."""
+
+    n_src: int
+    n_dst: int
+    src: Tensor  # (E,) original order
+    dst: Tensor  # (E,) original order
+    rowptr: Tensor
+    col: Tensor
+    perm: Tensor  # sorted position p holds original edge perm[p]
+    row: Tensor  # target of each sorted edge
+    rowptr_t: Tensor
+    col_t: Tensor
+    perm_t: Tensor  # source-sorted position q holds target-sorted position perm_t[q]
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.col.numel())
+
+    def index(self, dtype: torch.dtype) -> Csr:
+        """The same graph with every index tensor in ``dtype`` (int32 / int64)."""
+        conv = {f: getattr(self, f).to(dtype) for f in ("rowptr", "col", "rowptr_t", "col_t", "perm_t")}
+        return Csr(self.n_src, self.n_dst, self.src, self.dst, perm=self.perm, row=self.row, **conv)
+
+
+def build_csr(src: Tensor, dst: Tensor, n_src: int, n_dst: int, device: torch.device = DEVICE) -> Csr:
+    """Target-sorted CSR (stable, duplicates keep their order) and its transpose."""
+    src, dst = src.long().to(device), dst.long().to(device)
+    perm = torch.argsort(dst, stable=True)
+    col, row = src[perm], dst[perm]
+    rowptr = torch.zeros(n_dst + 1, dtype=torch.long, device=device)
+    rowptr[1:] = torch.bincount(row, minlength=n_dst).cumsum(0)
+    perm_t = torch.argsort(col, stable=True)
+    col_t = row[perm_t]
+    rowptr_t = torch.zeros(n_src + 1, dtype=torch.long, device=device)
+    rowptr_t[1:] = torch.bincount(col, minlength=n_src).cumsum(0)
+    return Csr(n_src, n_dst, src, dst, rowptr, col, perm, row, rowptr_t, col_t, perm_t)
+
+
+@st.composite
+def csr_graphs(draw: st.DrawFn, max_nodes: int = 24, max_edges: int = 64, bipartite: bool = True) -> Csr:
+    """Small graphs with the awkward cases: empty, isolated nodes, duplicates, self-loops, a hub.
+
+    ``kind``: ``random`` edges (duplicates and self-loops happen), a ``hub`` target receiving
+    most edges (one huge-degree row), or a ``regular`` k-in-degree graph (image-graph-like).
+    """
+    n_dst = draw(st.integers(0, max_nodes))
+    n_src = draw(st.integers(1, max_nodes)) if bipartite else max(n_dst, 1)
+    if not bipartite:
+        n_dst = n_src
+    seed = draw(st.integers(0, 2**16))
+    g = torch.Generator().manual_seed(seed)
+    kind = draw(st.sampled_from(["random", "hub", "regular"]))
+    if n_dst == 0:
+        e = 0
+    else:
+        e = draw(st.integers(0, max_edges))
+    if e == 0:
+        src = torch.zeros(0, dtype=torch.long)
+        dst = torch.zeros(0, dtype=torch.long)
+    elif kind == "random":
+        src = torch.randint(0, n_src, (e,), generator=g)
+        dst = torch.randint(0, n_dst, (e,), generator=g)
+        if e > 1:  # force at least one duplicate edge
+            src[-1], dst[-1] = src[0], dst[0]
+    elif kind == "hub":
+        src = torch.randint(0, n_src, (e,), generator=g)
+        dst = torch.where(torch.rand(e, generator=g) < 0.8, 0, torch.randint(0, n_dst, (e,), generator=g))
+    else:
+        deg = max(1, e // max(n_dst, 1))
+        dst = torch.arange(n_dst).repeat_interleave(deg)
+        src = torch.randint(0, n_src, (dst.numel(),), generator=g)
+        shuffle = torch.randperm(dst.numel(), generator=g)
+        src, dst = src[shuffle], dst[shuffle]
+    return build_csr(src, dst, n_src, n_dst)
+
+
+def randn(*shape: int, dtype: torch.dtype, seed: int, device: torch.device = DEVICE, noncontig: bool = False) -> Tensor:
+    """Standard normal values in ``dtype``; ``noncontig`` gives a strided (non-contiguous) view."""
+    g = torch.Generator().manual_seed(seed)
+    if noncontig and len(shape) > 0 and shape[-1] > 1:
+        big = torch.randn(*shape[:-1], 2 * shape[-1], generator=g, dtype=torch.float64).to(dtype).to(device)
+        return big[..., ::2]
+    return torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype).to(device)
+
+
+# ----------------------------------------------------------------------------- references
+def ref_spmm(g: Csr, weight: Tensor | None, x: Tensor) -> Tensor:
+    msg = x[g.col]
+    if weight is not None:
+        msg = msg * (weight[:, None, None] if weight.dim() == 1 else weight[:, :, None])
+    return msg.new_zeros(g.n_dst, x.size(1), x.size(2)).index_add(0, g.row, msg)
+
+
+def ref_sddmm(g: Csr, a: Tensor, b: Tensor) -> Tensor:
+    return (a[g.row] * b[g.col]).sum(-1)
+
+
+def ref_segment_softmax(rowptr: Tensor, row: Tensor, scores: Tensor) -> Tensor:
+    """Plain loop over rows (the oracle); scores ``(E, K)``."""
+    out = torch.empty_like(scores)
+    for i in range(rowptr.numel() - 1):
+        lo, hi = int(rowptr[i]), int(rowptr[i + 1])
+        if hi > lo:
+            out[lo:hi] = torch.softmax(scores[lo:hi], dim=0)
+    return out
+
+
+def ref_attention(g: Csr, x: Tensor, a_src: Tensor, a_dst: Tensor, weight: Tensor | None, slope: float):
+    e = F.leaky_relu(a_src[g.col] + a_dst[g.row], slope)
+    attn = ref_segment_softmax(g.rowptr, g.row, e)
+    c = attn
+    if weight is not None:
+        c = c * (weight[:, None] if weight.dim() == 1 else weight)
+    out = x.new_zeros(g.n_dst, x.size(1), x.size(2)).index_add(0, g.row, c[..., None] * x[g.col])
+    return out, attn
+
+
+def ref_attention_pool(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
+    b = ptr.numel() - 1
+    batch = torch.repeat_interleave(torch.arange(b, device=x.device), ptr.diff().long())
+    w = ref_segment_softmax(ptr, batch, gate)
+    out = x.new_zeros(b, gate.size(1), x.size(1)).index_add(0, batch, w[:, :, None] * x[:, None, :])
+    return out, w
+
+
+def f64(t: Tensor | None, grad: bool = True) -> Tensor | None:
+    """A float64 leaf copy of ``t`` (requires grad) for the reference."""
+    if t is None:
+        return None
+    return t.detach().to(torch.float64).requires_grad_(grad)
+
+
+@contextlib.contextmanager
+def block_sizes(small: bool) -> Iterator[None]:
+    """Shrink the kernels' block sizes (``small``) so tiny graphs exercise many row/feature blocks."""
+    from graphvision.ops._triton import k_attention, k_attention_pool, k_sddmm, k_segment_reduce, k_segment_softmax, k_spmm
+
+    patches = {
+        (k_spmm, "BLOCK_ROWS"): 4,
+        (k_spmm, "MAX_BLOCK_F"): 4,
+        (k_sddmm, "BLOCK_ROWS"): 4,
+        (k_sddmm, "MAX_BLOCK_F"): 4,
+        (k_segment_reduce, "BLOCK_ROWS"): 4,
+        (k_segment_reduce, "MAX_BLOCK_F"): 4,
+        (k_segment_softmax, "BLOCK_ROWS"): 4,
+        (k_attention, "BLOCK_ROWS"): 4,
+        (k_attention, "MAX_BLOCK_F"): 4,
+        (k_attention, "BWD_BLOCK_F"): 4,
+        (k_attention_pool, "BLOCK_NODES"): 4,
+        (k_attention_pool, "MAX_BLOCK_F"): 4,
+    }
+    if not small:
+        yield
+        return
+    old = {key: getattr(*key) for key in patches}
+    try:
+        for (mod, name), value in patches.items():
+            setattr(mod, name, value)
+        yield
+    finally:
+        for (mod, name), value in old.items():
+            setattr(mod, name, value)
