@@ -126,7 +126,7 @@ if HAS_TRITON:
             ).to(ACC)
             acc = acc * scale[:, None] + pe[:, None] * xv
             m = m_new
-        inv = 1.0 / tl.where(l > 0, l, 1.0)
+        inv = 1.0 / tl.where(l == 0, 1.0, l)
         acc = acc * inv[:, None]
         tl.store(
             out_ptr + (rows * K + k)[:, None] * F + fo[None, :],
@@ -453,11 +453,11 @@ def attention_backward_csr(
     n_dst, num_edges = rowptr.numel() - 1, col.numel()
     col_t = check_index_tensor(op, col_t, "col_t", num_edges)
     perm_t = check_index_tensor(op, perm_t, "perm_t", num_edges)
-    rowptr_t = check_rowptr(op, rowptr_t, num_edges, "rowptr_t")
-    if rowptr_t.numel() != n_src + 1:
+    if rowptr_t.dim() != 1 or rowptr_t.numel() != n_src + 1:
         raise ValueError(
             f"{op}: expected 'rowptr_t' of shape (N_src + 1,) = ({n_src + 1},) (got {tuple(rowptr_t.shape)})"
         )
+    rowptr_t = check_rowptr(op, rowptr_t, num_edges, "rowptr_t")
     check_index_range(op, col_t, n_dst, "col_t")
     check_index_range(op, perm_t, num_edges, "perm_t")
     attn = check_float_tensor(op, attn, "attn", (num_edges, heads))

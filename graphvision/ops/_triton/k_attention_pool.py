@@ -71,7 +71,7 @@ if HAS_TRITON:
             xv = tl.load(x_ptr + n[:, None] * F + fo[None, :], mask=nmask[:, None] & fmask[None, :], other=0.0)
             acc = acc * scale + tl.sum(pe[:, None] * xv.to(ACC), axis=0)
             m = m_new
-        inv = 1.0 / tl.where(l > 0, l, 1.0)
+        inv = 1.0 / tl.where(l == 0, 1.0, l)
         tl.store(out_ptr + (b * K + k) * F + fo, (acc * inv).to(out_ptr.dtype.element_ty), mask=fmask)
         m_safe = tl.where(m == float("-inf"), 0.0, m)
         end_w = tl.where(pid_f == 0, end, start)  # only the first feature block writes the weights

@@ -72,7 +72,7 @@ if HAS_TRITON:
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             l = l * tl.exp(m - m_safe) + tl.where(emask, tl.exp(s - m_safe), 0.0)
             m = m_new
-        inv = 1.0 / tl.where(l > 0, l, 1.0)
+        inv = 1.0 / tl.where(l == 0, 1.0, l)
         m_safe = tl.where(m == float("-inf"), 0.0, m)
         for d in range(0, max_deg):
             emask = (d < deg)[:, None] & kmask[None, :]
