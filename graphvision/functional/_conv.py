@@ -125,7 +125,8 @@ def gcn_norm(
     last ``N`` being the loops ``i -> i``. A node that already has a self-loop keeps it as an
     ordinary edge and its appended loop gets weight 0, so the matrix equals PyG's
     ``add_remaining_self_loops`` result (which removes and re-adds loops, a data-dependent shape)
-    without a host synchronisation.
+    without a host synchronisation. Duplicate edges are summed, as everywhere in graphvision
+    (PyG keeps a single one of several duplicate self-loops).
 
     Args:
         edge_index: ``(2, E)`` integer tensor, or a ``GraphStructure``.

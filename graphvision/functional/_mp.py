@@ -4,8 +4,8 @@
   folded into the feature / head axis, edges are never copied per sample), ``(B, N, F)`` with a
   per-sample graph (a list of ``edge_index``, or an offset ``edge_index`` over the ``B * N``
   flattened nodes marked by a ``batch`` vector);
-- thin wrappers over :mod:`graphvision.ops` (``spmm``, ``scatter``, ``attention_aggregate``,
-  ``segment_softmax``, ``attention_pool``) that fold the batch axis.
+- wrappers over :mod:`graphvision.ops` that fold the batch axis of a shared graph into the
+  feature axis (``spmm``) or the head axis (``attention_aggregate``).
 
 Nothing here is public.
 """
@@ -26,7 +26,7 @@ __all__: list[str] = []
 
 
 # --------------------------------------------------------------------------------------------
-# ops access (graphvision.ops; a plain torch fallback only while an op is missing there)
+# ops access
 # --------------------------------------------------------------------------------------------
 
 
@@ -42,49 +42,17 @@ def _edge_index_of(graph: object) -> Tensor:
     return ei
 
 
-def _fallback_scatter(src: Tensor, index: Tensor, dim_size: int, reduce: str = "sum") -> Tensor:
-    index = index.long()
-    out = src.new_zeros((dim_size,) + tuple(src.shape[1:]))
-    idx = index.view(-1, *([1] * (src.dim() - 1))).expand_as(src)
-    if reduce == "sum":
-        return out.scatter_add(0, idx, src)
-    red = {"mean": "mean", "max": "amax", "min": "amin"}[reduce]
-    return out.scatter_reduce(0, idx, src, red, include_self=False)
-
-
-def _fallback_segment_softmax(scores: Tensor, index: Tensor, num_segments: int) -> Tensor:
-    index = index.long()
-    mx = _fallback_scatter(scores.detach(), index, num_segments, "max")
-    ex = (scores - mx[index]).exp()
-    den = _fallback_scatter(ex, index, num_segments, "sum")
-    return ex / den[index].clamp_min(torch.finfo(ex.dtype).tiny)
-
-
 def scatter(src: Tensor, index: Tensor, dim_size: int, reduce: str = "sum") -> Tensor:
-    fn = getattr(_ops, "scatter", None)
-    if fn is not None:
-        return fn(src, index, dim_size, reduce=reduce)
-    return _fallback_scatter(src, index, dim_size, reduce)
+    return _ops.scatter(src, index, dim_size, reduce=reduce)
 
 
 def segment_softmax(scores: Tensor, index: Tensor, num_segments: int) -> Tensor:
-    fn = getattr(_ops, "segment_softmax", None)
-    if fn is not None:
-        return fn(scores, index, num_segments)
-    return _fallback_segment_softmax(scores, index, num_segments)
+    return _ops.segment_softmax(scores, index, num_segments)
 
 
 def spmm(graph: object, weight: Tensor | None, x: Tensor, num_nodes: int) -> Tensor:
-    """``out[i] = sum_{j->i} w * x[j]`` for ``x`` of shape ``(N, F)``."""
-    fn = getattr(_ops, "spmm", None)
-    if fn is not None:
-        return fn(graph, weight, x, num_nodes)
-    ei = _edge_index_of(graph)
-    src, dst = ei[0].long(), ei[1].long()
-    msg = x.index_select(0, src)
-    if weight is not None:
-        msg = msg * weight.view(-1, *([1] * (x.dim() - 1)))
-    return _fallback_scatter(msg, dst, num_nodes, "sum")
+    """``out[i] = sum_{j->i} w * x[j]`` for ``x`` of shape ``(N, F)`` or ``(N, K, F)``."""
+    return _ops.spmm(graph, weight, x, num_nodes)
 
 
 def attention_aggregate(
@@ -97,38 +65,24 @@ def attention_aggregate(
     num_nodes: int,
     return_attention: bool,
 ) -> tuple[Tensor, Tensor | None]:
-    fn = getattr(_ops, "attention_aggregate", None)
-    if fn is not None:
-        res = fn(
-            x,
-            alpha_src,
-            alpha_dst,
-            graph,
-            edge_weight=edge_weight,
-            negative_slope=negative_slope,
-            num_nodes=num_nodes,
-            return_attention=return_attention,
-        )
-        if return_attention:
-            return res[0], res[1]
-        return res, None
-    ei = _edge_index_of(graph)
-    src, dst = ei[0].long(), ei[1].long()
-    e = F.leaky_relu(alpha_src.index_select(0, src) + alpha_dst.index_select(0, dst), negative_slope)
-    attn = _fallback_segment_softmax(e, dst, num_nodes)
-    coef = attn if edge_weight is None else attn * edge_weight.unsqueeze(-1)
-    out = _fallback_scatter(x.index_select(0, src) * coef.unsqueeze(-1), dst, num_nodes, "sum")
-    return out, (attn if return_attention else None)
+    res = _ops.attention_aggregate(
+        x,
+        alpha_src,
+        alpha_dst,
+        graph,
+        edge_weight=edge_weight,
+        negative_slope=negative_slope,
+        num_nodes=num_nodes,
+        return_attention=return_attention,
+    )
+    if return_attention:
+        return res[0], res[1]
+    return res, None
 
 
 def attention_pool(x: Tensor, gate: Tensor, batch: Tensor, num_graphs: int) -> tuple[Tensor, Tensor]:
     """Softmax of ``gate`` (N, K) within each graph and the weighted sums -> ``((B, K, F), (N, K))``."""
-    weights = segment_softmax(gate, batch, num_graphs)
-    fn = getattr(_ops, "attention_pool", None)
-    if fn is not None:
-        out = fn(x, gate, batch, num_graphs)
-        return out, weights
-    out = _fallback_scatter(weights.unsqueeze(-1) * x.unsqueeze(1), batch, num_graphs, "sum")
+    out, weights = _ops.attention_pool(x, gate, batch, num_graphs, return_weights=True)
     return out, weights
 
 
@@ -276,7 +230,7 @@ def attend(
     ``h`` is ``(N, K, F)`` (or ``(B, N, K, F)`` shared), alphas ``(N, K)`` (or ``(B, N, K)``).
     Returns the aggregate in the layout of ``h`` and the attention ``(E, K)`` (or ``(B, E, K)``).
     With attention dropout in training, the fused kernel cannot be used: the attention is
-    computed with ``segment_softmax``, dropped out, and the messages are summed with ``scatter``.
+    computed with ``segment_softmax``, dropped out, and aggregated by ``spmm`` with per-head weights.
     """
     bsz = None
     if g.shared:
@@ -292,8 +246,7 @@ def attend(
         coef = F.dropout(attn, p=dropout, training=True)
         if weight is not None:
             coef = coef * weight.unsqueeze(-1)
-        msg = h.index_select(0, src) * coef.unsqueeze(-1)
-        out = scatter(msg.reshape(msg.size(0), -1), dst, g.num_nodes, "sum").view(g.num_nodes, *h.shape[1:])
+        out = spmm(g.graph, coef, h, g.num_nodes)  # per-head weights: no (E, K, F) messages
         attn_out: Tensor | None = attn if return_attention else None
     else:
         out, attn_out = attention_aggregate(
