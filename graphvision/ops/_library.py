@@ -218,15 +218,48 @@ def _attention_setup(ctx, inputs, output) -> None:  # noqa: ANN001
     ctx.save_for_backward(rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, output[1])
 
 
+@torch.library.custom_op(f"{_NS}::attention_backward", mutates_args=())
+def _attention_bwd_op(
+    rowptr: Tensor,
+    col: Tensor,
+    rowptr_t: Tensor,
+    col_t: Tensor,
+    perm_t: Tensor,
+    x: Tensor,
+    alpha_src: Tensor,
+    alpha_dst: Tensor,
+    weight: Tensor | None,
+    attn: Tensor,
+    grad_out: Tensor,
+    negative_slope: float,
+    backend: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    kernel = _kernel("attention_backward_csr", backend)
+    gx, gas, gad, gw = kernel(
+        rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out, negative_slope
+    )
+    if gw is None:
+        gw = x.new_empty(0)
+    return gx, gas, gad, gw
+
+
+@_attention_bwd_op.register_fake
+def _(rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out, slope, backend):  # noqa: ANN001, ANN202
+    gw = x.new_empty(0) if weight is None else torch.empty_like(weight)
+    return torch.empty_like(x), torch.empty_like(alpha_src), torch.empty_like(alpha_dst), gw
+
+
 def _attention_backward(ctx, grad_out: Tensor | None, grad_attn: Tensor | None):  # noqa: ANN001, ANN202
     rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn = ctx.saved_tensors
     slope = ctx.negative_slope
     if grad_out is None:
         grad_out = x.new_zeros(rowptr.numel() - 1, x.size(1), x.size(2))
-    kernel = _kernel("attention_backward_csr", ctx.backend)
-    grad_x, grad_as, grad_ad, grad_w = kernel(
-        rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out.contiguous(), slope
+    grad_x, grad_as, grad_ad, grad_w = torch.ops.graphvision.attention_backward(
+        rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out.contiguous(), slope,
+        ctx.backend,
     )
+    if weight is None:
+        grad_w = None
     if grad_attn is not None:
         # The attention coefficients were returned and used: add their gradient path
         # (softmax backward, then the LeakyReLU, then the gathers of the alphas).

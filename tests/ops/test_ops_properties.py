@@ -1,0 +1,225 @@
+"""Dtypes, gradcheck, edge-order invariance, non-contiguous inputs, opcheck and torch.compile."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from graphvision import GraphStructure, ops
+from graphvision.testing import assert_close, tolerance
+from tests import reference as ref
+from tests.ops._cases import BACKENDS, graph_cases, randn, require_backend
+
+# A small fixed graph with an isolated node (5), a self-loop, a duplicate edge and unsorted edges.
+EI = torch.tensor([[1, 2, 0, 3, 3, 4, 0, 2, 2], [0, 0, 1, 1, 1, 3, 3, 2, 4]])
+N = 6
+
+
+def _inputs(dtype: torch.dtype, k: int = 2, f: int = 3):
+    x = randn(0, N, k, f, dtype=dtype)
+    a_s = randn(1, N, k, dtype=dtype)
+    a_d = randn(2, N, k, dtype=dtype)
+    w = (torch.rand(EI.size(1), k, generator=torch.Generator().manual_seed(3), dtype=torch.float64) + 0.5).to(dtype)
+    return x, a_s, a_d, w
+
+
+# --------------------------------------------------------------------------- dtypes
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+def test_dtypes_forward_and_backward(backend: str, dtype: torch.dtype) -> None:
+    require_backend(backend)
+    x, a_s, a_d, w = _inputs(dtype)
+    leaves = [t.clone().requires_grad_(True) for t in (x, a_s, a_d, w)]
+    out, attn = ops.attention_aggregate(*leaves[:3], EI, leaves[3], return_attention=True, backend=backend)
+    assert out.dtype == dtype and attn.dtype == dtype
+    e_out, e_attn = ref.ref_attention_aggregate(x, a_s, a_d, EI, w)
+    assert_close(out, e_out)
+    assert_close(attn, e_attn)
+    out.float().sum().backward()
+    for t in leaves:
+        assert t.grad is not None and t.grad.dtype == dtype and bool(torch.isfinite(t.grad.float()).all())
+    xs = x[:, 0].clone().requires_grad_(True)
+    y = ops.spmm(EI, w[:, 0], xs, N, backend=backend)
+    assert y.dtype == dtype
+    assert_close(y, ref.ref_spmm(EI, w[:, 0], x[:, 0][:, None], N)[:, 0])
+    s = ops.segment_softmax(a_s[: EI.size(1)] if N >= EI.size(1) else randn(4, EI.size(1), 2, dtype=dtype), EI[1], N)
+    assert s.dtype == dtype
+    for reduce in ("sum", "mean", "max", "min"):
+        src = randn(5, EI.size(1), 3, dtype=dtype)
+        got = ops.scatter(src, EI[1], N, reduce, backend=backend)
+        assert got.dtype == dtype
+        assert_close(got, ref.ref_scatter(src, EI[1], N, reduce))
+    batch = torch.tensor([0, 0, 1, 1, 1, 1])
+    got, wts = ops.attention_pool(x[:, 0], a_s, batch, 2, return_weights=True, backend=backend)
+    e_got, e_w = ref.ref_attention_pool(x[:, 0], a_s, batch, 2)
+    assert_close(got, e_got)
+    assert_close(wts, e_w)
+
+
+def test_tolerance_table_has_every_dtype() -> None:
+    for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+        assert tolerance(dt)[0] > 0
+
+
+# --------------------------------------------------------------------------- gradcheck
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradcheck_float64(backend: str) -> None:
+    require_backend(backend)
+    x, a_s, a_d, w = (t.requires_grad_(True) for t in _inputs(torch.float64))
+    g = GraphStructure(EI, N)
+
+    def att(x, a_s, a_d, w):  # noqa: ANN001, ANN202
+        return ops.attention_aggregate(x, a_s, a_d, g, w, return_attention=True, backend=backend)
+
+    assert torch.autograd.gradcheck(att, (x, a_s, a_d, w))
+    assert torch.autograd.gradcheck(lambda x, w: ops.spmm(EI, w, x, N, backend=backend), (x, w))
+    assert torch.autograd.gradcheck(lambda w: ops.segment_softmax(w, EI[1], N, backend=backend), (w,))
+    for reduce in ("sum", "mean", "max", "min"):
+        src = randn(7, EI.size(1), 2).requires_grad_(True)
+        assert torch.autograd.gradcheck(lambda s: ops.scatter(s, EI[1], N, reduce, backend=backend), (src,))
+    batch = torch.tensor([0, 1, 0, 1, 1, 1])
+    assert torch.autograd.gradcheck(
+        lambda x, gt: ops.attention_pool(x, gt, batch, 3, return_weights=True, backend=backend), (x[:, 0], a_s)
+    )
+
+
+def test_spmm_double_backward_x() -> None:
+    x = randn(0, N, 3).requires_grad_(True)
+    w = torch.rand(EI.size(1), dtype=torch.float64)
+    assert torch.autograd.gradgradcheck(lambda x: ops.spmm(EI, w, x, N), (x,))
+
+
+# --------------------------------------------------------------------------- invariances
+@given(case=graph_cases(), seed=st.integers(0, 1000))
+def test_edge_order_invariance(case, seed: int) -> None:
+    n, ei, k, f = case.num_nodes, case.edge_index, case.heads, case.channels
+    e = ei.size(1)
+    perm = torch.randperm(e, generator=torch.Generator().manual_seed(seed))
+    x, a_s, a_d = randn(case.seed, n, k, f), randn(case.seed + 1, n, k), randn(case.seed + 2, n, k)
+    w = torch.rand(e, k, dtype=torch.float64) + 0.1
+    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, w, return_attention=True)
+    out_p, attn_p = ops.attention_aggregate(x, a_s, a_d, ei[:, perm], w[perm], return_attention=True)
+    assert_close(out_p, out)
+    assert_close(attn_p, attn[perm])
+    assert_close(ops.spmm(ei[:, perm], w[perm], x, n), ops.spmm(ei, w, x, n))
+    s = randn(case.seed + 3, e, k)
+    assert_close(ops.segment_softmax(s[perm], ei[1, perm], n), ops.segment_softmax(s, ei[1], n)[perm])
+
+
+def test_non_contiguous_inputs() -> None:
+    x, a_s, a_d, w = _inputs(torch.float64, k=2, f=3)
+    xt = x.transpose(1, 2).contiguous().transpose(1, 2)  # same values, strided
+    a_s_nc = torch.stack([a_s, a_s], 2)[..., 0]
+    ei_nc = EI.t().contiguous().t()
+    w_nc = torch.stack([w, w], 2)[..., 0]
+    assert not xt.is_contiguous() and not ei_nc.is_contiguous() and not w_nc.is_contiguous()
+    out = ops.attention_aggregate(xt, a_s_nc, a_d, ei_nc, w_nc)
+    assert_close(out, ops.attention_aggregate(x, a_s, a_d, EI, w.contiguous()))
+    assert_close(ops.spmm(ei_nc, w_nc[:, 0], xt[:, 1], N), ops.spmm(EI, w[:, 0].contiguous(), x[:, 1].contiguous(), N))
+    src = randn(1, 3, EI.size(1)).t()
+    assert_close(ops.scatter(src, ei_nc[1], N, "max"), ops.scatter(src.contiguous(), EI[1], N, "max"))
+
+
+def test_single_hub_node_many_edges() -> None:
+    n, deg = 12, 400
+    g = torch.Generator().manual_seed(0)
+    ei = torch.stack([torch.randint(n, (deg,), generator=g), torch.full((deg,), 3)])
+    x, a_s, a_d = randn(0, n, 2, 5), randn(1, n, 2), randn(2, n, 2)
+    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, return_attention=True)
+    e_out, e_attn = ref.ref_attention_aggregate(x, a_s, a_d, ei)
+    assert_close(out, e_out)
+    assert_close(attn, e_attn)
+    assert_close(ops.spmm(ei, None, x, n), ref.ref_spmm(ei, None, x, n))
+
+
+def test_nan_scores_propagate_to_their_segment_only() -> None:
+    s = torch.tensor([1.0, float("nan"), 2.0, 3.0])
+    out = ops.segment_softmax(s, torch.tensor([0, 0, 1, 1]), 2)
+    assert torch.isnan(out[:2]).all() and torch.isfinite(out[2:]).all()
+    a_s = torch.tensor([[float("nan")], [0.0], [0.0]])
+    out = ops.attention_aggregate(torch.ones(3, 1, 2), a_s, torch.zeros(3, 1), torch.tensor([[0, 1], [1, 2]]))
+    assert torch.isnan(out[1]).all() and torch.isfinite(out[2]).all() and bool((out[0] == 0).all())
+
+
+def test_all_neg_inf_segment_gives_zeros() -> None:
+    s = torch.tensor([float("-inf"), float("-inf"), 0.0])
+    out = ops.segment_softmax(s, torch.tensor([0, 0, 1]), 2)
+    assert out.tolist() == [0.0, 0.0, 1.0]
+
+
+def test_empty_graph_all_ops() -> None:
+    ei = torch.empty(2, 0, dtype=torch.int64)
+    x = torch.randn(4, 2, 3, requires_grad=True)
+    a = torch.randn(4, 2, requires_grad=True)
+    out, attn = ops.attention_aggregate(x, a, a, ei, return_attention=True)
+    assert out.shape == (4, 2, 3) and attn.shape == (0, 2) and bool((out == 0).all())
+    out.sum().backward()
+    assert bool((x.grad == 0).all())
+    assert bool((ops.spmm(ei, None, x, 4) == 0).all())
+    assert ops.scatter(torch.empty(0, 3), ei[1], 5, "max").shape == (5, 3)
+    assert ops.segment_softmax(torch.empty(0), ei[1], 0).shape == (0,)
+    assert ops.attention_pool(torch.empty(0, 3), torch.empty(0), torch.empty(0, dtype=torch.int64), 2).shape == (2, 3)
+
+
+# --------------------------------------------------------------------------- torch.library
+def _canon():
+    g = GraphStructure(EI, N)
+    return g.rowptr, g.col, g.rowptr_t, g.col_t, g.perm_t
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_opcheck(backend: str) -> None:
+    require_backend(backend)
+    rowptr, col, rowptr_t, col_t, perm_t = _canon()
+    x, a_s, a_d, w = (t.float().requires_grad_(True) for t in _inputs(torch.float64))
+    gv = torch.ops.graphvision
+    cases = [
+        (gv.spmm, (rowptr, col, w, x, rowptr_t, col_t, perm_t, backend)),
+        (gv.spmm, (rowptr, col, None, x, rowptr_t, col_t, perm_t, backend)),
+        (gv.sddmm, (rowptr, col, x.detach(), x.detach(), backend)),
+        (gv.segment_softmax, (rowptr, w, backend)),
+        (gv.segment_softmax_backward, (rowptr, w.detach().softmax(0), w, backend)),
+        (gv.segment_reduce, (rowptr, w, "max", backend)),
+        (gv.segment_reduce, (rowptr, w, "mean", backend)),
+        (gv.attention, (rowptr, col, rowptr_t, col_t, perm_t, x, a_s, a_d, w, 0.2, backend)),
+        (gv.attention, (rowptr, col, rowptr_t, col_t, perm_t, x, a_s, a_d, None, 0.2, backend)),
+        (gv.attention_pool, (torch.tensor([0, 2, 2, 6]), x[:, 0], a_s, backend)),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
+
+
+def test_compile_fullgraph_matches_eager() -> None:
+    torch._dynamo.reset()
+    g = GraphStructure(EI, N).precompute()
+    batch = torch.tensor([0, 0, 1, 1, 1, 1])
+
+    def fn(x, a_s, a_d, w, ei):  # noqa: ANN001, ANN202
+        out = ops.attention_aggregate(x, a_s, a_d, g, w)
+        out2 = ops.attention_aggregate(x, a_s, a_d, ei, w[:, 0])
+        y = ops.spmm(ei, w[:, 1], out.sum(1), N)
+        s = ops.segment_softmax(w, ei[1], N)
+        m = ops.scatter(s, ei[1], N, "max") + ops.scatter(s, ei[1], N, "mean", backend="torch_scatter"
+                                                           if _has_ts() else "torch")
+        p = ops.attention_pool(y, a_s, batch, 2)
+        return out.sum() + out2.sum() + y.sum() + m.sum() + p.sum()
+
+    x, a_s, a_d, w = (t.float().requires_grad_(True) for t in _inputs(torch.float64))
+    eager = fn(x, a_s, a_d, w, EI)
+    ge = torch.autograd.grad(eager, [x, a_s, a_d, w])
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got = compiled(x, a_s, a_d, w, EI)
+    gc = torch.autograd.grad(got, [x, a_s, a_d, w])
+    assert_close(got, eager)
+    for a, b in zip(gc, ge):
+        assert_close(a, b)
+
+
+def _has_ts() -> bool:
+    try:
+        import torch_scatter  # noqa: F401
+    except ImportError:
+        return False
+    return True
