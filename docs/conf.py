@@ -80,13 +80,16 @@ else:
     intersphinx_mapping = {}
 intersphinx_timeout = 10
 
-# -- doctest: the narrative pages' ">>>" examples and the docstrings' examples -----------------
+# -- doctest: the narrative pages' examples -----------------------------------------------------
+# Only explicit ``.. doctest::`` / ``.. testcode::`` blocks of the pages run here. The docstrings'
+# examples run in their own module's namespace under ``pytest --doctest-modules`` (pyproject.toml);
+# running them again here, in one shared namespace per page, would fail on their module globals.
 doctest_global_setup = """
 import torch
 import graphvision
 torch.manual_seed(0)
 """
-doctest_test_doctest_blocks = "default"
+doctest_test_doctest_blocks = ""
 
 # -- HTML --------------------------------------------------------------------------------------
 html_theme = "furo"

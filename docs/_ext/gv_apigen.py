@@ -135,7 +135,13 @@ PRIVATE_GROUPS: dict[str, str] = {
     "_channel_attention": "attention",
     "_attention": "attention",
     "_mutual_information": "attention",
+    "_graph_grid": "converters",
+    "_graph_knn": "converters",
+    "_graph_superpixel": "converters",
     "_conv": "conv",
+    "_mp": "conv",
+    "_gat": "conv",
+    "_gcn": "conv",
     "_pool": "pool",
 }
 
@@ -461,8 +467,10 @@ def write_all(outdir: str) -> dict[str, Group]:
     for slug, group in groups.items():
         path = os.path.join(outdir, f"{slug}.rst")
         if slug == "other" and not group.entries and not group.aliases:
-            if os.path.exists(path):
+            try:
                 os.remove(path)  # not in the toctree: a stale page would warn
+            except FileNotFoundError:
+                pass
             continue
         write_if_changed(path, render_group(group))
     write_if_changed(os.path.join(outdir, "toc.inc"), render_toc(groups))

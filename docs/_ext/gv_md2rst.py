@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["md_to_rst", "inline"]
+__all__ = ["md_to_rst", "inline", "block"]
 
 _HEADING_CHARS = "-~^\"'"
 _INLINE = re.compile(
@@ -28,7 +28,8 @@ _INLINE = re.compile(
 
 
 def _escape(text: str) -> str:
-    return re.sub(r"([\\`*_|\[\]<>])", r"\\\1", text)
+    text = re.sub(r"([\\`*_|\[\]<>])", r"\\\1", text)
+    return text.replace("::", ":\\:")  # a trailing "::" would announce a literal block
 
 
 def inline(text: str) -> str:
@@ -38,12 +39,13 @@ def inline(text: str) -> str:
     for m in _INLINE.finditer(text):
         before = text[pos : m.start()]
         out.append(_escape(before))
-        if (before or (out and out[-2:-1])) and "".join(out)[-1:].isalnum():
-            out.append("\\ ")  # inline markup must not follow a letter directly
+        prev = "".join(out)[-1:]
+        if prev and not prev.isspace():
+            out.append("\\ ")  # inline markup must follow whitespace (an escaped space is invisible)
         pos = m.end()
         if m.group("code"):
             body = m.group("code_body").strip()
-            out.append(f"``{body}``" if "``" not in body else _escape(body))
+            out.append(f"``{body}``" if body and "`" not in body and "\\" not in body[-1:] else _escape(m.group(0)))
         elif m.group("img_url"):
             out.append(_escape(m.group("img_alt")))
         elif m.group("link_url"):
@@ -57,10 +59,40 @@ def inline(text: str) -> str:
             out.append(f"`{m.group('url')} <{m.group('url')}>`__")
         else:  # <br>
             out.append(" ")
-        out.append("\\ " if pos < len(text) and (text[pos].isalnum()) else "")
+        out.append("\\ " if pos < len(text) and not text[pos].isspace() else "")
     out.append(_escape(text[pos:]))
     result = "".join(out)
     return result
+
+
+_BLOCK_START = re.compile(r"^([-+#>:.=~^'\"(!/%,;?@$&{}]|([0-9]+|[A-Za-z]|[ivxlcdmIVXLCDM]+)[.)](\s|$))")
+
+
+def block(text: str) -> str:
+    """:func:`inline`, plus an escape when the text would otherwise start a reST block construct.
+
+    A paragraph, list item or table cell starting with ``-``, ``#.``, ``1.``, ``a)``, ``>``,
+    ``..``, ``:`` or ``=`` would be read as a list, comment, field or title in reST.
+    """
+    out = inline(text)
+    if re.fullmatch(r"[^\w\s]+", out):
+        return "\\ " + out  # only punctuation: could read as a transition or a title underline
+    if _BLOCK_START.match(out):
+        out = "\\" + out
+    return out
+
+
+def _lexer(lang: str) -> str:
+    """``lang`` when Pygments knows it (an unknown one would warn), else ``text``."""
+    if not lang:
+        return "text"
+    try:
+        from pygments.lexers import get_lexer_by_name
+
+        get_lexer_by_name(lang)
+        return lang
+    except Exception:
+        return "text"
 
 
 def _split_row(line: str) -> list[str]:
@@ -86,7 +118,7 @@ def _table(rows: list[list[str]], header: bool) -> list[str]:
     for row in rows:
         row = row + [""] * (width - len(row))
         for i, c in enumerate(row):
-            text = inline(c) if c else ""
+            text = block(c) if c else ""
             lines.append(("   * - " if i == 0 else "     - ") + text)
     lines.append("")
     return lines
@@ -120,7 +152,7 @@ def md_to_rst(md: str, *, top_level: int = 1) -> str:
             continue
         fence = re.match(r"^\s*(```+|~~~+)\s*([\w+-]*)", line)
         if fence:
-            marker, lang = fence.group(1), fence.group(2) or "text"
+            marker, lang = fence.group(1), _lexer(fence.group(2))
             body = []
             i += 1
             while i < len(lines) and not lines[i].strip().startswith(marker):
@@ -128,12 +160,13 @@ def md_to_rst(md: str, *, top_level: int = 1) -> str:
                 i += 1
             i += 1
             blank()
-            out += [f".. code-block:: {lang}", ""] + [("   " + b) if b.strip() else "" for b in body] + [""]
+            if any(b.strip() for b in body):
+                out += [f".. code:: {lang}", ""] + [("   " + b) if b.strip() else "" for b in body] + [""]
             continue
         heading = re.match(r"^(#{1,6})\s+(.*?)\s*#*\s*$", line)
         if heading:
             level = max(len(heading.group(1)) - top_level, 0)
-            title = inline(heading.group(2)) or "Section"
+            title = block(heading.group(2)) or "Section"
             char = _HEADING_CHARS[min(level, len(_HEADING_CHARS) - 1)]
             blank()
             out += [title, char * max(len(title), 4), ""]
@@ -149,7 +182,8 @@ def md_to_rst(md: str, *, top_level: int = 1) -> str:
                     rows.append(_split_row(lines[i]))
                 i += 1
             blank()
-            out += _table(rows, header and len(rows) > 1)
+            if rows:
+                out += _table(rows, header and len(rows) > 1)
             continue
         item = re.match(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$", line)
         if item:
@@ -157,25 +191,26 @@ def md_to_rst(md: str, *, top_level: int = 1) -> str:
             while i < len(lines):
                 m = re.match(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$", lines[i])
                 if not m:
-                    if lines[i].strip() and lines[i].startswith("  ") and out:
+                    if lines[i].strip() and lines[i].startswith("  ") and out and out[-1].startswith(("- ", "#. ")):
                         out[-1] += " " + inline(lines[i].strip())  # continuation line
                         i += 1
                         continue
                     break
-                depth = len(m.group(1)) // 2
+                # Nested lists are flattened: the result files use one level, and flat is always valid.
                 bullet = "-" if m.group(2) in "-*+" else "#."
-                if out and out[-1] and not depth and not out[-1].startswith(bullet) and not out[-1].startswith(" "):
-                    out.append("")  # a list of another kind starts: separate it
-                if depth and out and out[-1] != "" and not out[-1].startswith("  " * depth):
-                    out.append("")
-                out.append("  " * depth * (2 if bullet == "#." else 1) + f"{bullet} {inline(m.group(3))}")
                 i += 1
+                if not m.group(3).strip():
+                    continue  # an empty item
+                if out and out[-1] and not out[-1].startswith(bullet):
+                    out.append("")  # a list of another kind starts: separate it
+                out.append(f"{bullet} {block(m.group(3).strip())}")
             out.append("")
             continue
         if stripped.startswith(">"):
             blank()
+            out += ["..", ""]  # an empty comment keeps the quote from joining a preceding list or table
             while i < len(lines) and lines[i].strip().startswith(">"):
-                out.append("   " + inline(lines[i].strip().lstrip(">").strip()))
+                out.append("   " + block(lines[i].strip().lstrip(">").strip()))
                 i += 1
             out.append("")
             continue
@@ -183,11 +218,17 @@ def md_to_rst(md: str, *, top_level: int = 1) -> str:
             i += 1
             continue
         para = []
-        while i < len(lines) and lines[i].strip() and not re.match(r"^(#{1,6}\s|```|~~~|\s*[-*+]\s|\s*\d+[.)]\s|\s*\|)", lines[i]):
-            para.append(inline(lines[i].strip()))
+        while (
+            i < len(lines)
+            and lines[i].strip()
+            and not re.match(r"^(#{1,6}\s|```|~~~|\s*[-*+]\s|\s*\d+[.)]\s|\s*\||\s*>)", lines[i])
+            and not re.fullmatch(r"\s*([-=*_])\1{2,}\s*", lines[i])
+        ):
+            para.append(block(lines[i].strip()))
             i += 1
         if not para:  # a line no rule took: keep it as text
-            para.append(inline(stripped))
+            if not re.fullmatch(r"\s*([-=*_])\1{2,}\s*", line):
+                para.append(block(stripped))
             i += 1
         blank()
         out += para + [""]
