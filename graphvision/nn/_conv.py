@@ -225,6 +225,9 @@ class GCNConv(nn.Module):
             s += ", bias=False"
         return s
 
+    def __repr__(self) -> str:  # compact, as PyG: the internal projections are not listed
+        return f"{type(self).__name__}({self.extra_repr()})"
+
 
 class _AttentionBase(nn.Module):
     """Shared parameters of :class:`GATConv` and :class:`AttentionGCNConv` (PyG ``GATConv`` names)."""
@@ -274,6 +277,9 @@ class _AttentionBase(nn.Module):
         if self.bias is None:
             s += ", bias=False"
         return s
+
+    def __repr__(self) -> str:  # compact, as PyG: the internal projections are not listed
+        return f"{type(self).__name__}({self.extra_repr()})"
 
 
 class GATConv(_AttentionBase):
