@@ -12,15 +12,30 @@ import torch
 
 __all__ = ["HAS_TRITON", "TRITON_IMPORT_ERROR", "interpret_mode", "triton_usable", "unusable_reason"]
 
-try:  # pragma: no cover - depends on the environment
-    import triton  # noqa: F401
-    import triton.language  # noqa: F401
+_import_state: dict[str, object] = {}
 
-    HAS_TRITON = True
-    TRITON_IMPORT_ERROR: str | None = None
-except Exception as exc:  # pragma: no cover - depends on the environment
-    HAS_TRITON = False
-    TRITON_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
+
+def _try_import() -> tuple[bool, str | None]:
+    """Import Triton on first use (never at ``import graphvision``) and remember the outcome."""
+    if "ok" not in _import_state:
+        try:  # pragma: no cover - depends on the environment
+            import triton  # noqa: F401
+            import triton.language  # noqa: F401
+
+            _import_state["ok"], _import_state["error"] = True, None
+        except Exception as exc:  # pragma: no cover - depends on the environment
+            _import_state["ok"], _import_state["error"] = False, f"{type(exc).__name__}: {exc}"
+    return bool(_import_state["ok"]), _import_state["error"]  # type: ignore[return-value]
+
+
+def __getattr__(name: str) -> object:
+    # HAS_TRITON / TRITON_IMPORT_ERROR are resolved lazily (PEP 562) so that importing
+    # graphvision never imports Triton, and TRITON_INTERPRET can still be set late.
+    if name == "HAS_TRITON":
+        return _try_import()[0]
+    if name == "TRITON_IMPORT_ERROR":
+        return _try_import()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def interpret_mode() -> bool:
@@ -30,8 +45,9 @@ def interpret_mode() -> bool:
 
 def unusable_reason(device: torch.device) -> str | None:
     """Why Triton kernels cannot run on ``device``, or ``None`` when they can."""
-    if not HAS_TRITON:
-        return f"Triton is not installed or failed to import ({TRITON_IMPORT_ERROR})"
+    ok, error = _try_import()
+    if not ok:
+        return f"Triton is not installed or failed to import ({error})"
     if device.type == "cuda":
         return None
     if device.type == "cpu" and interpret_mode():
