@@ -165,7 +165,14 @@ def f64(t: Tensor | None, grad: bool = True) -> Tensor | None:
 @contextlib.contextmanager
 def block_sizes(small: bool) -> Iterator[None]:
     """Shrink the kernels' block sizes (``small``) so tiny graphs exercise many row/feature blocks."""
-    from graphvision.ops._triton import k_attention, k_attention_pool, k_sddmm, k_segment_reduce, k_segment_softmax, k_spmm
+    from graphvision.ops._triton import (
+        k_attention,
+        k_attention_pool,
+        k_sddmm,
+        k_segment_reduce,
+        k_segment_softmax,
+        k_spmm,
+    )
 
     patches = {
         (k_spmm, "BLOCK_ROWS"): 4,

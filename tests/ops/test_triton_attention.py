@@ -109,7 +109,8 @@ class TestAttention:
         runs = []
         for _ in range(2):
             out, attn = fwd(g.rowptr, g.col, x, a_src, a_dst, w, 0.2)
-            runs.append((out, attn, *bwd(g.rowptr, g.col, g.rowptr_t, g.col_t, g.perm_t, x, a_src, a_dst, w, attn, grad, 0.2)))
+            grads = bwd(g.rowptr, g.col, g.rowptr_t, g.col_t, g.perm_t, x, a_src, a_dst, w, attn, grad, 0.2)
+            runs.append((out, attn, *grads))
         for a, b in zip(*runs):
             assert torch.equal(a, b)
 
@@ -200,6 +201,8 @@ class TestAttentionPool:
     def test_exceptions(self) -> None:
         pool = _pool()
         with pytest.raises(ValueError, match=r"expected 'gate' of shape \(4, K\)"):
-            pool(torch.tensor([0, 4], device=DEVICE), torch.zeros(4, 2, device=DEVICE), torch.zeros(3, 1, device=DEVICE))
+            pool(torch.tensor([0, 4], device=DEVICE), torch.zeros(4, 2, device=DEVICE),
+                 torch.zeros(3, 1, device=DEVICE))
         with pytest.raises(ValueError, match="expected 'ptr' to start at 0 and end at the number of edges 4"):
-            pool(torch.tensor([0, 3], device=DEVICE), torch.zeros(4, 2, device=DEVICE), torch.zeros(4, 1, device=DEVICE))
+            pool(torch.tensor([0, 3], device=DEVICE), torch.zeros(4, 2, device=DEVICE),
+                 torch.zeros(4, 1, device=DEVICE))

@@ -78,7 +78,9 @@ def check_rowptr(op: str, rowptr: Tensor, num_edges: int, name: str = "rowptr") 
     """A CSR row pointer ``(n+1,)`` whose last value is ``num_edges`` (checked when sync checks are on)."""
     rowptr = check_index_tensor(op, rowptr, name)
     if rowptr.numel() < 1:
-        raise ValueError(f"{op}: expected '{name}' of shape (n + 1,) with at least one entry (got {tuple(rowptr.shape)})")
+        raise ValueError(
+            f"{op}: expected '{name}' of shape (n + 1,) with at least one entry (got {tuple(rowptr.shape)})"
+        )
     if sync_checks_enabled():
         first, last = int(rowptr[0]), int(rowptr[-1])
         if first != 0 or last != num_edges:

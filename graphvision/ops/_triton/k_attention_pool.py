@@ -20,7 +20,14 @@ import torch
 from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
-from graphvision.ops._triton._common import acc_type, cdiv, check_device, check_float_tensor, check_rowptr, next_pow2
+from graphvision.ops._triton._common import (
+    acc_type,
+    cdiv,
+    check_device,
+    check_float_tensor,
+    check_rowptr,
+    next_pow2,
+)
 
 __all__ = ["attention_pool_ptr"]
 
@@ -130,6 +137,7 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
     block_f = min(next_pow2(feats), MAX_BLOCK_F)
     grid = (num_graphs, heads, max(cdiv(feats, block_f), 1))
     _attention_pool_kernel[grid](
-        ptr, x, gate, out, weights, K=heads, F=feats, BLOCK_N=BLOCK_NODES, BLOCK_F=block_f, ACC=acc_type(x.dtype), num_warps=NUM_WARPS
+        ptr, x, gate, out, weights, K=heads, F=feats, BLOCK_N=BLOCK_NODES, BLOCK_F=block_f,
+        ACC=acc_type(x.dtype), num_warps=NUM_WARPS,
     )
     return out, weights

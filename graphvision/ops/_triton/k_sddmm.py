@@ -121,6 +121,7 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     block_f = min(next_pow2(feats), MAX_BLOCK_F)
     grid = (cdiv(n_dst, BLOCK_ROWS), heads)
     _sddmm_csr_kernel[grid](
-        rowptr, col, a, b, out, n_dst, K=heads, F=feats, BLOCK_R=BLOCK_ROWS, BLOCK_F=block_f, ACC=acc_type(a.dtype), num_warps=NUM_WARPS
+        rowptr, col, a, b, out, n_dst, K=heads, F=feats, BLOCK_R=BLOCK_ROWS, BLOCK_F=block_f,
+        ACC=acc_type(a.dtype), num_warps=NUM_WARPS,
     )
     return out

@@ -131,7 +131,8 @@ def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
         scores: Scores in sorted edge order, ``(E,)`` is treated as one head.
 
     Returns:
-        Probabilities of the same shape and dtype as ``scores`` (float32 arithmetic; float64 for float64 inputs).
+        Probabilities of the same shape and dtype as ``scores`` (float32 arithmetic; float64 for
+        float64 inputs).
 
     Shape:
         - rowptr: :math:`(N + 1,)`
@@ -155,7 +156,8 @@ def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
         return out.view(shape)
     n_rows = rowptr.numel() - 1
     _segment_softmax_fwd_kernel[(cdiv(n_rows, BLOCK_ROWS),)](
-        rowptr, s2, out, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads), ACC=acc_type(s2.dtype), num_warps=NUM_WARPS
+        rowptr, s2, out, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads),
+        ACC=acc_type(s2.dtype), num_warps=NUM_WARPS,
     )
     return out.view(shape)
 
@@ -196,6 +198,7 @@ def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> T
         return gin.view(shape)
     n_rows = rowptr.numel() - 1
     _segment_softmax_bwd_kernel[(cdiv(n_rows, BLOCK_ROWS),)](
-        rowptr, o2, g2, gin, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads), ACC=acc_type(o2.dtype), num_warps=NUM_WARPS
+        rowptr, o2, g2, gin, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads),
+        ACC=acc_type(o2.dtype), num_warps=NUM_WARPS,
     )
     return gin.view(shape)
