@@ -10,7 +10,8 @@ The estimator, per image (batch index dropped). For node :math:`i` with values
 1. min-max normalise: :math:`u_{ic} = (x_{ic} - \min_c x_{ic}) / (\max_c x_{ic} - \min_c x_{ic})`
    (a constant node gets :math:`u = 0`);
 2. soft memberships to ``bins`` equal-width bins with centres :math:`\mu_k = (k + 1/2)/\text{bins}`:
-   :math:`w_{ic}(k) = \operatorname{softmax}_k\big(-(u_{ic} - \mu_k)^2 / (2\sigma^2)\big)`,
+   :math:`w_{ic}(k) = \operatorname{softmax}_k\big(-(u_{ic} - \mu_k)^2 / (2\sigma^2)\big)`
+   (memberships below :data:`MIN_MEMBERSHIP` = 1e-12 are set to 0: no denormal floats),
    :math:`\sigma = \text{bandwidth}/\text{bins}` (``bandwidth`` is in units of the bin width;
    ``bandwidth=0`` is hard binning, :math:`w_{ic} = \text{onehot}(\lfloor \text{bins}\cdot u_{ic}\rfloor)`);
 3. marginal :math:`p_i(a) = \frac1C \sum_c w_{ic}(a)`, joint
@@ -50,6 +51,9 @@ CHUNK_MEMORY_BUDGET = 256 * 2**20
 #: 1.0 smooths too much (about -30% with 16 bins), 0.25 adds small-sample bias.
 DEFAULT_BANDWIDTH = 0.5
 
+#: Soft memberships below this are set to 0 (no denormal floats; see ``_soft_memberships``).
+MIN_MEMBERSHIP = 1e-12
+
 #: Accepted ``normalized=`` values.
 NORMALIZATIONS = (False, True, "arithmetic", "geometric", "max", "min")
 
@@ -61,21 +65,32 @@ _OUTPUTS = ("dense", "sparse")
 # --------------------------------------------------------------------------------------------
 
 
-def _soft_memberships(x: Tensor, bins: int, bandwidth: float) -> Tensor:
-    """Soft bin memberships ``(B, N, C, bins)`` of the min-max normalised values of each node."""
+def _soft_memberships(x: Tensor, bins: int, bandwidth: float, inplace: bool = False) -> Tensor:
+    """Soft bin memberships ``(B, N, bins, C)`` (``[b, i] = W_i^T``) of each node's min-max normalised values."""
     xmin = x.amin(dim=-1, keepdim=True)
     xmax = x.amax(dim=-1, keepdim=True)
     span = xmax - xmin
     tiny = torch.finfo(x.dtype).tiny
-    # constant node -> u = 0 (all mass in the first bin; entropy 0, MI 0)
+    # constant node -> u = 0 (all mass in the first bin(s); MI with any node is 0)
     u = (x - xmin) / torch.where(span > 0, span, torch.ones_like(span)).clamp_min(tiny)
+    u = u.unsqueeze(-2)  # (B, N, 1, C)
     if bandwidth == 0.0:
-        idx = (u * bins).floor().clamp(0, bins - 1).long()
-        return torch.nn.functional.one_hot(idx, bins).to(x.dtype)
-    centers = (torch.arange(bins, device=x.device, dtype=x.dtype) + 0.5) / bins
+        idx = (u * bins).floor().clamp(0, bins - 1)
+        levels = torch.arange(bins, device=x.device, dtype=x.dtype).view(bins, 1)
+        return (idx == levels).to(x.dtype)
+    centers = ((torch.arange(bins, device=x.device, dtype=x.dtype) + 0.5) / bins).view(bins, 1)
     sigma = bandwidth / bins
-    logits = (u.unsqueeze(-1) - centers).square() * (-0.5 / (sigma * sigma))
-    return torch.softmax(logits, dim=-1)
+    if inplace:  # no autograd: one (B, N, bins, C) buffer for the logits, one for the softmax
+        logits = (u - centers).square_().mul_(-0.5 / (sigma * sigma))
+        w = torch.softmax(logits, dim=-2)
+        del logits
+        return w.masked_fill_(w < MIN_MEMBERSHIP, 0.0)
+    logits = (u - centers).square() * (-0.5 / (sigma * sigma))
+    w = torch.softmax(logits, dim=-2)
+    # Truncate the Gaussian tails: memberships below MIN_MEMBERSHIP (e.g. exp(-80) ~ 1e-35 for far
+    # bins) would be denormal floats, which make CPU matmuls ~20x slower; the mass dropped is
+    # at most bins * MIN_MEMBERSHIP per sample.
+    return torch.where(w >= MIN_MEMBERSHIP, w, torch.zeros_like(w))
 
 
 def _default_chunk_size(batch: int, num_nodes: int, bins: int, itemsize: int) -> int:
@@ -274,7 +289,8 @@ def mutual_information_adjacency(
     ``True`` or ``"arithmetic"``: :math:`2\,\mathrm{MI}/(H_i + H_j)` (scikit-learn's default
     NMI); ``"geometric"``: :math:`\mathrm{MI}/\sqrt{H_i H_j}`; ``"max"`` / ``"min"``:
     :math:`\mathrm{MI}/\max(H_i, H_j)` / :math:`\mathrm{MI}/\min(H_i, H_j)`. All lie in
-    :math:`[0, 1]`; a pair with a zero denominator (a constant node) gets 0.
+    :math:`[0, 1]`; a pair with a zero denominator (a constant node under hard binning)
+    gets 0. A constant node has (numerically) zero MI with every node.
 
     The adjacency keeps, in this order: the ``top_k`` largest entries of each row ``i`` among
     ``j != i`` (fewer when ``N - 1 < top_k``), then those ``>= threshold``; with ``symmetric``,
@@ -337,36 +353,52 @@ def mutual_information_adjacency(
         x = x.unsqueeze(0)
     bsz, n, c = x.shape
     use_triton = _use_triton(x, bins, backend)
+    out_dtype = x.dtype
+    if x.dtype in (torch.float16, torch.bfloat16):  # histograms and logs in float32
+        x = x.float()
 
-    w = _soft_memberships(x, bins, bw)  # (B, N, C, bins)
-    p = w.mean(dim=2)  # (B, N, bins)
+    # no autograd needed -> reuse buffers in place (keeps the 8 x 3136-node case under 1 GB)
+    inplace = not (torch.is_grad_enabled() and x.requires_grad)
+    a = _soft_memberships(x, bins, bw, inplace)  # (B, N, bins, C): rows of A = W_i^T
+    p = a.mean(dim=-1)  # (B, N, bins) marginals
     h = -_xlogx(p).sum(dim=-1)  # (B, N) marginal entropies
-    a = w.transpose(2, 3).contiguous()  # (B, N, bins, C): rows of A = W_i^T
     if chunk is None:
         chunk = _default_chunk_size(bsz, n, bins, x.element_size())
     hj = _JointEntropy.apply(a, chunk, use_triton)
-    mi = (h.unsqueeze(2) + h.unsqueeze(1)) - hj
-    mi = mi.clamp_min(0.0)
+    del a
+    hi, hk = h.unsqueeze(2), h.unsqueeze(1)
+    if inplace:
+        mi = hj.neg_().add_(hi).add_(hk).clamp_min_(0.0)  # H_i + H_j - H_ij
+    else:
+        mi = ((hi + hk) - hj).clamp_min(0.0)
     if normalized is not False:
-        hi, hjn = h.unsqueeze(2), h.unsqueeze(1)
         if normalized is True or normalized == "arithmetic":
-            den = 0.5 * (hi + hjn)
+            den = 0.5 * (hi + hk)
         elif normalized == "geometric":
-            den = (hi * hjn).clamp_min(0.0).sqrt()
+            den = (hi * hk).clamp_min(0.0).sqrt()
         elif normalized == "max":
-            den = torch.maximum(hi, hjn)
+            den = torch.maximum(hi, hk)
         else:
-            den = torch.minimum(hi, hjn)
+            den = torch.minimum(hi, hk)
         pos = den > torch.finfo(x.dtype).eps
-        mi = torch.where(pos, mi / torch.where(pos, den, torch.ones_like(den)), torch.zeros_like(mi))
-        mi = mi.clamp_max(1.0)
+        den = torch.where(pos, den, torch.ones_like(den))
+        if inplace:
+            mi = mi.div_(den).masked_fill_(~pos, 0.0).clamp_max_(1.0)
+        else:
+            mi = torch.where(pos, mi / den, torch.zeros_like(mi)).clamp_max(1.0)
 
+    mi = mi.to(out_dtype)
     if output == "sparse" and k is not None and threshold is None and not symmetric and n > 1:
         # static number of edges (B * N * k [+ B * N]): no nonzero(), works under torch.compile
         return _topk_edges(mi, min(k, n - 1), self_loops)
     mask = _edge_mask(mi, k, threshold, symmetric, self_loops)
     if output == "dense":
-        adj = mi if mask is None else torch.where(mask, mi, torch.zeros_like(mi))
+        if mask is None:
+            adj = mi
+        elif inplace:
+            adj = mi.masked_fill_(~mask, 0.0)
+        else:
+            adj = torch.where(mask, mi, torch.zeros_like(mi))
         return adj.squeeze(0) if unbatched else adj
     if mask is None:
         mask = torch.ones(bsz, n, n, dtype=torch.bool, device=x.device)

@@ -32,7 +32,8 @@ def np_memberships(v: np.ndarray, bins: int, bandwidth: float) -> np.ndarray:
     logit = -((u[:, None] - centers[None, :]) ** 2) / (2 * sigma**2)
     logit -= logit.max(axis=1, keepdims=True)
     e = np.exp(logit)
-    return e / e.sum(axis=1, keepdims=True)
+    w = e / e.sum(axis=1, keepdims=True)
+    return np.where(w >= 1e-12, w, 0.0)  # documented truncation of the Gaussian tails
 
 
 def np_mi_matrix(x: np.ndarray, bins: int, bandwidth: float) -> np.ndarray:
@@ -210,9 +211,8 @@ def test_normalized_range_and_formula(mode):
     out = dense(x, bins=6, normalized=mode)
     assert not bool(out.isnan().any())
     assert bool((out >= 0).all()) and bool((out <= 1).all())
-    assert bool((out[0, 3] == 0).all())
-    h = mi.diagonal(dim1=1, dim2=2)  # not H_i for soft bins; recompute the marginal entropies
-    w = mimod._soft_memberships(x, 6, 0.5).mean(2)
+    assert float(out[0, 3].abs().max()) < 1e-12
+    w = mimod._soft_memberships(x, 6, 0.5).mean(-1)
     h = -torch.special.xlogy(w, w).sum(-1)
     hi, hj = h[:, :, None], h[:, None, :]
     den = {True: (hi + hj) / 2, "arithmetic": (hi + hj) / 2, "geometric": (hi * hj).sqrt(),
