@@ -85,9 +85,11 @@ intersphinx_timeout = 10
 # examples run in their own module's namespace under ``pytest --doctest-modules`` (pyproject.toml);
 # running them again here, in one shared namespace per page, would fail on their module globals.
 doctest_global_setup = """
+import importlib.util
 import torch
 import graphvision
 torch.manual_seed(0)
+HAS_SKIMAGE = importlib.util.find_spec("skimage") is not None
 """
 doctest_test_doctest_blocks = ""
 
