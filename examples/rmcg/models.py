@@ -64,23 +64,29 @@ class ResNet18(nn.Module):
     """ResNet-18 (He et al. 2016) truncated at ``feature_level``; torchvision parameter names.
 
     Output stride: layer1 4, layer2 8, layer3 16, layer4 32 (a 50x50 patch gives 13x13, 7x7, 4x4,
-    2x2 maps). ``features(x)`` returns the map; ``forward`` adds global average pooling and ``fc``
+    2x2 maps). ``width`` is the stem width (64: the standard ResNet18; 32: a half-width variant with
+    about a quarter of the compute, for CPU experiments). ``features(x)`` returns the map; ``forward`` adds global average pooling and ``fc``
     when ``num_classes`` is given.
     """
 
-    def __init__(self, num_classes: int | None = None, feature_level: str = "layer4", in_channels: int = 3) -> None:
+    def __init__(
+        self, num_classes: int | None = None, feature_level: str = "layer4", in_channels: int = 3, width: int = 64
+    ) -> None:
         super().__init__()
         if feature_level not in FEATURE_LEVELS:
             raise ValueError(f"Expected feature_level in {FEATURE_LEVELS} (got {feature_level!r})")
+        if width < 1:
+            raise ValueError(f"Expected width >= 1 (got {width})")
         self.feature_level = feature_level
-        self.out_channels = _RESNET_CHANNELS[feature_level]
-        self.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.width = width
+        self.out_channels = _RESNET_CHANNELS[feature_level] * width // 64
+        self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         depth = FEATURE_LEVELS.index(feature_level) + 1
-        inplanes = 64
-        for i, planes in enumerate((64, 128, 256, 512)[:depth]):
+        inplanes = width
+        for i, planes in enumerate(tuple(width * m for m in (1, 2, 4, 8))[:depth]):
             stride = 1 if i == 0 else 2
             setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes)))
             inplanes = planes
@@ -199,10 +205,10 @@ def load_pretrained(backbone: nn.Module, arch: str) -> str:
     return f"--pretrained: loaded {len(loadable)} ImageNet tensors from torchvision into {arch}"
 
 
-def build_backbone(arch: str, feature_level: str = "layer3") -> nn.Module:
-    """``resnet18`` truncated at ``feature_level`` or ``alexnet`` conv features."""
+def build_backbone(arch: str, feature_level: str = "layer2", width: int = 64) -> nn.Module:
+    """``resnet18`` truncated at ``feature_level`` (stem width ``width``) or ``alexnet`` conv features."""
     if arch == "resnet18":
-        return ResNet18(None, feature_level)
+        return ResNet18(None, feature_level, width=width)
     if arch == "alexnet":
         return AlexNet(None)
     raise ValueError(f"Expected backbone in ('resnet18', 'alexnet') (got {arch!r})")
@@ -223,36 +229,51 @@ def _gv(name: str, module: str = "nn"):
     return getattr(mod, name)
 
 
-class _Cache:
-    """Small cache of grid edge sets keyed by (h, w, batch, device)."""
+class _GridCache:
+    """8-neighbour grid of one ``h x w`` map as a cached :class:`graphvision.GraphStructure`.
+
+    One graph shared by every image of the batch (batched ``(B, N, F)`` input), with the relative
+    offset ``(dy, dx)`` of each edge's source as edge attributes (for ECC).
+    """
 
     def __init__(self) -> None:
-        self.store: dict[tuple, tuple[Tensor, Tensor]] = {}
+        self.store: dict[tuple, tuple[object, Tensor]] = {}
 
-    def grid(self, h: int, w: int, batch: int, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Batched 8-neighbour grid edges (offset per image) and relative offsets (dy, dx) per edge."""
-        key = (h, w, batch, str(device))
+    def get(self, h: int, w: int, device: torch.device) -> tuple[object, Tensor]:
+        key = (h, w, str(device))
         if key not in self.store:
+            import graphvision
+
             grid_graph = _gv("grid_graph", "functional")
             ei = grid_graph(h, w, connectivity=8, device=device)
-            n = h * w
             ys, xs = ei // w, ei % w
             rel = torch.stack([(ys[0] - ys[1]).float(), (xs[0] - xs[1]).float()], dim=1)
-            offs = torch.arange(batch, device=device).repeat_interleave(ei.shape[1]) * n
-            ei_b = ei.repeat(1, batch) + offs
-            rel_b = rel.repeat(batch, 1)
             if len(self.store) > 16:
                 self.store.clear()
-            self.store[key] = (ei_b, rel_b)
+            self.store[key] = (graphvision.GraphStructure(ei, num_nodes=h * w), rel)
         return self.store[key]
 
 
 class GraphClassifier(nn.Module):
     """Backbone feature map -> pixel graph -> graph convolutions -> pooling -> linear classifier.
 
-    ``kind`` selects the convolution and graph: ``gcn`` / ``gat`` / ``ecc`` / ``gcnii`` on the 8-neighbour
-    pixel grid, ``rmcg`` (multi-channel attention, mutual-information graph, attention GCN, attention
-    pooling). ``forward(image, explain=True)`` also returns per-node maps ``(B, h, w)``.
+    ``mi_grad``: back-propagate through the mutual-information estimator into the features (off by
+    default: the graph is a function of the current features, as a kNN graph would be; on CPU the
+    MI backward costs about as much as the backbone's).
+
+    ``kind``:
+
+    * ``gcn`` / ``gat`` (``GCNConv`` / ``GATConv`` from the backbone channels), ``ecc``
+      (``EdgeConditionedConv`` with an edge network on the relative pixel offset) and ``gcnii``
+      (linear input layer, ``GCN2Conv`` layers with initial residual): 8-neighbour pixel grid shared
+      by the batch, global mean pooling.
+    * ``rmcg``: ``MultiChannelAttention`` on the feature map, ``MutualInformationAdjacency``
+      (top-k neighbours per node, MI edge weights; one graph per image), linear input layer,
+      ``AttentionGCNConv`` layers with initial residual, ``AttentionPooling``.
+
+    ``forward(image, explain=True)`` also returns per-node maps ``(B, h, w)``: the pooling scores
+    and the attention each node receives from its neighbours in the last convolution (rmcg), the
+    node feature norm (grid baselines).
     """
 
     def __init__(
@@ -260,74 +281,67 @@ class GraphClassifier(nn.Module):
         kind: str,
         num_classes: int,
         backbone: str = "resnet18",
-        feature_level: str = "layer3",
+        feature_level: str = "layer2",
         hidden: int = 64,
         num_layers: int = 2,
         heads: int = 4,
         dropout: float = 0.1,
-        mi_bins: int = 16,
+        mi_bins: int = 8,
         mi_topk: int = 8,
         attention_heads: int = 4,
+        residual_alpha: float = 0.1,
         graph: str | None = None,
+        mi_grad: bool = False,
+        width: int = 64,
     ) -> None:
         super().__init__()
         if kind not in ("gcn", "gat", "ecc", "gcnii", "rmcg"):
             raise ValueError(f"Expected kind in ('gcn', 'gat', 'ecc', 'gcnii', 'rmcg') (got {kind!r})")
+        if hidden % heads:
+            raise ValueError(f"Expected hidden divisible by heads (got hidden={hidden}, heads={heads})")
+        if num_layers < 1:
+            raise ValueError(f"Expected num_layers >= 1 (got {num_layers})")
         self.kind = kind
+        self.mi_grad = mi_grad
         self.graph = graph or ("mi" if kind == "rmcg" else "grid")
         if self.graph not in ("grid", "mi"):
             raise ValueError(f"Expected graph in ('grid', 'mi') (got {self.graph!r})")
-        self.backbone = build_backbone(backbone, feature_level)
-        self.backbone_name = backbone
+        if kind == "ecc" and self.graph != "grid":
+            raise ValueError("Expected graph='grid' for ecc (its edge attributes are pixel offsets)")
+        self.backbone = build_backbone(backbone, feature_level, width)
         c = self.backbone.out_channels
         self.hidden, self.num_layers, self.dropout = hidden, num_layers, dropout
-        self.mi_topk = mi_topk
-        self.cache = _Cache()
-        self.mca = None
-        self.mi = None
-        if kind == "rmcg":
-            self.mca = _gv("MultiChannelAttention")(c, heads=attention_heads)
-        if self.graph == "mi":
-            self.mi = _gv("MutualInformationAdjacency")(bins=mi_bins, topk=mi_topk, output="sparse")
+        self.grid = _GridCache()
+        self.mca = _gv("MultiChannelAttention")(c, heads=attention_heads) if kind == "rmcg" else None
+        self.mi = (
+            _gv("MutualInformationAdjacency")(bins=mi_bins, top_k=mi_topk, output="sparse")
+            if self.graph == "mi"
+            else None
+        )
+        self.lin_in = nn.Linear(c, hidden) if kind in ("ecc", "gcnii", "rmcg") else None
+        dims = [hidden if self.lin_in is not None else c] + [hidden] * num_layers
         convs = nn.ModuleList()
-        if kind == "gcnii":
-            self.lin_in = nn.Linear(c, hidden)
-            conv = _gv("GCN2Conv")
-            for layer in range(num_layers):
-                convs.append(conv(hidden, alpha=0.1, theta=0.5, layer=layer + 1))
-        else:
-            dims = [c] + [hidden] * num_layers
-            for i in range(num_layers):
-                if kind == "gcn":
-                    convs.append(_gv("GCNConv")(dims[i], dims[i + 1]))
-                elif kind == "gat":
-                    convs.append(_gv("GATConv")(dims[i], dims[i + 1] // heads, heads=heads))
-                elif kind == "ecc":
-                    convs.append(_gv("EdgeConditionedConv")(dims[i], dims[i + 1], edge_dim=2))
-                else:  # rmcg
-                    convs.append(
-                        _gv("AttentionGCNConv")(dims[i], dims[i + 1] // heads, heads=heads)
-                    )
+        for i in range(num_layers):
+            if kind == "gcn":
+                convs.append(_gv("GCNConv")(dims[i], dims[i + 1]))
+            elif kind == "gat":
+                convs.append(_gv("GATConv")(dims[i], dims[i + 1] // heads, heads=heads))
+            elif kind == "ecc":
+                edge_nn = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, dims[i] * dims[i + 1]))
+                convs.append(_gv("EdgeConditionedConv")(dims[i], dims[i + 1], edge_nn, aggr="mean"))
+            elif kind == "gcnii":
+                convs.append(_gv("GCN2Conv")(hidden, alpha=residual_alpha, theta=0.5, layer=i + 1))
+            else:
+                convs.append(_gv("AttentionGCNConv")(dims[i], dims[i + 1] // heads, heads=heads, alpha=residual_alpha))
         self.convs = convs
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
-        if kind == "rmcg":
-            self.pool = _gv("AttentionPooling")(hidden)
-        else:
-            self.pool = None
+        self.pool = _gv("AttentionPooling")(hidden, hidden_channels=hidden) if kind == "rmcg" else None
         self.classifier = nn.Linear(hidden, num_classes)
 
     @property
     def last_layer(self) -> nn.Linear:
+        """The final linear layer (its weight is the ``W_last`` of the loss)."""
         return self.classifier
-
-    def _graph(self, x: Tensor, h: int, w: int) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Edges over the flattened batch (node ``b*h*w + y*w + x``), edge weights, edge attributes."""
-        b, n, _ = x.shape
-        if self.graph == "grid":
-            ei, rel = self.cache.grid(h, w, b, x.device)
-            return ei, None, rel
-        ei, ew = self.mi(x)
-        return ei, ew, None
 
     def forward(self, image: Tensor, explain: bool = False):
         fmap = self.backbone.features(image)
@@ -335,62 +349,67 @@ class GraphClassifier(nn.Module):
             fmap = self.mca(fmap)
         b, c, h, w = fmap.shape
         n = h * w
-        nodes = fmap.flatten(2).transpose(1, 2)  # (B, N, C)
-        edge_index, edge_weight, edge_attr = self._graph(nodes, h, w)
-        x = nodes.reshape(b * n, c)
-        batch = torch.arange(b, device=x.device).repeat_interleave(n)
-        attn_nodes = None
-        if self.kind == "gcnii":
-            x = x0 = F.relu(self.lin_in(F.dropout(x, self.dropout, self.training)))
-            for conv, norm in zip(self.convs, self.norms):
-                x = F.dropout(x, self.dropout, self.training)
-                x = F.relu(norm(conv(x, x0, edge_index, edge_weight)))
+        x = fmap.flatten(2).transpose(1, 2)  # (B, N, C): node b*N + y*w + x is pixel (y, x) of image b
+        edge_weight = edge_attr = None
+        if self.graph == "grid":
+            edge_index, edge_attr = self.grid.get(h, w, x.device)  # one graph shared by the batch
         else:
-            for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-                x = F.dropout(x, self.dropout, self.training)
-                if self.kind == "gcn":
-                    out = conv(x, edge_index, edge_weight)
-                elif self.kind == "gat":
-                    out = conv(x, edge_index)
-                elif self.kind == "ecc":
-                    out = conv(x, edge_index, edge_attr)
-                else:
-                    last = i == len(self.convs) - 1
-                    if explain and last:
-                        out, (att_ei, att) = conv(x, edge_index, edge_weight, return_attention=True)
-                        # attention each node *gives*: mean over heads of the attention on its out-edges
-                        a = att.mean(-1) if att.dim() == 2 else att
-                        attn_nodes = torch.zeros(b * n, device=x.device, dtype=a.dtype).index_add_(0, att_ei[0], a)
-                    else:
-                        out = conv(x, edge_index, edge_weight)
-                x = F.relu(norm(out))
+            # per-image graphs, offset over the flat B*N nodes; by default the graph is built from the
+            # features without back-propagating through the MI estimator (mi_grad=True does)
+            edge_index, edge_weight = self.mi(x if self.mi_grad else x.detach())
+            x = x.reshape(b * n, c)
+        if self.lin_in is not None:
+            x = F.relu(self.lin_in(F.dropout(x, self.dropout, self.training)))
+        x0 = x
+        node_attention = None
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            h_in = F.dropout(x, self.dropout, self.training)
+            if self.kind == "gcn":
+                out = conv(h_in, edge_index)
+            elif self.kind == "gat":
+                out = conv(h_in, edge_index)
+            elif self.kind == "ecc":
+                out = conv(h_in, edge_index, edge_attr)
+            elif self.kind == "gcnii":
+                out = conv(h_in, x0, edge_index)
+            elif explain and i == len(self.convs) - 1:
+                out, (att_ei, att) = conv(h_in, edge_index, edge_weight, x0=x0, return_attention=True)
+                a = att.mean(-1)  # mean over heads, (E + N,)
+                keep = att_ei[0] != att_ei[1]  # attention received from the other nodes
+                node_attention = torch.zeros(b * n, device=x.device, dtype=a.dtype).index_add_(
+                    0, att_ei[1][keep], a[keep]
+                )
+            else:
+                out = conv(h_in, edge_index, edge_weight, x0=x0)
+            x = F.relu(norm(out))
+        scores = None
         if self.pool is not None:
-            pooled, scores = self.pool(x, batch, num_graphs=b, return_scores=True)
-            scores = scores.mean(-1) if scores.dim() == 2 else scores
+            pooled, scores = self.pool(x, torch.arange(b, device=x.device).repeat_interleave(n), num_graphs=b,
+                                       return_attention=True)
+            scores = scores.mean(-1)
         else:
-            pooled = _gv("global_mean_pool", "functional")(x, batch, num_graphs=b)
-            scores = None
+            pooled = _gv("global_mean_pool", "functional")(x)
         logits = self.classifier(F.dropout(pooled, self.dropout, self.training))
         if not explain:
             return logits
-        maps = {}
+        maps: dict[str, Tensor] = {}
         if scores is not None:
             maps["pooling score"] = scores.reshape(b, h, w)
-        if attn_nodes is not None:
-            maps["node attention"] = attn_nodes.reshape(b, h, w)
-        if not maps:  # baselines: feature activation norm per node
-            maps["feature norm"] = x.norm(dim=-1).reshape(b, h, w)
+        if node_attention is not None:
+            maps["node attention"] = node_attention.reshape(b, h, w)
+        if not maps:
+            maps["node feature norm"] = x.reshape(b, n, -1).norm(dim=-1).reshape(b, h, w)
         return logits, maps
 
 
 class CNNClassifier(nn.Module):
     """The CNN baselines: ResNet18 (global average pool + fc) and AlexNet."""
 
-    def __init__(self, arch: str, num_classes: int) -> None:
+    def __init__(self, arch: str, num_classes: int, width: int = 64) -> None:
         super().__init__()
         self.arch = arch
         if arch == "resnet18":
-            self.net = ResNet18(num_classes, "layer4")
+            self.net = ResNet18(num_classes, "layer4", width=width)
         elif arch == "alexnet":
             self.net = AlexNet(num_classes)
         else:
@@ -415,8 +434,9 @@ def create_model(
     name: str,
     num_classes: int,
     backbone: str = "resnet18",
-    feature_level: str = "layer3",
+    feature_level: str = "layer2",
     pretrained: bool = False,
+    width: int = 64,
     **kwargs,
 ) -> nn.Module:
     """Build ``name`` (one of :data:`MODELS`) for ``num_classes`` classes.
@@ -428,6 +448,7 @@ def create_model(
             ``ecc`` accept both; the ``resnet18-*`` models and ``rmcg`` use ResNet18).
         feature_level: ResNet18 stage whose map becomes the pixel graph (``layer1``..``layer4``).
         pretrained: copy torchvision's ImageNet weights into the backbone when possible.
+        width: ResNet18 stem width (64 standard; smaller for cheap CPU runs; pretrained needs 64).
         **kwargs: graph-head options (``hidden``, ``num_layers``, ``heads``, ``dropout``, ``mi_bins``,
             ``mi_topk``, ``attention_heads``, ``graph``).
 
@@ -440,13 +461,13 @@ def create_model(
     if num_classes < 2:
         raise ValueError(f"Expected num_classes >= 2 (got {num_classes})")
     if name in ("resnet18", "alexnet"):
-        model: nn.Module = CNNClassifier(name, num_classes)
+        model: nn.Module = CNNClassifier(name, num_classes, width=width)
         arch = name
     else:
         if name.startswith("resnet18-") or name == "rmcg":
             backbone = "resnet18"
         kind = {"resnet18-gcn": "gcn", "resnet18-gat": "gat", "ecc": "ecc", "gcnii": "gcnii", "rmcg": "rmcg"}[name]
-        model = GraphClassifier(kind, num_classes, backbone=backbone, feature_level=feature_level, **kwargs)
+        model = GraphClassifier(kind, num_classes, backbone=backbone, feature_level=feature_level, width=width, **kwargs)
         arch = backbone
     model.pretrained_status = load_pretrained(model.backbone, arch) if pretrained else "random init"
     return model
