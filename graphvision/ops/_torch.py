@@ -117,29 +117,37 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
         ``(E, K)`` in ``a.dtype`` (chunked over edges: no ``E x K x F`` temporary).
     """
     e = col.numel()
-    k, f = a.shape[1], a.shape[2]
+    n_dst, k, f = a.shape
+    n_src = b.size(0)
     acc = _acc_dtype(a.dtype)
+    if e == 0 or f == 0:
+        return a.new_zeros(e, k)
+    rowptr, col = rowptr.long(), col.long()
+    if a.device.type in ("cpu", "cuda"):
+        # torch.sparse.sampled_addmm: a true SDDMM, no (E, F) gather (about 10x faster on CPU).
+        pattern = torch.sparse_csr_tensor(
+            rowptr, col, torch.zeros(e, dtype=acc, device=a.device), size=(n_dst, n_src), check_invariants=False
+        )
+        aa, bb = a.to(acc), b.to(acc)
+        try:
+            cols = [torch.sparse.sampled_addmm(pattern, aa[:, h], bb[:, h].t(), beta=0.0).values() for h in range(k)]
+            return torch.stack(cols, 1).to(a.dtype)
+        except RuntimeError:
+            pass  # duplicate (row, col) pairs are not supported by sampled_addmm: chunked gather below
     out = torch.empty(e, k, dtype=acc, device=a.device)
-    if e == 0:
-        return out.to(a.dtype)
-    row = row_index(rowptr.long(), e)
-    col = col.long()
-    step = _chunk_size(e, k * f, max(a.size(0), b.size(0)))
+    row = row_index(rowptr, e)
+    step = _chunk_size(e, k * f, max(n_dst, n_src))
     for s in range(0, e, step):
         r, c = row[s : s + step], col[s : s + step]
         out[s : s + step] = (a[r].to(acc) * b[c].to(acc)).sum(-1)
     return out.to(a.dtype)
 
 
-def _row_max(row: Tensor, scores: Tensor, n: int) -> Tensor:
-    m = torch.full((n, scores.size(1)), float("-inf"), dtype=scores.dtype, device=scores.device)
-    m = m.scatter_reduce(0, row[:, None].expand_as(scores), scores, "amax", include_self=True)
-    # Rows whose scores are all -inf (or empty): shift by 0, so exp gives 0, not NaN.
-    return torch.where(torch.isinf(m) & (m < 0), torch.zeros_like(m), m)
-
-
-def _row_sum(row: Tensor, values: Tensor, n: int) -> Tensor:
-    return values.new_zeros((n,) + tuple(values.shape[1:])).index_add_(0, row, values)
+def _seg(values: Tensor, rowptr: Tensor, reduce: str) -> Tensor:
+    """Reduce the rows of ``values`` (sorted by segment) over each CSR segment; empty segments:
+    -inf for max, +inf for min, 0 for sum. ``torch.segment_reduce`` reads ``values`` once,
+    contiguously, with no atomics (about 3x faster than ``scatter_reduce`` on the CPU)."""
+    return torch.segment_reduce(values, reduce, offsets=rowptr, axis=0, unsafe=True)
 
 
 def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
@@ -148,17 +156,19 @@ def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
     A row whose scores are all ``-inf`` gives zeros (not NaN).
     """
     e = scores.size(0)
-    n = rowptr.numel() - 1
     if e == 0:
         return scores.clone()
     acc = _acc_dtype(scores.dtype)
-    s = scores.to(acc)
-    row = row_index(rowptr.long(), e)
-    m = _row_max(row, s, n)
-    ex = torch.exp(s - m[row])
-    den = _row_sum(row, ex, n)
+    s = scores.to(acc).contiguous()
+    rowptr = rowptr.long()
+    row = row_index(rowptr, e)
+    m = _seg(s, rowptr, "max")
+    # Rows whose scores are all -inf (or empty): shift by 0, so exp gives 0, not NaN.
+    m = torch.where(torch.isinf(m) & (m < 0), torch.zeros_like(m), m)
+    ex = (s - m.index_select(0, row)).exp_()
+    den = _seg(ex, rowptr, "sum")
     den = torch.where(den == 0, torch.ones_like(den), den)
-    return (ex / den[row]).to(scores.dtype)
+    return ex.div_(den.index_select(0, row)).to(scores.dtype)
 
 
 def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> Tensor:
@@ -168,9 +178,10 @@ def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> T
         return grad.clone()
     acc = _acc_dtype(out.dtype)
     o, g = out.to(acc), grad.to(acc)
-    row = row_index(rowptr.long(), e)
-    dot = _row_sum(row, o * g, rowptr.numel() - 1)
-    return (o * (g - dot[row])).to(out.dtype)
+    rowptr = rowptr.long()
+    row = row_index(rowptr, e)
+    dot = _seg((o * g).contiguous(), rowptr, "sum")
+    return (o * (g - dot.index_select(0, row))).to(out.dtype)
 
 
 def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
@@ -188,7 +199,7 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
     row = row_index(rowptr, e)
     s = src.to(acc)
     if reduce in ("sum", "mean"):
-        out = s.new_zeros((n,) + tuple(src.shape[1:])).index_add_(0, row, s)
+        out = _seg(s.contiguous(), rowptr, "sum") if e > 0 else s.new_zeros((n,) + tuple(src.shape[1:]))
         if reduce == "mean":
             cnt = (rowptr[1:] - rowptr[:-1]).clamp(min=1).to(acc)
             out = out / cnt.view((n,) + (1,) * (src.dim() - 1))
@@ -240,7 +251,7 @@ def attention_forward_csr(
     col = col.long()
     acc = _acc_dtype(x.dtype)
     row = row_index(rowptr, e)
-    logits = alpha_src.to(acc)[col] + alpha_dst.to(acc)[row]
+    logits = alpha_src.to(acc).index_select(0, col) + alpha_dst.to(acc).index_select(0, row)
     logits = torch.nn.functional.leaky_relu(logits, negative_slope)
     attn = segment_softmax_csr(rowptr, logits)
     k = x.size(1)
@@ -279,7 +290,7 @@ def attention_backward_csr(
     go = grad_out.to(acc)
     w = None if weight is None else _heads_weight(weight, e, k, acc, x.device)
     coef = a if w is None else a * w
-    grad_x = spmm_csr(rowptr_t, col_t, coef[perm_t], go)
+    grad_x = spmm_csr(rowptr_t, col_t, coef.index_select(0, perm_t), go)
     g = sddmm_csr(rowptr, col, go, x.to(acc))  # (E, K): <grad_out[dst], x[src]>
     grad_w = None
     if weight is not None:
@@ -288,10 +299,15 @@ def attention_backward_csr(
         grad_w = grad_w.to(weight.dtype)
         g = g * w
     grad_e = segment_softmax_backward_csr(rowptr, a, g)
-    logits = alpha_src.to(acc)[col] + alpha_dst.to(acc)[row]
+    logits = alpha_src.to(acc).index_select(0, col) + alpha_dst.to(acc).index_select(0, row)
     grad_e = torch.where(logits > 0, grad_e, grad_e * negative_slope)
-    grad_as = grad_e.new_zeros(n_src, k).index_add_(0, col, grad_e)
-    grad_ad = grad_e.new_zeros(n_dst, k).index_add_(0, row, grad_e)
+    if e == 0:
+        grad_as, grad_ad = grad_e.new_zeros(n_src, k), grad_e.new_zeros(n_dst, k)
+    else:
+        # Per-source sums through the transposed CSR and per-target sums over the sorted rows:
+        # both contiguous segment reductions, no atomics.
+        grad_as = _seg(grad_e.index_select(0, perm_t), rowptr_t.long(), "sum")
+        grad_ad = _seg(grad_e, rowptr, "sum")
     return grad_x.to(x.dtype), grad_as.to(alpha_src.dtype), grad_ad.to(alpha_dst.dtype), grad_w
 
 
