@@ -155,9 +155,9 @@ class _JointEntropy(torch.autograd.Function):
     @staticmethod
     def forward(a: Tensor, chunk: int, use_triton: bool) -> Tensor:  # type: ignore[override]
         if use_triton:
-            from graphvision.ops._triton.k_mutual_information import joint_entropy
+            from graphvision.ops._triton.k_mutual_information import joint_entropy_op
 
-            return joint_entropy(a).to(a.dtype)
+            return joint_entropy_op(a).to(a.dtype)
         return _joint_entropy_torch(a, chunk)
 
     @staticmethod

@@ -405,6 +405,30 @@ def test_triton_bins_limit_and_float64():
         mia(torch.randn(1, 2, 4, dtype=torch.float64), backend="triton")
 
 
+@pytest.mark.triton_interpret
+def test_triton_compile_fullgraph():
+    if not _triton_ok():
+        pytest.skip("Triton cannot run here")
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    x = torch.randn(1, 5, 12, device=dev, requires_grad=True)
+    fn = torch.compile(lambda t: mia(t, bins=4, backend="triton"), fullgraph=True, backend="aot_eager")
+    out = fn(x)
+    assert_close(out, mia(x, bins=4, backend="torch"), rtol=1e-4, atol=2e-5)
+    out.sum().backward()
+    assert x.grad is not None and bool(x.grad.isfinite().all())
+
+
+@pytest.mark.triton_interpret
+def test_triton_op_opcheck():
+    if not _triton_ok():
+        pytest.skip("Triton cannot run here")
+    from graphvision.ops._triton.k_mutual_information import joint_entropy_op
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.softmax(torch.randn(1, 3, 4, 8, device=dev), dim=2)
+    torch.library.opcheck(joint_entropy_op, (a,), test_utils=("test_schema", "test_faketensor"))
+
+
 # ---------------------------------------------------------------------------------------------
 # compile and errors
 # ---------------------------------------------------------------------------------------------

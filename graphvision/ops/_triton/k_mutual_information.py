@@ -29,7 +29,7 @@ from torch import Tensor
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import cdiv, check_device, check_float_tensor, next_pow2
 
-__all__ = ["joint_entropy", "MAX_BINS"]
+__all__ = ["joint_entropy", "joint_entropy_op", "MAX_BINS"]
 
 # Tuning constants. NOT measured on a GPU (none in the development environment); chosen for an
 # H200 from the shapes: a 128 x 128 fp32 accumulator tile (bins=16 -> 8 nodes per side) is 64
@@ -154,3 +154,21 @@ def joint_entropy(a: Tensor) -> Tensor:
         num_warps=NUM_WARPS,
     )
     return out
+
+
+if HAS_TRITON:
+
+    @torch.library.custom_op("graphvision::mi_joint_entropy", mutates_args=())
+    def joint_entropy_op(a: Tensor) -> Tensor:
+        """:func:`joint_entropy` as an opaque ``torch.library`` op, so ``torch.compile`` does not trace the launcher."""
+        return joint_entropy(a)
+
+    @joint_entropy_op.register_fake
+    def _(a: Tensor) -> Tensor:
+        return a.new_empty(a.shape[0], a.shape[1], a.shape[1], dtype=torch.float32)
+
+else:  # pragma: no cover - without Triton
+
+    def joint_entropy_op(a: Tensor) -> Tensor:
+        """Unavailable without Triton."""
+        raise RuntimeError("joint_entropy_op: Triton is not available")
