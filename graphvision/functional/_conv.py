@@ -490,6 +490,11 @@ def attention_gcn_conv(
     (used when ``x0`` is given). Heads are concatenated or averaged, then the bias is added.
     The aggregation runs in one fused :func:`graphvision.ops.attention_aggregate` call.
 
+    Self-loops are appended to every node with a static shape. A node that already has a
+    self-loop keeps it, and with ``normalize=True`` its appended loop gets weight 0, which still
+    takes part in the attention softmax; for graphs that carry their own self-loops (e.g. a
+    mutual-information adjacency built with self-loops) pass ``add_self_loops=False``.
+
     Args:
         x: Node features (``(N, F_in)``, ``(B, N, F_in)`` shared or per-sample graph).
         edge_index: ``(2, E)`` integer tensor, ``GraphStructure``, or a list of ``B`` per-sample ones.

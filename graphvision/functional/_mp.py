@@ -12,7 +12,6 @@ Nothing here is public.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -233,6 +232,7 @@ def attend(
     computed with ``segment_softmax``, dropped out, and aggregated by ``spmm`` with per-head weights.
     """
     bsz = None
+    k = h.size(-2)
     if g.shared:
         bsz, n, k, f = h.shape
         h = h.permute(1, 0, 2, 3).reshape(n, bsz * k, f)
@@ -254,9 +254,9 @@ def attend(
         )
     if bsz is not None:
         n, _, f = out.shape
-        out = out.view(n, bsz, -1, f).permute(1, 0, 2, 3)
+        out = out.view(n, bsz, k, f).permute(1, 0, 2, 3)
         if attn_out is not None:
-            attn_out = attn_out.view(attn_out.size(0), bsz, -1).permute(1, 0, 2)
+            attn_out = attn_out.view(attn_out.size(0), bsz, k).permute(1, 0, 2)
     return out, attn_out
 
 
@@ -272,7 +272,3 @@ def with_self_loops(g: GraphInput, loop_weight: Tensor | None, fill_value: float
         lw = loop_weight if loop_weight is not None else torch.full((n,), fill_value, dtype=ew.dtype, device=ei.device)
         w = torch.cat([ew, lw.to(ew.dtype)])
     return GraphInput(new_ei, w, n, g.batch_size, g.shared)
-
-
-def as_sequence(value: object) -> Sequence | None:
-    return value if isinstance(value, (list, tuple)) else None

@@ -427,6 +427,8 @@ class AttentionGCNConv(_AttentionBase):
     `Chen et al. <https://arxiv.org/abs/2007.02133>`_). Heads are concatenated or averaged, then
     the bias is added. One fused :func:`graphvision.ops.attention_aggregate` call per forward
     (``B * K`` heads for a shared graph). See :func:`graphvision.functional.attention_gcn_conv`.
+    Graphs that already carry self-loops (e.g. a mutual-information adjacency built with
+    self-loops) should use ``add_self_loops=False``.
 
     Args:
         in_channels: Input features per node :math:`F_{in}`.

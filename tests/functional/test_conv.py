@@ -505,3 +505,18 @@ class TestErrors:
             GF.gat_conv(x, self.ei, torch.randn(6, 4), torch.randn(2, 3), torch.randn(2, 3), dropout=1.0)
         with pytest.raises(ValueError, match="'self_loop_weight' is only used with normalize=False"):
             GF.gcn_conv(x, self.ei, w, self_loop_weight=1.0)
+
+
+@pytest.mark.parametrize("n", [0, 3])
+@pytest.mark.parametrize("batched", [False, True])
+def test_zero_size_forward_backward(n, batched):
+    ei = torch.empty(2, 0, dtype=torch.long)
+    shape = (2, n, 4) if batched else (n, 4)
+    mats = torch.randn(0, 4, 3)
+    convs = _convs(4, 0) + [("ecc", lambda x, ei, w: GF.edge_conditioned_conv(x, ei, mats, torch.randn(3, 4)))]
+    for name, fn in convs:
+        x = torch.randn(*shape, requires_grad=True)
+        out = fn(x, ei, None)
+        assert out.shape[:-1] == shape[:-1], name
+        out.sum().backward()
+        assert x.grad.shape == x.shape and torch.isfinite(x.grad).all(), name

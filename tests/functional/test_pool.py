@@ -226,3 +226,16 @@ class TestTopK:
                         max_num_nodes=2)
         with pytest.raises(ValueError, match="Unknown nonlinearity 'relu'"):
             GF.sag_pool(x, torch.randn(2, 5), k=2, nonlinearity="relu")
+
+
+def test_zero_size():
+    x = torch.randn(2, 0, 3, requires_grad=True)
+    out, attn = GF.attention_pooling(x, torch.randn(2, 0, 2), return_attention=True)
+    assert out.shape == (2, 2, 3) and attn.shape == (2, 0, 2) and torch.count_nonzero(out) == 0
+    out.sum().backward()
+    t = GF.sag_pool(x, torch.randn(2, 0), k=2)
+    assert t.x.shape == (2, 2, 3) and not t.mask.any()
+    empty = torch.empty(0, dtype=torch.long)
+    for fn in REDUCES.values():
+        assert torch.count_nonzero(fn(torch.randn(0, 3), empty, 2)) == 0
+        assert fn(torch.randn(0, 3), empty, 2).shape == (2, 3)
