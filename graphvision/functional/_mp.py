@@ -12,6 +12,7 @@ Nothing here is public.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +20,11 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision import ops as _ops
-from graphvision._checks import check_edge_index, check_floating, check_same_device, check_tensor
+from graphvision._checks import check_edge_index, check_floating, check_same_device, check_tensor, is_compiling
+from graphvision.structure import GraphStructure
+
+#: GraphStructure -> the same graph with one self-loop per node appended (attention convs).
+_LOOPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 __all__: list[str] = []
 
@@ -264,11 +269,20 @@ def with_self_loops(g: GraphInput, loop_weight: Tensor | None, fill_value: float
     """Append one self-loop per node (static shape ``E + N``; existing loops are kept)."""
     ei = g.edge_index
     n = g.num_nodes
-    loops = torch.arange(n, device=ei.device, dtype=ei.dtype).unsqueeze(0).expand(2, n)
-    new_ei = torch.cat([ei, loops], dim=1)
+    new_graph: object = None
+    cacheable = isinstance(g.graph, GraphStructure) and not is_compiling()
+    if cacheable:
+        new_graph = _LOOPED.get(g.graph)
+    if new_graph is None:
+        loops = torch.arange(n, device=ei.device, dtype=ei.dtype).unsqueeze(0).expand(2, n)
+        new_graph = torch.cat([ei, loops], dim=1)
+        if cacheable:
+            # the self-looped structure (and its CSR, built on first use) lives as long as the input structure
+            new_graph = GraphStructure(new_graph, n)
+            _LOOPED[g.graph] = new_graph
     w = None
     if g.edge_weight is not None or loop_weight is not None:
         ew = g.edge_weight if g.edge_weight is not None else torch.ones(ei.size(1), dtype=dtype, device=ei.device)
         lw = loop_weight if loop_weight is not None else torch.full((n,), fill_value, dtype=ew.dtype, device=ei.device)
         w = torch.cat([ew, lw.to(ew.dtype)])
-    return GraphInput(new_ei, w, n, g.batch_size, g.shared)
+    return GraphInput(new_graph, w, n, g.batch_size, g.shared)

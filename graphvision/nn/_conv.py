@@ -19,9 +19,10 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from graphvision._checks import check_choice, check_positive_int
+from graphvision._checks import check_choice, check_positive_int, is_compiling
 from graphvision.functional import _conv as F_conv  # noqa: N812
 from graphvision.functional._mp import _edge_index_of
+from graphvision.structure import GraphStructure
 
 __all__ = ["GCNConv", "GATConv", "AttentionGCNConv", "GCN2Conv", "EdgeConditionedConv"]
 
@@ -561,9 +562,12 @@ class AttentionGCNConv(_AttentionBase):
             ei, w = F_conv.gcn_norm(
                 ei, g.edge_weight, g.num_nodes, add_self_loops=self.add_self_loops, improved=self.improved, dtype=x.dtype
             )
+        else:
+            g2 = F_conv.with_self_loops(g, None, 2.0 if self.improved else 1.0, x.dtype)
+            ei, w = g2.edge_index, g2.edge_weight
+        if is_compiling():
             return ei, w
-        g2 = F_conv.with_self_loops(g, None, 2.0 if self.improved else 1.0, x.dtype)
-        return g2.edge_index, g2.edge_weight
+        return GraphStructure(ei, g.num_nodes), w  # the ops reuse its sorted CSR on every later call
 
     def extra_repr(self) -> str:
         s = self._repr_attention()

@@ -438,7 +438,9 @@ def test_graph_structure_int32_and_noncontiguous():
     w = torch.rand(14, generator=g)
     for name, fn in _convs(4, 7):
         ref = fn(x.contiguous(), ei, w)
-        assert_close(fn(x, GraphStructure(ei, n), w), ref, msg=name + " structure")
+        gs = GraphStructure(ei, n)
+        assert_close(fn(x, gs, w), ref, msg=name + " structure")
+        assert_close(fn(x, gs, w), ref, msg=name + " structure, second call (cached self-looped structure)")
         assert_close(fn(x, ei.to(torch.int32), w), ref, msg=name + " int32")
         assert_close(fn(x, ei.t().contiguous().t(), w), ref, msg=name + " strided edge_index")
 

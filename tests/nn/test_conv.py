@@ -245,6 +245,10 @@ def test_cached():
         for _ in range(2):
             assert_close(call(cached, x), call(plain, x))
         assert cached._cache.value is not None
+        if cls is gnn.AttentionGCNConv:  # the self-looped graph is kept as a GraphStructure (CSR reused)
+            from graphvision import GraphStructure
+
+            assert isinstance(cached._cache.value[0], GraphStructure)
         cached.reset_parameters()
         assert cached._cache.value is None
     with pytest.raises(ValueError, match="cached=True needs one edge_index"):
