@@ -313,8 +313,7 @@ def test_sparse_feeds_message_passing():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("chunk", [1, None])
-@pytest.mark.parametrize("normalized", [False, "geometric"])
+@pytest.mark.parametrize("chunk,normalized", [(1, False), (None, "geometric")])
 def test_gradcheck(chunk, normalized):
     x = torch.randn(2, 4, 6, dtype=torch.float64, requires_grad=True)
     fn = lambda t: mia(t, bins=3, bandwidth=0.8, normalized=normalized, self_loops=True, chunk_size=chunk)  # noqa: E731

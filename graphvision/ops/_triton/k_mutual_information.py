@@ -113,7 +113,7 @@ def joint_entropy(a: Tensor) -> Tensor:
         - output: :math:`(B, N, N)`
 
     Example:
-        >>> a = torch.softmax(torch.randn(1, 3, 4, 8), dim=2)  # doctest: +SKIP
+        >>> a = torch.softmax(torch.randn(1, 3, 4, 8), dim=2)  # W_i^T of 3 nodes: 4 bins, 8 samples
         >>> joint_entropy(a.cuda()).shape  # doctest: +SKIP
         torch.Size([1, 3, 3])
     """
