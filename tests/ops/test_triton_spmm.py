@@ -132,6 +132,21 @@ class TestSpmm:
             spmm_csr(g.rowptr, torch.tensor([0, 5], device=DEVICE), None, x)
 
 
+    def test_checked_once_and_rechecked_after_inplace_change(self) -> None:
+        from graphvision.ops._triton import _common
+
+        spmm_csr, _ = _kernels()
+        g = build_csr(torch.tensor([0, 1, 1]), torch.tensor([1, 0, 1]), 2, 2)
+        x = torch.randn(2, 1, 3, device=DEVICE)
+        col = g.col.clone()
+        spmm_csr(g.rowptr, col, None, x)
+        assert _common._already_checked(col, ("range", 2))
+        col[0] = 7  # in place: bumps the version, so the cached check no longer applies
+        assert not _common._already_checked(col, ("range", 2))
+        with pytest.raises(IndexError, match=r"found values in 'col' outside of \[0, 2\) \(got min 0, max 7\)"):
+            spmm_csr(g.rowptr, col, None, x)
+
+
 class TestSddmm:
     @settings(max_examples=10)
     @given(

@@ -2,6 +2,35 @@
 
 Triton kernels run on CUDA tensors, or on CPU tensors when ``TRITON_INTERPRET=1`` was set
 before Triton was imported (the interpreter; used by the tests on machines without a GPU).
+
+Kernel files (one per op; each exports the backend functions of the ops contract in
+DEVELOPING.md, with the same names and signatures as ``graphvision.ops._torch``):
+
+==========================  ==================================================  =============
+file                        functions                                           deterministic
+==========================  ==================================================  =============
+``k_spmm.py``               ``spmm_csr``                                        yes
+``k_sddmm.py``              ``sddmm_csr``                                       yes
+``k_segment_softmax.py``    ``segment_softmax_csr``,                            yes
+                            ``segment_softmax_backward_csr``
+``k_segment_reduce.py``     ``segment_reduce_csr`` (sum, mean, max, min + arg)  yes
+``k_attention.py``          ``attention_forward_csr``,                          yes
+                            ``attention_backward_csr``
+``k_attention_pool.py``     ``attention_pool_ptr``                              yes
+==========================  ==================================================  =============
+
+Every kernel is deterministic (bitwise reproducible run to run): no atomics anywhere; each
+output element is written by exactly one program, which sums in a fixed (sorted-edge) order.
+Backward passes that would scatter into source nodes run over the transposed CSR instead
+(``rowptr_t``, ``col_t``, ``perm_t``). Accumulation is float32 (float64 for float64 inputs);
+outputs are cast to the input dtype. The kernels are written for image graphs (bounded,
+regular degree): a block of target rows loops to its largest degree, so one very high-degree
+node slows its block down but stays exact.
+
+Launchers validate dtype, shape and device before any launch (``TypeError`` / ``ValueError``
+/ ``RuntimeError`` naming the argument), make inputs contiguous, handle empty graphs, and check
+index ranges (``IndexError``) when :func:`graphvision._checks.sync_checks_enabled`, once per
+index tensor (one host synchronisation; cached until the tensor changes).
 """
 
 from __future__ import annotations
