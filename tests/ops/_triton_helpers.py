@@ -8,6 +8,7 @@ bugs. Graph sizes stay tiny because the tests run the kernels in Triton's CPU in
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -26,6 +27,16 @@ requires_triton = pytest.mark.skipif(
 )
 
 FLOAT_DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+
+def examples(n: int) -> int:
+    """Hypothesis example count, capped by ``GRAPHVISION_TRITON_MAX_EXAMPLES`` when set.
+
+    On a GPU every new shape/dtype combination compiles a kernel (~1 s each), so
+    benchmarks/run_gpu.sh caps the count to stay within its time budget.
+    """
+    cap = os.environ.get("GRAPHVISION_TRITON_MAX_EXAMPLES")
+    return min(n, int(cap)) if cap else n
 
 
 @dataclass

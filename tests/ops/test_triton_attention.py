@@ -14,6 +14,7 @@ from tests.ops._triton_helpers import (
     block_sizes,
     build_csr,
     csr_graphs,
+    examples,
     f64,
     randn,
     ref_attention,
@@ -60,7 +61,7 @@ class TestAttention:
         assert_close(out[:, 0, 0], torch.tensor([4.0, 4.0, 0.0]))
         assert_close(attn[:, 0], torch.tensor([1.0, 0.5, 0.5]))
 
-    @settings(max_examples=12)
+    @settings(max_examples=examples(12))
     @given(
         g=csr_graphs(),
         k=st.integers(1, 3),
@@ -171,7 +172,7 @@ class TestAttention:
 
 
 class TestAttentionPool:
-    @settings(max_examples=10)
+    @settings(max_examples=examples(10))
     @given(
         sizes=st.lists(st.integers(0, 12), min_size=0, max_size=5),
         k=st.integers(0, 3),

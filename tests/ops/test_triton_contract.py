@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphvision.testing import assert_close
-from tests.ops._triton_helpers import FLOAT_DTYPES, csr_graphs, randn, requires_triton
+from tests.ops._triton_helpers import FLOAT_DTYPES, csr_graphs, examples, randn, requires_triton
 
 pytestmark = [pytest.mark.triton_interpret, requires_triton]
 
@@ -54,7 +54,7 @@ def _same(a, b, msg: str) -> None:
     assert_close(a, b.to(torch.float64) if b.is_floating_point() else b, msg=msg)
 
 
-@settings(max_examples=8)
+@settings(max_examples=examples(8))
 @given(
     g=csr_graphs(max_nodes=16, max_edges=40),
     k=st.integers(1, 3),

@@ -16,6 +16,7 @@ from tests.ops._triton_helpers import (
     block_sizes,
     build_csr,
     csr_graphs,
+    examples,
     f64,
     randn,
     ref_segment_softmax,
@@ -44,7 +45,7 @@ class TestSegmentSoftmax:
         out = fwd(rowptr, torch.tensor([0.0, math.log(3.0), 5.0], device=DEVICE))
         assert_close(out, torch.tensor([0.25, 0.75, 1.0]))
 
-    @settings(max_examples=10)
+    @settings(max_examples=examples(10))
     @given(
         g=csr_graphs(),
         k=st.integers(0, 4),
@@ -125,7 +126,7 @@ class TestSegmentReduce:
             if args is not None:
                 assert arg[:, 0].tolist() == args
 
-    @settings(max_examples=10)
+    @settings(max_examples=examples(10))
     @given(
         g=csr_graphs(),
         f=st.integers(1, 9),

@@ -18,6 +18,7 @@ from tests.ops._triton_helpers import (
     block_sizes,
     build_csr,
     csr_graphs,
+    examples,
     f64,
     randn,
     ref_sddmm,
@@ -57,7 +58,7 @@ class TestSpmm:
         expected = torch.tensor([[[100.0, 1000.0]], [[302.0, 3020.0]], [[0.0, 0.0]]])
         assert torch.equal(out.cpu(), expected)
 
-    @settings(max_examples=12)
+    @settings(max_examples=examples(12))
     @given(
         g=csr_graphs(),
         k=st.integers(1, 3),
@@ -148,7 +149,7 @@ class TestSpmm:
 
 
 class TestSddmm:
-    @settings(max_examples=10)
+    @settings(max_examples=examples(10))
     @given(
         g=csr_graphs(),
         k=st.integers(1, 3),
