@@ -202,6 +202,31 @@ def test_benchmarks_tables_and_plot(tmp_path) -> None:
     assert _rst_problems(rst.replace(".. image::", ".. comment image::")) == []
 
 
+def test_benchmark_scripts_format(tmp_path) -> None:
+    """The layout written by benchmarks/bench_*.py: metadata, graphs, rows per op x config x provider."""
+    res = tmp_path / "results"
+    res.mkdir()
+    rows = []
+    for op in ("spmm", "attention_aggregate"):
+        for prov, t in (("graphvision[torch]", 1.0), ("PyG GCNConv propagate", 3.0)):
+            rows.append({"op": op, "config": "grid B8 28x28 C64", "provider": prov, "fwd_ms": t, "fwd_p20_ms": t,
+                         "fwd_p80_ms": 1.2 * t, "full_ms": 2 * t, "peak_fwd_mb": 3.5, "peak_full_mb": 5.0,
+                         "fwd_gbs": 0.5, "fwd_pct_copy": 12.0, "speedup": {"x": {"fwd": 2.0}}})
+    rows.append({"op": "spmm", "config": "grid B8 28x28 C64", "provider": "torch_sparse", "error": "ImportError: no"})
+    payload = {"metadata": {"device": "cpu", "commit": "abc", "torch": "2.13", "args": {"stat": "min"}},
+               "graphs": [{"name": "grid B8 28x28 C64", "kind": "grid", "n": 6272, "e": 47520, "c": 64,
+                           "conversion_ms": 1.7}],
+               "rows": rows}
+    (res / "ops_cpu_quick.json").write_text(json.dumps(payload))
+    out = tmp_path / "out"
+    rst = gv_bench.render_benchmarks(str(res), str(out), "/api/generated")
+    assert "**spmm**" in rst and "**attention\\_aggregate**" in rst
+    assert "**graphvision[torch]**" in rst and "1 (1-1.2)" in rst and "3.5 / 5" in rst
+    assert "ImportError: no" in rst and ":commit: abc" in rst and "build ms" in rst
+    assert (out / "bench_ops_cpu_quick.png").stat().st_size > 1000
+    assert _rst_problems(rst.replace(".. image::", ".. comment image::")) == []
+
+
 def test_committed_results_render(tmp_path) -> None:
     rst = gv_bench.render_benchmarks(os.path.join(ROOT, "benchmarks", "results"), str(tmp_path), "/api/generated")
     assert _rst_problems(re.sub(r"\.\. image::", ".. comment image::", rst)) == []

@@ -171,6 +171,126 @@ def _plot(records: list[dict], out_png: str, title: str) -> bool:
     return True
 
 
+_META_SHOWN = ("device", "device_name", "commit", "time_utc", "torch", "triton", "torch_geometric", "torch_scatter",
+               "torch_sparse", "torch_threads", "cpu_count", "copy_gbs")
+
+
+def _is_ops_format(data: object) -> bool:
+    """The layout of ``benchmarks/bench_*.py``: ``{"metadata", "rows": [{"op", "provider", "fwd_ms", ...}]}``."""
+    if not isinstance(data, dict) or not isinstance(data.get("rows"), list) or not data["rows"]:
+        return False
+    rows = [r for r in data["rows"] if isinstance(r, dict)]
+    return bool(rows) and all("provider" in r for r in rows) and any("fwd_ms" in r for r in rows)
+
+
+def _ms(row: dict, prefix: str) -> str:
+    t = row.get(f"{prefix}_ms")
+    if not isinstance(t, (int, float)):
+        return "\\-"
+    lo, hi = row.get(f"{prefix}_p20_ms"), row.get(f"{prefix}_p80_ms")
+    spread = f" ({_fmt(lo)}-{_fmt(hi)})" if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) else ""
+    return f"{_fmt(t)}{spread}"
+
+
+def _plot_ops(rows: list[dict], out_png: str, title: str, stat: str) -> bool:
+    ops = []
+    for r in rows:
+        if isinstance(r.get("fwd_ms"), (int, float)) and r.get("op") not in ops:
+            ops.append(r.get("op"))
+    if not ops:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(ops), 1, figsize=(10, 2.6 * len(ops) + 0.6), dpi=100, squeeze=False)
+    for ax, op in zip(axes[:, 0], ops):
+        sub = [r for r in rows if r.get("op") == op and isinstance(r.get("fwd_ms"), (int, float))]
+        configs = list(dict.fromkeys(str(r.get("config", "")) for r in sub))
+        providers = list(dict.fromkeys(str(r.get("provider")) for r in sub))
+        width = 0.8 / max(len(providers), 1)
+        for j, prov in enumerate(providers):
+            xs, ys = [], []
+            for i, cfg in enumerate(configs):
+                match = [r for r in sub if str(r.get("provider")) == prov and str(r.get("config", "")) == cfg]
+                if match and match[0]["fwd_ms"] > 0:
+                    xs.append(i + (j - (len(providers) - 1) / 2) * width)
+                    ys.append(match[0]["fwd_ms"])
+            ours = prov.startswith("graphvision")
+            ax.bar(xs, ys, width=width, label=prov, color=f"C{j % 10}", edgecolor="black" if ours else "none",
+                   linewidth=0.8, hatch=None if ours else "//")
+        ax.set_yscale("log")
+        ax.set_ylabel(f"forward ms ({stat})", fontsize=8)
+        ax.set_title(str(op), fontsize=9, loc="left")
+        ax.set_xticks(range(len(configs)))
+        ax.set_xticklabels(configs, fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(out_png), exist_ok=True)
+    tmp = f"{out_png}.{os.getpid()}.tmp.png"
+    fig.savefig(tmp, metadata={"Software": None})
+    plt.close(fig)
+    os.replace(tmp, out_png)
+    return True
+
+
+def _render_ops(data: dict, name: str, outdir: str, rel_prefix: str) -> list[str]:
+    meta = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+    rows = [r for r in data["rows"] if isinstance(r, dict)]
+    args = meta.get("args") if isinstance(meta.get("args"), dict) else {}
+    stat = args.get("stat") or ("median" if str(meta.get("device", "")).startswith("cuda") else "min")
+    lines: list[str] = []
+    shown = [(k, meta[k]) for k in _META_SHOWN if k in meta and meta[k] not in (None, "")]
+    if shown:
+        lines += [f":{k.replace('_', ' ')}: {_fmt(v)}" for k, v in shown] + [""]
+    lines += [
+        f"Times in ms: the {stat} of repeated calls, with the 20th-80th percentile range in brackets. "
+        "Peak memory in MB above the inputs (outputs included). A provider that disagreed with the "
+        "first one, or could not run, is listed with the reason and not timed. In the plot, graphvision's "
+        "backends are solid bars, the baselines hatched.",
+        "",
+    ]
+    png = f"bench_{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.png"
+    try:
+        if _plot_ops(rows, os.path.join(outdir, png), name.replace("_", " "), stat):
+            lines += [f".. image:: {rel_prefix}/{png}", f"   :alt: forward time per provider, {name}", ""]
+    except Exception:  # the tables are the result; a plot is a bonus
+        pass
+    graphs = data.get("graphs")
+    if isinstance(graphs, list) and graphs and all(isinstance(g, dict) for g in graphs):
+        lines += ["**Graphs** (``GraphStructure`` build time: sorting to CSR, transpose and neighbour table, "
+                  "once per graph):", ""]
+        cols = [c for c in ("name", "kind", "n", "e", "c", "conversion_ms") if any(c in g for g in graphs)]
+        titles = {"name": "graph", "n": "nodes", "e": "edges", "c": "C", "conversion_ms": "build ms"}
+        lines += [".. list-table::", "   :header-rows: 1", "   :class: gv-bench", ""]
+        lines.append("   * - " + "\n     - ".join(titles.get(c, c) for c in cols))
+        for g in graphs:
+            lines.append("   * - " + "\n     - ".join(_fmt(g.get(c)) or "\\-" for c in cols))
+        lines.append("")
+    for op in dict.fromkeys(str(r.get("op", "")) for r in rows):
+        sub = [r for r in rows if str(r.get("op", "")) == op]
+        lines += [f"**{_fmt(op)}**", ""]
+        header = ["config", "provider", "forward ms", "forward+backward ms", "peak MB (fwd / fwd+bwd)",
+                  "GB/s (% of copy)", "note"]
+        lines += [".. list-table::", "   :header-rows: 1", "   :class: gv-bench", ""]
+        lines.append("   * - " + "\n     - ".join(header))
+        for r in sub:
+            peak = (f"{_fmt(r.get('peak_fwd_mb'))} / {_fmt(r.get('peak_full_mb'))}"
+                    if isinstance(r.get("peak_fwd_mb"), (int, float)) else "\\-")
+            gbs = (f"{_fmt(r.get('fwd_gbs'))} ({_fmt(r.get('fwd_pct_copy'))} %)"
+                   if isinstance(r.get("fwd_gbs"), (int, float)) else "\\-")
+            prov = _fmt(r.get("provider"))
+            if str(r.get("provider", "")).startswith("graphvision"):
+                prov = f"**{prov}**"
+            cells = [_fmt(r.get("config")), prov, _ms(r, "fwd"), _ms(r, "full"), peak, gbs, _fmt(r.get("error")) or ""]
+            lines.append("   * - " + "\n     - ".join(c if c else "\\-" for c in cells))
+        lines.append("")
+    return lines
+
+
 def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str) -> str:
     """reST for every result file in ``results_dir``; plots are written to ``outdir``.
 
@@ -196,6 +316,12 @@ def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str) -> str:
         title = name.replace("_", " ")
         lines += [title, "-" * len(title), ""]
         try:
+            with open(path) as f:
+                raw = json.load(f)
+            if _is_ops_format(raw):
+                lines += [f"Source: ``benchmarks/results/{os.path.basename(path)}``.", ""]
+                lines += _render_ops(raw, name, outdir, rel_prefix)
+                continue
             meta, records = load_results(path)
         except Exception as exc:  # never fail the build on a result file
             lines += [f"*Could not read* ``{os.path.basename(path)}``: {_fmt(type(exc).__name__)}.", ""]
