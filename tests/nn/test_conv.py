@@ -272,8 +272,11 @@ def test_attention_shapes_batched():
 
 
 def test_compile_fullgraph_matches_eager():
+    from graphvision import GraphStructure
+
     torch._dynamo.reset()
     ei, w = _graph()
+    gs = GraphStructure(ei, 6).precompute()
     x = torch.randn(2, 6, 4)
     ea = torch.randn(14, 2)
     mods = [
@@ -282,6 +285,8 @@ def test_compile_fullgraph_matches_eager():
         (gnn.AttentionGCNConv(4, 3, heads=2, alpha=0.2), lambda m: m(x, ei, w, x0=x)),
         (gnn.GCN2Conv(4, 0.2), lambda m: m(x[0], x[0], ei, w)),
         (gnn.EdgeConditionedConv(4, 3, torch.nn.Linear(2, 12)), lambda m: m(x, ei, ea)),
+        (gnn.GATConv(4, 3, heads=2), lambda m: m(x, gs, w)),  # a GraphStructure built outside
+        (gnn.GCNConv(4, 3), lambda m: m(x, gs, w)),
     ]
     for m, call in mods:
         eager = call(m)
