@@ -27,7 +27,9 @@ all joints are the blocks of one matmul :math:`A A^\top / C`. The joint entropie
 computed tile by tile and the ``(N, N, bins, bins)`` joint histograms are never stored: the
 torch path loops over blocks of rows (upper triangle only, mirrored), the Triton kernel
 (:mod:`graphvision.ops._triton.k_mutual_information`) keeps one tile of joints in registers.
-The backward pass recomputes the joints chunk by chunk (memory bounded as well).
+The backward pass recomputes the joints tile by tile (torch: row chunks; Triton: a second
+kernel that owns a block of rows of the gradient and loops over all column tiles), so it is
+memory bounded as well.
 """
 
 from __future__ import annotations
@@ -162,14 +164,19 @@ class _JointEntropy(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
-        a, chunk, _ = inputs
+        a, chunk, use_triton = inputs
         ctx.save_for_backward(a)
         ctx.chunk = chunk
+        ctx.use_triton = use_triton
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor):  # type: ignore[no-untyped-def,override]
         (a,) = ctx.saved_tensors
+        if ctx.use_triton:
+            from graphvision.ops._triton.k_mutual_information import joint_entropy_backward_op
+
+            return joint_entropy_backward_op(a, grad.contiguous()).to(a.dtype), None, None
         return _joint_entropy_backward_torch(a, grad.contiguous(), ctx.chunk), None, None
 
 
@@ -310,8 +317,9 @@ def mutual_information_adjacency(
     under :data:`CHUNK_MEMORY_BUDGET`); the Triton kernel (CUDA, float32/16 inputs, computed in
     float32) accumulates each tile of joints on chip and writes only the ``(B, N, N)`` joint
     entropies, using TF32 tensor cores when ``torch.get_float32_matmul_precision()`` is not
-    ``"highest"``. Gradients flow through both paths (the backward recomputes the joints chunk
-    by chunk with torch); double backward is not supported. ``top_k`` / ``threshold`` select
+    ``"highest"``. Gradients flow through both paths; the backward recomputes the joints (torch
+    row chunks, or a fused Triton backward kernel after a Triton forward) instead of storing
+    them; double backward is not supported. ``top_k`` / ``threshold`` select
     edges without a gradient, the kept weights carry it.
 
     Args:

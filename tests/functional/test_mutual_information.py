@@ -393,6 +393,22 @@ def test_triton_matches_torch(b, n, c, bins):
 
 
 @pytest.mark.triton_interpret
+@pytest.mark.parametrize("b,n,bins,c", [(1, 3, 4, 5), (2, 5, 3, 19), (1, 9, 16, 40), (1, 4, 2, 70)])
+def test_triton_backward_kernel_matches_torch(b, n, bins, c):
+    if not _triton_ok():
+        pytest.skip("Triton cannot run here")
+    from graphvision.ops._triton.k_mutual_information import joint_entropy_backward
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    a = torch.softmax(torch.randn(b, n, bins, c, dtype=torch.float64) * 2, dim=2)
+    g = torch.randn(b, n, n, dtype=torch.float64)
+    expected = mimod._joint_entropy_backward_torch(a, g, 2)
+    out = joint_entropy_backward(a.to(dev, torch.float32), g.to(dev, torch.float32))
+    assert out.shape == a.shape and out.dtype == torch.float32
+    assert_close(out, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.triton_interpret
 def test_triton_bins_limit_and_float64():
     if not _triton_ok():
         pytest.skip("Triton cannot run here")
