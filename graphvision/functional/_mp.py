@@ -202,10 +202,14 @@ def resolve_graph(
 
 
 def restore(out: Tensor, g: GraphInput) -> Tensor:
-    """Undo the flattening of per-sample graphs: ``(B * N, ...)`` -> ``(B, N, ...)``."""
+    """Undo the flattening of per-sample graphs: ``(B * N, ...)`` -> ``(B, N, ...)``.
+
+    A shared graph folds the batch into the feature axis, which leaves the output in ``(N, B, F)``
+    memory order; it is returned contiguous so that callers can ``view`` it.
+    """
     if g.batch_size is not None and not g.shared:
         return out.view(g.batch_size, -1, *out.shape[1:])
-    return out
+    return out.contiguous()
 
 
 def propagate(g: GraphInput, weight: Tensor | None, h: Tensor) -> Tensor:

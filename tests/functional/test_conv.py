@@ -383,6 +383,7 @@ def test_shared_graph_batch_equals_per_sample(graph, b, weighted, seed):
         out = fn(x, ei, w)
         ref = torch.stack([fn(x[i], ei, w) for i in range(b)])
         assert_close(out, ref, msg=name)
+        assert out.is_contiguous(), name
 
 
 @given(b=st.integers(1, 3), n=st.integers(1, 6), seed=st.integers(0, 2**16))
@@ -522,3 +523,19 @@ def test_zero_size_forward_backward(n, batched):
         assert out.shape[:-1] == shape[:-1], name
         out.sum().backward()
         assert x.grad.shape == x.shape and torch.isfinite(x.grad).all(), name
+
+
+def test_deterministic():
+    """The default backends reduce over a sorted CSR without atomics: bitwise-identical reruns."""
+    g = _gen(9)
+    ei = torch.randint(30, (2, 200), generator=g)
+    w = torch.rand(200, generator=g)
+    for name, fn in _convs(8, 9):
+        outs, grads = [], []
+        for _ in range(2):
+            x = _rand(_gen(1), 3, 30, 8).requires_grad_()
+            out = fn(x, ei, w)
+            out.backward(torch.ones_like(out))
+            outs.append(out.detach())
+            grads.append(x.grad)
+        assert torch.equal(outs[0], outs[1]) and torch.equal(grads[0], grads[1]), name
