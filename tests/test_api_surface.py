@@ -172,6 +172,22 @@ def test_capability_table_covers_every_layer() -> None:
             assert set(cells) == {"?"}
 
 
+def test_declared_capabilities_are_well_formed() -> None:
+    """Declared values are booleans or short strings; a named fused kernel is a public op."""
+    for name in graphvision.nn.__all__:
+        caps = getattr(getattr(graphvision.nn, name), "_capabilities", None)
+        if caps is None:
+            continue
+        assert isinstance(caps, dict), f"graphvision.nn.{name}._capabilities must be a dict"
+        for key, value in caps.items():
+            assert isinstance(key, str) and isinstance(value, (bool, str)), (name, key, value)
+        kernel = caps.get("fused_kernel")
+        if isinstance(kernel, str):
+            assert kernel in graphvision.ops.__all__, (
+                f"graphvision.nn.{name}: fused_kernel={kernel!r} is not an op of graphvision.ops"
+            )
+
+
 def test_capability_cells_from_declaration(monkeypatch: pytest.MonkeyPatch) -> None:
     class Fake(torch.nn.Module):
         _capabilities = {"batched": True, "edge_weight": False, "fused_kernel": "CUDA only", "extra_flag": True}

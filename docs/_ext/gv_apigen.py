@@ -410,6 +410,8 @@ def capability_rows() -> tuple[list[str], list[tuple[str, list[str]]], list[str]
                 keys.append((k, k.replace("_", " ").capitalize()))
         rows.append((f"graphvision.nn.{name}", caps))
 
+    ops = importlib.import_module("graphvision.ops")
+
     def cell(value: object) -> str:
         if value is None:
             return "?"
@@ -417,7 +419,12 @@ def capability_rows() -> tuple[list[str], list[tuple[str, list[str]]], list[str]
             return "yes"
         if value is False:
             return "no"
-        return " ".join(str(value).split()).replace("|", "/")
+        text = " ".join(str(value).split())
+        if text in getattr(ops, "__all__", ()):
+            return f":func:`~graphvision.ops.{text}`"  # the fused op the layer runs on
+        if text.isidentifier():
+            return f"``{text}``"
+        return text.replace("|", "/").replace("*", "\\*").replace("`", "'")
 
     header = ["Layer"] + [title for _, title in keys]
     out = [(path, [cell(caps.get(k)) for k, _ in keys]) for path, caps in rows]
