@@ -404,7 +404,8 @@ def gat_conv(
         fill_value: Weight of the appended self-loops when ``edge_weight`` is given.
         residual_weight: Optional ``(out, F_in)`` skip projection added to the output.
         training: Apply dropout.
-        return_attention: Also return ``(edge_index, attention)`` with the self-loops included.
+        return_attention: Also return ``(edge_index, attention)`` with the self-loops included (the
+            softmax coefficients before dropout, unlike PyG which returns them after).
 
     Returns:
         The output features, and with ``return_attention`` the tuple
@@ -513,7 +514,7 @@ def attention_gcn_conv(
         add_self_loops: Append self-loops (weight 1, or 2 with ``improved``).
         improved: Self-loops of weight 2 in the normalisation.
         training: Apply dropout.
-        return_attention: Also return ``(edge_index, attention)`` (self-loops included).
+        return_attention: Also return ``(edge_index, attention)`` (self-loops included; before dropout).
 
     Returns:
         The output features, and with ``return_attention`` ``(edge_index, attention)``:
