@@ -176,18 +176,30 @@ if HAS_TRITON:
         max_deg = tl.max(deg, axis=0)
         ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(ACC)
         dsum = tl.zeros((BLOCK_R,), dtype=ACC)
+        f1 = tl.arange(0, BLOCK_F)
+        f1mask = f1 < F
+        if F <= BLOCK_F:
+            g1 = tl.load(
+                gout_ptr + (rows * K + k)[:, None] * F + f1[None, :], mask=rmask[:, None] & f1mask[None, :], other=0.0
+            ).to(ACC)
         # pass 1: dot = <grad_out[i], x[j]>, D = sum attn * w * dot
         for d in range(0, max_deg):
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            dot = tl.zeros((BLOCK_R,), dtype=ACC)
-            for f0 in range(0, F, BLOCK_F):
-                fo = f0 + tl.arange(0, BLOCK_F)
-                m2 = emask[:, None] & (fo < F)[None, :]
-                g = tl.load(gout_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
-                xv = tl.load(x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
-                dot += tl.sum(g * xv, axis=1)
+            if F <= BLOCK_F:  # one feature chunk: the grad_out tile was loaded once, above
+                xv = tl.load(
+                    x_ptr + (j * K + k)[:, None] * F + f1[None, :], mask=emask[:, None] & f1mask[None, :], other=0.0
+                ).to(ACC)
+                dot = tl.sum(g1 * xv, axis=1)
+            else:
+                dot = tl.zeros((BLOCK_R,), dtype=ACC)
+                for f0 in range(0, F, BLOCK_F):
+                    fo = f0 + tl.arange(0, BLOCK_F)
+                    m2 = emask[:, None] & (fo < F)[None, :]
+                    g = tl.load(gout_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
+                    xv = tl.load(x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
+                    dot += tl.sum(g * xv, axis=1)
             a = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
             if W_MODE == 1:
                 w = tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)

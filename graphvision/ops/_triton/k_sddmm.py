@@ -62,17 +62,29 @@ if HAS_TRITON:
         start = tl.load(rowptr_ptr + rows, mask=rmask, other=0).to(tl.int64)
         end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
         deg = end - start
+        f1 = tl.arange(0, BLOCK_F)
+        f1mask = f1 < F
+        if F <= BLOCK_F:
+            a1 = tl.load(
+                a_ptr + (rows * K + k)[:, None] * F + f1[None, :], mask=rmask[:, None] & f1mask[None, :], other=0.0
+            ).to(ACC)
         for d in range(0, tl.max(deg, axis=0)):
             emask = d < deg
             p = start + d
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            dot = tl.zeros((BLOCK_R,), dtype=ACC)
-            for f0 in range(0, F, BLOCK_F):
-                fo = f0 + tl.arange(0, BLOCK_F)
-                m2 = emask[:, None] & (fo < F)[None, :]
-                av = tl.load(a_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
-                bv = tl.load(b_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
-                dot += tl.sum(av * bv, axis=1)
+            if F <= BLOCK_F:  # one feature chunk: the a-tile was loaded once, above
+                bv = tl.load(
+                    b_ptr + (j * K + k)[:, None] * F + f1[None, :], mask=emask[:, None] & f1mask[None, :], other=0.0
+                ).to(ACC)
+                dot = tl.sum(a1 * bv, axis=1)
+            else:
+                dot = tl.zeros((BLOCK_R,), dtype=ACC)
+                for f0 in range(0, F, BLOCK_F):
+                    fo = f0 + tl.arange(0, BLOCK_F)
+                    m2 = emask[:, None] & (fo < F)[None, :]
+                    av = tl.load(a_ptr + (rows * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
+                    bv = tl.load(b_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
+                    dot += tl.sum(av * bv, axis=1)
             tl.store(out_ptr + p * K + k, dot.to(out_ptr.dtype.element_ty), mask=emask)
 
 
