@@ -35,12 +35,13 @@ memory bounded as well.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
 
 from graphvision import config
-from graphvision._checks import check_floating, check_positive_int, check_tensor
+from graphvision._checks import check_floating, check_positive_int, check_tensor, is_compiling
 
 __all__ = ["mutual_information_adjacency"]
 
@@ -213,7 +214,55 @@ def _use_triton(x: Tensor, bins: int, backend: str | None) -> bool:
         return True
     # "auto" (and the scatter backends, which do not apply to this op): Triton on CUDA only;
     # the CPU interpreter is far slower than the torch path.
-    return x.device.type == "cuda" and _triton_reason(x, bins) is None
+    return x.device.type == "cuda" and _triton_reason(x, bins) is None and _triton_self_check(x.device)
+
+
+#: device -> None (the fused kernels work there) or the reason they do not.
+_SELF_CHECK: dict[str, str | None] = {}
+
+
+def _triton_self_check(device: torch.device) -> bool:
+    """Once per device: run the fused forward and backward on a tiny input against torch.
+
+    Auto mode uses the Triton kernels only when this passes; a failure (a compile error on an
+    untested GPU, a wrong result) warns once and falls back to torch. Under ``torch.compile``
+    only a cached result is used (no probe while tracing).
+    """
+    key = str(device)
+    if key not in _SELF_CHECK:
+        if is_compiling():
+            return False
+        _SELF_CHECK[key] = _run_self_check(device)
+        if _SELF_CHECK[key] is not None:
+            warnings.warn(
+                f"mutual_information_adjacency: the fused Triton kernels failed a self-check on {device} "
+                f"({_SELF_CHECK[key]}); using the torch path. Pass backend='triton' to see the error.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    return _SELF_CHECK[key] is None
+
+
+def _run_self_check(device: torch.device) -> str | None:
+    try:
+        from graphvision.ops._triton.k_mutual_information import joint_entropy, joint_entropy_backward
+
+        g = torch.Generator().manual_seed(0)
+        a = torch.softmax(torch.randn(2, 11, 16, 40, generator=g, dtype=torch.float64), dim=2)
+        grad = torch.randn(2, 11, 11, generator=g, dtype=torch.float64)
+        h_ref = _joint_entropy_torch(a, 4)
+        d_ref = _joint_entropy_backward_torch(a, grad, 4)
+        a32 = a.to(device, torch.float32)
+        h = joint_entropy(a32).double().cpu()
+        d = joint_entropy_backward(a32, grad.to(device, torch.float32)).double().cpu()
+        # loose enough for TF32 (when the caller enabled it), tight enough to catch a wrong kernel
+        if not torch.allclose(h, h_ref, rtol=1e-2, atol=1e-2):
+            return f"forward mismatch, max abs error {float((h - h_ref).abs().max()):.2e}"
+        if not torch.allclose(d, d_ref, rtol=5e-2, atol=5e-2 * float(d_ref.abs().max())):
+            return f"backward mismatch, max abs error {float((d - d_ref).abs().max()):.2e}"
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: do not use the kernels
+        return f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------------------------

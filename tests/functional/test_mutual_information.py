@@ -409,6 +409,20 @@ def test_triton_backward_kernel_matches_torch(b, n, bins, c):
 
 
 @pytest.mark.triton_interpret
+def test_triton_self_check(monkeypatch):
+    if not _triton_ok():
+        pytest.skip("Triton cannot run here")
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    assert mimod._run_self_check(dev) is None
+    # a failing kernel: auto mode warns once and falls back to torch
+    monkeypatch.setattr(mimod, "_SELF_CHECK", {})
+    monkeypatch.setattr(mimod, "_run_self_check", lambda device: "RuntimeError: boom")
+    with pytest.warns(RuntimeWarning, match="failed a self-check.*boom"):
+        assert mimod._triton_self_check(dev) is False
+    assert mimod._triton_self_check(dev) is False  # cached, no second warning
+
+
+@pytest.mark.triton_interpret
 def test_triton_bins_limit_and_float64():
     if not _triton_ok():
         pytest.skip("Triton cannot run here")

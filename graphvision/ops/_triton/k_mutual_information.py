@@ -40,6 +40,11 @@ BLOCK_C = 32
 #: Backward: samples (columns of dA) per program; C <= 64 needs one pass over the column tiles.
 BLOCK_D = 64
 NUM_WARPS = 8
+# Pipelining depth. Shared memory per stage: forward 2 x 16 KB operand tiles (+64 KB to
+# re-layout the 128 x 128 tile for the bins x bins reduction); backward additionally the 64 KB
+# dp operand and a 32 KB A_j tile, hence 2 stages there to stay well under 228 KB on H100/H200.
+NUM_STAGES = 3
+BWD_NUM_STAGES = 2
 #: Largest (power-of-two padded) number of bins the kernel supports.
 MAX_BINS = BLOCK_ROWS
 
@@ -62,8 +67,8 @@ if HAS_TRITON:
         pid_i = tl.program_id(0)
         pid_j = tl.program_id(1)
         b = tl.program_id(2).to(tl.int64)
+        ROWS: tl.constexpr = BLOCK_NODES * BINS
         if pid_j >= pid_i:  # upper triangle of tiles only; the mirror is written below
-            ROWS: tl.constexpr = BLOCK_NODES * BINS
             n_rows = n_nodes * BINS
             base = a_ptr + b * n_rows * n_samples
             r = tl.arange(0, ROWS)
@@ -228,6 +233,7 @@ def joint_entropy(a: Tensor) -> Tensor:
         BLOCK_C=block_c,
         PRECISION=_precision(),
         num_warps=NUM_WARPS,
+        num_stages=NUM_STAGES,
     )
     return out
 
@@ -282,6 +288,7 @@ def joint_entropy_backward(a: Tensor, grad: Tensor) -> Tensor:
         BLOCK_D=block_d,
         PRECISION=_precision(),
         num_warps=NUM_WARPS,
+        num_stages=BWD_NUM_STAGES,
     )
     return da[:, :, :bins]
 
