@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import bisect
 import math
 
 import torch
@@ -38,17 +37,19 @@ def _prepare(x: Tensor, metric: str) -> tuple[Tensor, Tensor | None]:
     return xc, (xc * xc).sum(dim=-1)
 
 
-def _distances(q: Tensor, c: Tensor, q_sq: Tensor | None, c_sq: Tensor | None) -> Tensor:
-    """Squared euclidean distances (``q_sq`` given) or cosine distances ``1 - cos``; batched or not."""
+def _scores(q: Tensor, c: Tensor, c_sq: Tensor | None) -> Tensor:
+    """Similarity scores, larger = nearer, batched ``(G, r, F) x (G, m, F)`` or not.
+
+    Euclidean: ``2 q.c - |c|^2`` (= ``|q|^2 - |q - c|^2``: the row constant ``|q|^2`` does not
+    change the ranking, so it is never added); cosine: ``q.c`` of unit rows. One matrix product
+    with a broadcast bias, no extra pass over the block.
+    """
     ct = c.transpose(-1, -2)
-    if q_sq is None or c_sq is None:
-        return torch.matmul(q, ct).neg_().add_(1.0)
-    d = q_sq.unsqueeze(-1) + c_sq.unsqueeze(-2)
-    if d.dim() == 3:
-        d = torch.baddbmm(d, q, ct, alpha=-2.0)
-    else:
-        d = torch.addmm(d, q, ct, alpha=-2.0)
-    return d.clamp_min_(0.0)
+    if c_sq is None:
+        return torch.matmul(q, ct)
+    if q.dim() == 3:
+        return torch.baddbmm(c_sq.neg().unsqueeze(-2), q, ct, alpha=2.0)
+    return torch.addmm(c_sq.neg().unsqueeze(0), q, ct, alpha=2.0)
 
 
 def _check_points(x: object, batch: Tensor | None, metric: str, chunk_size: int | None) -> Tensor:
@@ -89,13 +90,95 @@ def _graph_ptr(batch: Tensor) -> list[int]:
 def _check_k(k: int, smallest: int, loop: bool, where: str) -> None:
     limit = smallest if loop else smallest - 1
     if k > limit:
-        hint = "" if loop else " (k must be smaller than the number of nodes, as a node is not its own neighbour; pass loop=True to count it)"
+        hint = (
+            ""
+            if loop
+            else " (a node is not its own neighbour unless loop=True, so k must be below the number of nodes)"
+        )
         raise ValueError(f"Expected 'k' <= {limit} for {where} with {smallest} nodes (got k={k}){hint}")
 
 
-def _default_rows(max_count: int) -> int:
-    # rows * (rows + 2 * max_count) <= _BLOCK_ELEMENTS bounds the block, windows included.
-    return max(1, int(-max_count + math.sqrt(max_count * max_count + _BLOCK_ELEMENTS)))
+def _self_score(loop: bool) -> float:
+    """Score of a node against itself: always first with ``loop`` (distance 0, exactly), never without."""
+    return math.inf if loop else -math.inf
+
+
+def _plan(ptr: list[int], chunk_size: int | None) -> list[tuple[str, int, int, int, int]]:
+    """Blocks of work over the graphs of ``ptr``, each within the memory budget.
+
+    - ``("group", g0, g1, 0, 0)``: graphs ``g0:g1`` padded to their largest size ``m`` and
+      processed together as a ``(G, m, m)`` block (small graphs, equal-sized batches);
+    - ``("rows", g, g + 1, r0, r1)``: rows ``r0:r1`` of a graph too large for one block, against all
+      of that graph's nodes.
+
+    Blocks never span two graphs without padding, so no work is spent on pairs across graphs
+    beyond the padding of a group. Plain Python on host integers: no device synchronisation.
+    """
+    sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:])]
+    items: list[tuple[str, int, int, int, int]] = []
+    g, num = 0, len(sizes)
+    while g < num:
+        s = sizes[g]
+        if s == 0:
+            g += 1
+            continue
+        if s * s > _BLOCK_ELEMENTS or (chunk_size is not None and s > chunk_size):
+            rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // s)
+            items.extend(("rows", g, g + 1, r0, min(r0 + rows, s)) for r0 in range(0, s, rows))
+            g += 1
+            continue
+        start, m, count = g, s, 1
+        g += 1
+        while g < num:
+            s2 = sizes[g]
+            if s2 == 0:
+                g += 1
+                continue
+            m2 = max(m, s2)
+            if (count + 1) * m2 * m2 > _BLOCK_ELEMENTS or (chunk_size is not None and (count + 1) * m2 > chunk_size):
+                break
+            m, count = m2, count + 1
+            g += 1
+        items.append(("group", start, g, 0, 0))
+    return items
+
+
+def _group_index(ptr: list[int], g0: int, g1: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, int, bool]:
+    """Padded node ids ``(G, m)``, validity mask, graph offsets ``(G,)``, ``m`` and whether padded."""
+    offs = [ptr[g] for g in range(g0, g1) if ptr[g + 1] > ptr[g]]
+    sizes = [ptr[g + 1] - ptr[g] for g in range(g0, g1) if ptr[g + 1] > ptr[g]]
+    m = max(sizes)
+    off = torch.tensor(offs, dtype=torch.long, device=device)
+    cols = torch.arange(m, device=device)
+    if min(sizes) == m:
+        return off.unsqueeze(1) + cols, torch.ones(len(sizes), m, dtype=torch.bool, device=device), off, m, False
+    size = torch.tensor(sizes, dtype=torch.long, device=device)
+    valid = cols.unsqueeze(0) < size.unsqueeze(1)
+    idx = off.unsqueeze(1) + torch.where(valid, cols.unsqueeze(0), 0)
+    return idx, valid, off, m, True
+
+
+def _block_scores(
+    xc: Tensor, sq: Tensor | None, item: tuple[str, int, int, int, int], ptr: list[int], loop: bool
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor, int]:
+    """Scores of one planned block: ``(scores (G, r, m), row ids (G, r), row validity or None, col offset (G,), r0)``."""
+    kind, a, b, r0, r1 = item
+    device = xc.device
+    if kind == "rows":
+        lo, hi = ptr[a], ptr[a + 1]
+        q = xc[lo + r0 : lo + r1].unsqueeze(0)
+        c = xc[lo:hi].unsqueeze(0)
+        s = _scores(q, c, None if sq is None else sq[lo:hi].unsqueeze(0))
+        s[:, :, r0:r1].diagonal(dim1=1, dim2=2).fill_(_self_score(loop))
+        rows = torch.arange(lo + r0, lo + r1, device=device).unsqueeze(0)
+        return s, rows, None, torch.tensor([lo], device=device), r0
+    idx, valid, off, m, padded = _group_index(ptr, a, b, device)
+    xg = xc[idx]
+    s = _scores(xg, xg, None if sq is None else sq[idx])
+    if padded:
+        s = s.masked_fill(~valid.unsqueeze(1), -math.inf)
+    s.diagonal(dim1=1, dim2=2).fill_(_self_score(loop))
+    return s, idx, (valid if padded else None), off, 0
 
 
 def _knn_dense(x: Tensor, k: int, loop: bool, metric: str, chunk_size: int | None) -> Tensor:
@@ -106,42 +189,27 @@ def _knn_dense(x: Tensor, k: int, loop: bool, metric: str, chunk_size: int | Non
     b, n, _ = x.shape
     xc, sq = _prepare(x, metric)
     rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // max(b * n, 1))
-    cols = torch.arange(n, device=x.device)
     out = []
     for i0 in range(0, n, rows):
         i1 = min(i0 + rows, n)
-        d = _distances(xc[:, i0:i1], xc, None if sq is None else sq[:, i0:i1], sq)
-        if not loop:
-            d = d.masked_fill((cols[i0:i1].unsqueeze(1) == cols.unsqueeze(0)).unsqueeze(0), math.inf)
-        out.append(d.topk(k, dim=-1, largest=False, sorted=True).indices)
+        s = _scores(xc[:, i0:i1], xc, sq)
+        s[:, :, i0:i1].diagonal(dim1=1, dim2=2).fill_(_self_score(loop))
+        out.append(s.topk(k, dim=-1, largest=True, sorted=True).indices)
     return torch.cat(out, dim=1)
 
 
-def _windows(n: int, ptr: list[int] | None, rows: int) -> list[tuple[int, int, int, int]]:
-    """Row chunks ``[i0, i1)`` with the column window ``[c0, c1)`` holding their graphs."""
+def _knn_masked(xc: Tensor, sq: Tensor | None, batch: Tensor, k: int, loop: bool, chunk_size: int | None) -> Tensor:
+    """kNN over all nodes with a batch mask: static shapes, no host sync (used while compiling)."""
+    n = xc.size(0)
+    rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // n)
     out = []
     for i0 in range(0, n, rows):
         i1 = min(i0 + rows, n)
-        if ptr is None:
-            out.append((i0, i1, 0, n))
-        else:
-            g0 = bisect.bisect_right(ptr, i0) - 1
-            g1 = bisect.bisect_right(ptr, i1 - 1) - 1
-            out.append((i0, i1, ptr[g0], ptr[g1 + 1]))
-    return out
-
-
-def _masked_block(
-    xc: Tensor, sq: Tensor | None, batch: Tensor | None, loop: bool, i0: int, i1: int, c0: int, c1: int
-) -> Tensor:
-    d = _distances(xc[i0:i1], xc[c0:c1], None if sq is None else sq[i0:i1], None if sq is None else sq[c0:c1])
-    if batch is not None:
-        d = d.masked_fill(batch[i0:i1].unsqueeze(1) != batch[c0:c1].unsqueeze(0), math.inf)
-    if not loop:
-        r = torch.arange(i0, i1, device=xc.device).unsqueeze(1)
-        c = torch.arange(c0, c1, device=xc.device).unsqueeze(0)
-        d = d.masked_fill(r == c, math.inf)
-    return d
+        s = _scores(xc[i0:i1], xc, sq)
+        s = s.masked_fill(batch[i0:i1].unsqueeze(1) != batch.unsqueeze(0), -math.inf)
+        s[:, i0:i1].diagonal().fill_(_self_score(loop))
+        out.append(s.topk(k, dim=1, largest=True, sorted=True).indices)
+    return torch.cat(out, dim=0)
 
 
 def knn_graph(
@@ -210,22 +278,23 @@ def knn_graph(
         return torch.empty(2, 0, dtype=torch.long, device=device)
     if batch is None:
         _check_k(k, n, loop, "a graph")
-        nbr = _knn_dense(x.unsqueeze(0), k, loop, metric, chunk_size)[0]
-    else:
+        ptr = [0, n]
+    elif is_compiling():
         xc, sq = _prepare(x, metric)
-        if is_compiling():
-            ptr = None
-            rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // n)
-        else:
-            ptr = _graph_ptr(batch)
-            sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:]) if b > a]
-            _check_k(k, min(sizes), loop, "the smallest graph in 'batch'")
-            rows = chunk_size if chunk_size is not None else _default_rows(max(sizes))
-        parts = []
-        for i0, i1, c0, c1 in _windows(n, ptr, rows):
-            d = _masked_block(xc, sq, batch, loop, i0, i1, c0, c1)
-            parts.append(d.topk(k, dim=1, largest=False, sorted=True).indices + c0)
-        nbr = torch.cat(parts, dim=0)
+        nbr = _knn_masked(xc, sq, batch, k, loop, chunk_size)
+        dst = torch.arange(n, device=device).repeat_interleave(k)
+        return torch.stack([nbr.reshape(-1), dst])
+    else:
+        ptr = _graph_ptr(batch)
+        sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:]) if b > a]
+        _check_k(k, min(sizes), loop, "the smallest graph in 'batch'")
+    xc, sq = _prepare(x, metric)
+    parts = []
+    for item in _plan(ptr, chunk_size):
+        s, rows, valid, off, _ = _block_scores(xc, sq, item, ptr, loop)
+        nbr = s.topk(k, dim=-1, largest=True, sorted=True).indices + off.view(-1, 1, 1)
+        parts.append(nbr.reshape(-1, k) if valid is None else nbr[valid])
+    nbr = torch.cat(parts, dim=0)
     dst = torch.arange(n, device=device).repeat_interleave(k)
     return torch.stack([nbr.reshape(-1), dst])
 
@@ -289,29 +358,25 @@ def radius_graph(
     if n == 0:
         return torch.empty(2, 0, dtype=torch.long, device=device)
     xc, sq = _prepare(x, metric)
-    thresh = float(r) * float(r) if metric == "euclidean" else float(r)
-    if batch is None:
-        ptr, max_count = None, n
-    else:
-        ptr = _graph_ptr(batch)
-        max_count = max(b - a for a, b in zip(ptr[:-1], ptr[1:]))
-    rows = chunk_size if chunk_size is not None else _default_rows(max_count)
+    ptr = [0, n] if batch is None else _graph_ptr(batch)
     srcs, dsts = [], []
-    for i0, i1, c0, c1 in _windows(n, ptr, rows):
-        d = _masked_block(xc, sq, batch, bool(loop), i0, i1, c0, c1)
-        if max_num_neighbors is not None and max_num_neighbors < c1 - c0:
-            vals, idx = d.topk(max_num_neighbors, dim=1, largest=False, sorted=True)
-            keep = vals <= thresh
-            row, slot = keep.nonzero(as_tuple=True)
-            col = idx[row, slot]
+    for item in _plan(ptr, chunk_size):
+        s, rows, valid, off, r0 = _block_scores(xc, sq, item, ptr, bool(loop))
+        # Euclidean: |q - c|^2 = |q|^2 - score <= r^2  <=>  score >= |q|^2 - r^2; cosine: cos >= 1 - r.
+        if sq is None:
+            thr = torch.full_like(rows, 1.0 - float(r), dtype=s.dtype)
         else:
-            row, col = (d <= thresh).nonzero(as_tuple=True)
-            if max_num_neighbors is not None:
-                # Sort each row's sources by distance, as in the top-k branch.
-                key = d[row, col]
-                order = torch.argsort(key, stable=True)
-                order = order[torch.argsort(row[order], stable=True)]
-                row, col = row[order], col[order]
-        srcs.append(col + c0)
-        dsts.append(row + i0)
+            thr = sq[rows] - float(r) * float(r)
+        if max_num_neighbors is not None:
+            vals, idx = s.topk(min(max_num_neighbors, s.size(-1)), dim=-1, largest=True, sorted=True)
+            keep = vals >= thr.unsqueeze(-1)
+        else:
+            keep = s >= thr.unsqueeze(-1)
+            idx = None
+        if valid is not None:
+            keep &= valid.unsqueeze(-1)
+        g, row, slot = keep.nonzero(as_tuple=True)
+        col = slot if idx is None else idx[g, row, slot]
+        srcs.append(col + off[g])
+        dsts.append(rows[g, row])
     return torch.stack([torch.cat(srcs), torch.cat(dsts)])

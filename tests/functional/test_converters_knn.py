@@ -267,3 +267,27 @@ def test_radius_matches_sklearn():
 def test_radius_errors(args, kwargs, error, match):
     with pytest.raises(error, match=match):
         radius_graph(*args, **kwargs)
+
+
+
+@given(data=st.data(), budget=st.sampled_from([1, 7, 30, 200]), loop=st.booleans())
+def test_block_budget_does_not_change_result(data, budget, loop):
+    """A tiny block budget forces row-chunked big graphs and padded groups of small ones."""
+    from graphvision.functional import _graph_knn
+
+    x, batch, sizes = data.draw(point_sets(min_nodes=2, max_nodes=12, min_dims=2))
+    k = data.draw(st.integers(1, min(sizes) - 1))
+    calls = [
+        lambda: knn_graph(x, k, batch, loop=loop),
+        lambda: knn_graph(x, k, loop=loop),
+        lambda: radius_graph(x, 1.2, batch, loop=loop, max_num_neighbors=None),
+        lambda: radius_graph(x, 1.2, batch, loop=loop, max_num_neighbors=3),
+    ]
+    expected = [call() for call in calls]
+    saved = _graph_knn._BLOCK_ELEMENTS
+    _graph_knn._BLOCK_ELEMENTS = budget
+    try:
+        for call, ref in zip(calls, expected):
+            assert torch.equal(call(), ref)
+    finally:
+        _graph_knn._BLOCK_ELEMENTS = saved
