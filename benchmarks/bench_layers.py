@@ -39,6 +39,8 @@ warnings.filterwarnings("ignore")
 
 HEADS = 4
 LAYERS = ("gcn", "gat", "gcn2", "ecc", "attention_gcn")
+LAYER_NAMES = {"gcn": "GCNConv", "gat": "GATConv", "gcn2": "GCN2Conv", "ecc": "EdgeConditionedConv",
+               "attention_gcn": "AttentionGCNConv"}
 # name, images B, H, W, channels C
 QUICK_CONFIGS = [("grid8 B16 28x28 C64", 16, 28, 28, 64)]
 FULL_CONFIGS = [
@@ -171,7 +173,7 @@ def run_layer(layer: str, cfg: tuple, inp: dict[str, Any], device: torch.device,
     grads = {k: _fwd_bwd(f, x, grad)() for k, f in providers.items()}
     ref_name = "pyg" if "pyg" in providers else "graphvision"
     for name, fn in providers.items():
-        row: dict[str, Any] = {"config": cfg[0], "layer": layer, "provider": name, "channels": c}
+        row: dict[str, Any] = {"op": LAYER_NAMES[layer], "config": cfg[0], "provider": name, "channels": c}
         if "reference point" not in name:
             scale = outs[ref_name].abs().max().clamp_min(1e-12)
             err = float((outs[name] - outs[ref_name]).abs().max() / scale)
@@ -189,15 +191,19 @@ def run_layer(layer: str, cfg: tuple, inp: dict[str, Any], device: torch.device,
                 return fn(x)
 
         full = _fwd_bwd(fn, x, grad)
-        tf = time_fn(fwd, device, reps=args.reps)
-        tb = time_fn(full, device, reps=args.reps)
-        row.update({"fwd_ms": tf[f"{args.stat}_ms"], "fwd": tf, "fwd_bwd_ms": tb[f"{args.stat}_ms"], "fwd_bwd": tb})
-        if not args.no_memory:
-            row["fwd_peak_mb"] = peak_memory_mb(fwd, device)
-            row["fwd_bwd_peak_mb"] = peak_memory_mb(full, device)
-        print(f"  {name:32s} fwd {fmt(row['fwd_ms'])} ms  fwd+bwd {fmt(row['fwd_bwd_ms'])} ms  "
-              f"peak {fmt(row.get('fwd_peak_mb'))} / {fmt(row.get('fwd_bwd_peak_mb'))} MB")
+        for mode, f in (("fwd", fwd), ("full", full)):
+            t = time_fn(f, device, reps=args.reps)
+            row.update({f"{mode}_ms": t[f"{args.stat}_ms"], f"{mode}_p20_ms": t["p20_ms"],
+                        f"{mode}_p80_ms": t["p80_ms"], f"{mode}_median_ms": t["median_ms"]})
+            if not args.no_memory:
+                row[f"peak_{mode}_mb"] = peak_memory_mb(f, device)
+        print(f"  {name:32s} fwd {fmt(row['fwd_ms'])} ms  fwd+bwd {fmt(row['full_ms'])} ms  "
+              f"peak {fmt(row.get('peak_fwd_mb'))} / {fmt(row.get('peak_full_mb'))} MB")
         rows.append(row)
+    base = next((r for r in rows if r["provider"].startswith("pyg") and "fwd_ms" in r), None)
+    for r in rows:
+        if base is not None and "fwd_ms" in r and not r["provider"].startswith("pyg"):
+            r["speedup"] = {"fwd": base["fwd_ms"] / r["fwd_ms"], "full": base["full_ms"] / r["full_ms"]}
     return rows
 
 
@@ -222,18 +228,16 @@ def markdown(meta: dict[str, Any], graphs: list[dict[str, Any]], rows: list[dict
     lines += ["", "| config | layer | provider | fwd ms | fwd+bwd ms | fwd peak MB | fwd+bwd peak MB | "
               "speed-up fwd / fwd+bwd vs PyG | max rel err |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        base = next((p for p in rows if p["config"] == r["config"] and p["layer"] == r["layer"]
-                     and p["provider"].startswith("pyg") and "fwd_ms" in p), None)
         if "error" in r:
-            lines.append(f"| {r['config']} | {r['layer']} | {r['provider']} | – | – | – | – | – | {r['error']} |")
+            lines.append(f"| {r['config']} | {r['op']} | {r['provider']} | – | – | – | – | – | {r['error']} |")
             continue
         sp = "–"
-        if base is not None and not r["provider"].startswith("pyg"):
-            sp = f"{base['fwd_ms'] / r['fwd_ms']:.2f}x / {base['fwd_bwd_ms'] / r['fwd_bwd_ms']:.2f}x"
+        if isinstance(r.get("speedup"), dict):
+            sp = f"{r['speedup']['fwd']:.2f}x / {r['speedup']['full']:.2f}x"
         err = r.get("max_rel_err")
         lines.append(
-            f"| {r['config']} | {r['layer']} (C={r['channels']}) | {r['provider']} | {fmt(r['fwd_ms'])} | "
-            f"{fmt(r['fwd_bwd_ms'])} | {fmt(r.get('fwd_peak_mb'))} | {fmt(r.get('fwd_bwd_peak_mb'))} | {sp} | "
+            f"| {r['config']} | {r['op']} (C={r['channels']}) | {r['provider']} | {fmt(r['fwd_ms'])} | "
+            f"{fmt(r['full_ms'])} | {fmt(r.get('peak_fwd_mb'))} | {fmt(r.get('peak_full_mb'))} | {sp} | "
             f"{'–' if err is None else f'{err:.1e}'} |"
         )
     return "\n".join(lines) + "\n"

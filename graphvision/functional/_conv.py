@@ -208,7 +208,7 @@ def _gcn_weights(
 def _gcn_propagate(g: GraphInput, w: Tensor | None, loop: Tensor | None, h: Tensor) -> Tensor:
     out = propagate(g, w, h)
     if loop is not None:
-        out = out + loop.unsqueeze(-1).to(h.dtype) * h
+        out = torch.addcmul(out, loop.unsqueeze(-1).to(h.dtype), h)
     return out
 
 
