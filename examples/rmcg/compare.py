@@ -121,8 +121,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}
     started = time.time()
-    for model in args.models:
-        for seed in args.seeds:
+    # seed-major order: if the compare has to stop early, every model has the same seeds done
+    for seed in args.seeds:
+        for model in args.models:
             run = out / model / f"seed{seed}"
             if (run / "metrics.json").is_file() and not args.rerun:
                 print(f"[compare] {model} seed {seed}: reusing {run / 'metrics.json'}", flush=True)

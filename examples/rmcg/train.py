@@ -147,11 +147,15 @@ class Dist:
 def atomic_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace`` (atomic)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(text: str, path: Path) -> None:
@@ -351,14 +355,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     env = Dist(args.device)
     # soft-histogram memberships (MI adjacency) produce denormal floats; flushing them to zero
-    # makes the CPU matrix products several times faster and changes no result beyond 1e-38
+    # makes the CPU matrix products several times faster and changes no result beyond 1e-38.
+    # The previous setting is restored on return (main() may run inside a bigger process).
+    was_flushing = _flushes_denormals()
     torch.set_flush_denormal(True)
+    threads = torch.get_num_threads()
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         return _run(args, env)
     finally:
+        torch.set_flush_denormal(was_flushing)
+        torch.set_num_threads(threads)
         env.close()
+
+
+def _flushes_denormals() -> bool:
+    tiny = torch.tensor([1e-30], dtype=torch.float32)
+    return bool((tiny * 1e-10).item() == 0.0)
 
 
 def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
