@@ -99,7 +99,9 @@ def channel_attention(
     d = c // heads
     if isinstance(temperature, Tensor):
         if temperature.numel() not in (1, heads) or temperature.dim() > 1:
-            raise ValueError(f"Expected 'temperature' of shape (K,) = ({heads},) or a scalar (got {tuple(temperature.shape)})")
+            raise ValueError(
+                f"Expected 'temperature' of shape (K,) = ({heads},) or a scalar (got {tuple(temperature.shape)})"
+            )
         tau = temperature.reshape(-1, 1, 1)
     else:
         tau = float(temperature)

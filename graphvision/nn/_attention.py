@@ -22,7 +22,8 @@ class MultiChannelAttention(nn.Module):
     .. math::
         \begin{aligned}
         \bar X &= \mathrm{LN}_1(X),\quad Q = \bar X W_q^\top,\quad [K \,\|\, V] = Q W_{kv}^\top \\
-        A_h &= \operatorname{softmax}\big(\tau_h\, \hat Q_h \hat K_h^\top\big) \in \mathbb{R}^{\frac CK \times \frac CK},
+        A_h &= \operatorname{softmax}\big(\tau_h\, \hat Q_h \hat K_h^\top\big)
+            \in \mathbb{R}^{\frac CK \times \frac CK},
             \quad O_h = A_h V_h \\
         Y &= X + \big(O \odot \sigma(\bar X W_g^\top)\big) W_o^\top, \quad
         \mathrm{out} = Y + \mathrm{FFN}(\mathrm{LN}_2(Y))

@@ -258,7 +258,8 @@ def test_compile_fullgraph():
 @pytest.mark.parametrize(
     "change,err,match",
     [
-        (dict(x=torch.randn(2, 4)), ValueError, r"Expected 'x' of shape \(B, C, H, W\) or \(B, N, C\) \(got \(2, 4\)\)"),
+        (dict(x=torch.randn(2, 4)), ValueError,
+         r"Expected 'x' of shape \(B, C, H, W\) or \(B, N, C\) \(got \(2, 4\)\)"),
         (dict(x=torch.ones(1, 4, 2, 2, dtype=torch.long)), TypeError, "floating-point"),
         (dict(x=torch.randn(1, 5, 2, 2)), ValueError, r"Expected 'q_weight' of shape \(5, 5\)"),
         (dict(wkv=torch.randn(4, 4)), ValueError, r"Expected 'kv_weight' of shape \(8, 4\)"),

@@ -488,7 +488,8 @@ def test_compile_inductor():
     "kwargs,err,match",
     [
         (dict(x=[1.0]), TypeError, "Expected 'x' to be a torch.Tensor"),
-        (dict(x=torch.randn(2, 3, 4, 5)), ValueError, r"Expected 'x' of shape \(B, N, C\) or \(N, C\) \(got \(2, 3, 4, 5\)\)"),
+        (dict(x=torch.randn(2, 3, 4, 5)), ValueError,
+         r"Expected 'x' of shape \(B, N, C\) or \(N, C\) \(got \(2, 3, 4, 5\)\)"),
         (dict(x=torch.ones(2, 3, 4, dtype=torch.long)), TypeError, "floating-point dtype"),
         (dict(x=torch.randn(2, 3, 0)), ValueError, "C >= 1"),
         (dict(bins=1), ValueError, "'bins' >= 2"),

@@ -26,7 +26,8 @@ def functional_twin(m: MultiChannelAttention, x: torch.Tensor, **kw):
 
 @pytest.mark.parametrize(
     "kwargs",
-    [dict(), dict(heads=4), dict(gate=False, ffn_ratio=0), dict(norm=False, bias=False), dict(normalize=False, heads=2)],
+    [dict(), dict(heads=4), dict(gate=False, ffn_ratio=0), dict(norm=False, bias=False),
+     dict(normalize=False, heads=2)],
 )
 def test_module_matches_functional(kwargs):
     m = MultiChannelAttention(8, **kwargs)
