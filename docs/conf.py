@@ -103,8 +103,6 @@ html_theme_options = {
     "source_branch": "main",
     "source_directory": "docs/",
 }
-pygments_style = "sphinx"
-pygments_dark_style = "monokai"
 
 # -- Warnings ----------------------------------------------------------------------------------
 # Warnings are errors in CI (-W). Torch emits import-time warnings of its own; they are not ours.

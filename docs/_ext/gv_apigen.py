@@ -147,12 +147,16 @@ PRIVATE_GROUPS: dict[str, str] = {
 
 #: Capability columns (key in a layer's ``_capabilities`` dict, column title).
 CAPABILITY_KEYS: list[tuple[str, str]] = [
-    ("batched", "Batched (B, N, F)"),
+    ("batched", "Batched"),
+    ("per_sample_graph", "Per-sample graphs"),
     ("edge_weight", "Edge weights"),
-    ("fused_kernel", "Fused kernel"),
-    ("compile_safe", "torch.compile"),
-    ("deterministic", "Deterministic"),
+    ("fused_kernel", "Fused op"),
+    ("compile_safe", "Compile"),
+    ("deterministic", "Determ\u00adinistic"),
 ]
+
+#: How booleans are shown in the table.
+YES, NO = "\u2713", "\u2717"
 
 
 def _is_alias(obj: object) -> bool:
@@ -348,10 +352,10 @@ def render_group(group: Group) -> str:
     if not group.entries:
         lines += ["Nothing is exported in this group yet.", ""]
     else:
-        summarised = [e for e in group.entries if e.kind in ("module-class", "class", "function")]
+        summarised = [e for kind in ("module-class", "class", "function") for e in group.entries if e.kind == kind]
         if summarised:
             lines += [".. autosummary::", "   :nosignatures:", ""]
-            lines += [f"   {e.path}" for e in summarised]
+            lines += [f"   ~{e.path}" for e in summarised]  # "~": show the short name, link the full one
             lines += [""]
         for kind in ("module-class", "class", "function", "data", "module"):
             entries = [e for e in group.entries if e.kind == kind]
@@ -416,9 +420,9 @@ def capability_rows() -> tuple[list[str], list[tuple[str, list[str]]], list[str]
         if value is None:
             return "?"
         if value is True:
-            return "yes"
+            return YES
         if value is False:
-            return "no"
+            return NO
         text = " ".join(str(value).split())
         if text in getattr(ops, "__all__", ()):
             return f":func:`~graphvision.ops.{text}`"  # the fused op the layer runs on
@@ -427,6 +431,8 @@ def capability_rows() -> tuple[list[str], list[tuple[str, list[str]]], list[str]
         return text.replace("|", "/").replace("*", "\\*").replace("`", "'")
 
     header = ["Layer"] + [title for _, title in keys]
+    # Layers that declare their capabilities first (in __all__ order), then the undeclared ones.
+    rows = [r for r in rows if r[0] not in missing] + [r for r in rows if r[0] in missing]
     out = [(path, [cell(caps.get(k)) for k, _ in keys]) for path, caps in rows]
     return header, out, missing
 
