@@ -51,7 +51,7 @@ class _Canon:
         """Permute a per-edge tensor from the caller's order into target-sorted order."""
         if t is None or self.identity:
             return t
-        return t[self.perm]
+        return t.index_select(0, self.perm)
 
     def from_sorted(self, t: Tensor) -> Tensor:
         """Permute a per-edge tensor from target-sorted order back into the caller's order."""
@@ -60,8 +60,12 @@ class _Canon:
         return torch.zeros_like(t).index_copy(0, self.perm, t)
 
 
+def _needs_grad(*ts: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
+
+
 def _canonical(
-    edge_index: Tensor | GraphStructure, num_dst: int | None, num_src: int | None, *, need_t: bool = True
+    edge_index: Tensor | GraphStructure, num_dst: int | None, num_src: int | None, *, need_t: bool = False
 ) -> _Canon:
     """Validate ``edge_index`` (tensor or structure) and return its canonical form."""
     if isinstance(edge_index, GraphStructure):
@@ -75,7 +79,8 @@ def _canonical(
                 f"Expected {g.num_src_nodes} source nodes as stored in the GraphStructure (got {num_src} rows in 'x')"
             )
         rowptr, col, perm = g.csr()
-        rowptr_t, col_t, perm_t = g.csr_t() if need_t else (rowptr, col, perm)
+        # The transpose is only read by backward passes: use it when cached or needed now.
+        rowptr_t, col_t, perm_t = g.csr_t() if (need_t or g._csr_t is not None) else (None, None, None)
         return _Canon(
             rowptr=rowptr, col=col, perm=perm, rowptr_t=rowptr_t, col_t=col_t, perm_t=perm_t,
             num_dst=g.num_nodes, num_src=g.num_src_nodes, num_edges=g.num_edges, identity=g._identity_perm,
@@ -92,7 +97,9 @@ def _canonical(
         _checks.check_index(edge_index[0], num_src, "edge_index[0]", dim_name="number of source nodes")
         _checks.check_index(edge_index[1], num_dst, "edge_index[1]", dim_name="num_nodes")
     rowptr, col, perm = csr_from_edge_index(edge_index, num_dst)
-    rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, num_src) if need_t else (rowptr, col, perm)
+    # Without a cached structure, the transpose is computed only when a gradient will need it
+    # (else the backward computes it itself).
+    rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, num_src) if need_t else (None, None, None)
     return _Canon(
         rowptr=rowptr, col=col, perm=perm, rowptr_t=rowptr_t, col_t=col_t, perm_t=perm_t,
         num_dst=num_dst, num_src=num_src, num_edges=edge_index.size(1), identity=False,
@@ -202,7 +209,7 @@ def scatter(
             out = s.new_zeros((n,) + rest).scatter_reduce(0, idx, s, op, include_self=False)
         return out.to(src.dtype)
     rowptr, perm = _index_to_csr(index, n)
-    flat = src[perm].reshape(src.size(0), math.prod(rest))
+    flat = src.index_select(0, perm).reshape(src.size(0), math.prod(rest))
     out, _ = torch.ops.graphvision.segment_reduce(rowptr, flat.contiguous(), reduce, name)
     return out.view((n,) + rest)
 
@@ -268,7 +275,7 @@ def spmm(
     else:
         _checks.check_same_device("x", x, "edge_index", edge_index.edge_index)
         num_dst = num_nodes
-    canon = _canonical(edge_index, num_dst, n_src)
+    canon = _canonical(edge_index, num_dst, n_src, need_t=_needs_grad(x))
     heads = x.size(1) if x.dim() == 3 else None
     _check_edge_tensor(edge_weight, "edge_weight", canon.num_edges, heads, x)
     name = resolve_backend("spmm_csr", x.device, backend)
@@ -345,7 +352,7 @@ def segment_softmax(
         rowptr, perm = _index_to_csr(index, n)
 
         def to_sorted(t: Tensor | None) -> Tensor | None:
-            return None if t is None else t[perm]
+            return None if t is None else t.index_select(0, perm)
 
         def from_sorted(t: Tensor) -> Tensor:
             return torch.zeros_like(t).index_copy(0, perm, t)
@@ -447,7 +454,7 @@ def attention_aggregate(
     ei_t = edge_index.edge_index if isinstance(edge_index, GraphStructure) else edge_index
     if isinstance(ei_t, Tensor):
         _checks.check_same_device("x", x, "edge_index", ei_t)
-    canon = _canonical(edge_index, n_dst, n_src)
+    canon = _canonical(edge_index, n_dst, n_src, need_t=_needs_grad(x, alpha_src, alpha_dst, edge_weight))
     _check_edge_tensor(edge_weight, "edge_weight", canon.num_edges, k, x)
     name = resolve_backend("attention_forward_csr", x.device, backend)
     out, attn = torch.ops.graphvision.attention(
@@ -539,7 +546,7 @@ def attention_pool(
         out, w = torch.ops.graphvision.attention_pool(ptr, x.contiguous(), g2.contiguous(), name)
     else:
         ptr, perm = _index_to_csr(batch, b)
-        out, w = torch.ops.graphvision.attention_pool(ptr, x[perm].contiguous(), g2[perm].contiguous(), name)
+        out, w = torch.ops.graphvision.attention_pool(ptr, x.index_select(0, perm), g2.index_select(0, perm), name)
         w = torch.zeros_like(w).index_copy(0, perm, w)
     if gate.dim() == 1:
         out, w = out.squeeze(1), w.squeeze(1)

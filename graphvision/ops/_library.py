@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from graphvision.ops._dispatch import get_kernel
-from graphvision.structure import row_index
+from graphvision.structure import row_index, transpose_csr
 
 __all__: list[str] = []
 
@@ -34,9 +34,9 @@ def _spmm(
     col: Tensor,
     weight: Tensor | None,
     x: Tensor,
-    rowptr_t: Tensor,
-    col_t: Tensor,
-    perm_t: Tensor,
+    rowptr_t: Tensor | None,
+    col_t: Tensor | None,
+    perm_t: Tensor | None,
     backend: str,
 ) -> Tensor:
     return _kernel("spmm_csr", backend)(rowptr, col, weight, x)
@@ -59,7 +59,9 @@ def _spmm_backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202
     backend = ctx.backend
     grad_x = grad_w = None
     if ctx.needs_input_grad[3]:
-        w_t = None if weight is None else weight[perm_t]
+        if rowptr_t is None or col_t is None or perm_t is None:
+            rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, x.size(0))
+        w_t = None if weight is None else weight.index_select(0, perm_t)
         # perm of the transpose's transpose: the inverse of perm_t (needed only for double backward).
         inv = torch.empty_like(perm_t).scatter_(0, perm_t, torch.arange(perm_t.numel(), device=perm_t.device))
         grad_x = torch.ops.graphvision.spmm(rowptr_t, col_t, w_t, grad.contiguous(), rowptr, col, inv, backend)
@@ -193,9 +195,9 @@ _segment_reduce.register_autograd(_reduce_backward, setup_context=_reduce_setup)
 def _attention(
     rowptr: Tensor,
     col: Tensor,
-    rowptr_t: Tensor,
-    col_t: Tensor,
-    perm_t: Tensor,
+    rowptr_t: Tensor | None,
+    col_t: Tensor | None,
+    perm_t: Tensor | None,
     x: Tensor,
     alpha_src: Tensor,
     alpha_dst: Tensor,
@@ -254,6 +256,8 @@ def _attention_backward(ctx, grad_out: Tensor | None, grad_attn: Tensor | None):
     slope = ctx.negative_slope
     if grad_out is None:
         grad_out = x.new_zeros(rowptr.numel() - 1, x.size(1), x.size(2))
+    if rowptr_t is None or col_t is None or perm_t is None:
+        rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, x.size(0))
     grad_x, grad_as, grad_ad, grad_w = torch.ops.graphvision.attention_backward(
         rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out.contiguous(), slope,
         ctx.backend,
@@ -266,7 +270,7 @@ def _attention_backward(ctx, grad_out: Tensor | None, grad_attn: Tensor | None):
         e = col.numel()
         row = row_index(rowptr.long(), e)
         ge = torch.ops.graphvision.segment_softmax_backward(rowptr, attn, grad_attn.contiguous(), ctx.backend)
-        logits = alpha_src[col] + alpha_dst[row]
+        logits = alpha_src.index_select(0, col) + alpha_dst.index_select(0, row)
         ge = torch.where(logits > 0, ge, ge * slope)
         grad_as = grad_as + ge.new_zeros(alpha_src.shape).index_add_(0, col.long(), ge).to(grad_as.dtype)
         grad_ad = grad_ad + ge.new_zeros(alpha_dst.shape).index_add_(0, row, ge).to(grad_ad.dtype)

@@ -178,6 +178,7 @@ def test_opcheck(backend: str) -> None:
     cases = [
         (gv.spmm, (rowptr, col, w, x, rowptr_t, col_t, perm_t, backend)),
         (gv.spmm, (rowptr, col, None, x, rowptr_t, col_t, perm_t, backend)),
+        (gv.spmm, (rowptr, col, w, x, None, None, None, backend)),  # backward builds the transpose
         (gv.sddmm, (rowptr, col, x.detach(), x.detach(), backend)),
         (gv.segment_softmax, (rowptr, w, backend)),
         (gv.segment_softmax_backward, (rowptr, w.detach().softmax(0), w, backend)),
@@ -185,6 +186,7 @@ def test_opcheck(backend: str) -> None:
         (gv.segment_reduce, (rowptr, w, "mean", backend)),
         (gv.attention, (rowptr, col, rowptr_t, col_t, perm_t, x, a_s, a_d, w, 0.2, backend)),
         (gv.attention, (rowptr, col, rowptr_t, col_t, perm_t, x, a_s, a_d, None, 0.2, backend)),
+        (gv.attention, (rowptr, col, None, None, None, x, a_s, a_d, w[:, 0], 0.2, backend)),
         (gv.attention_pool, (torch.tensor([0, 2, 2, 6]), x[:, 0], a_s, backend)),
     ]
     for op, args in cases:
