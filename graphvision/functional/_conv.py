@@ -21,8 +21,12 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision._checks import check_choice, check_edge_index, check_tensor
+from graphvision.structure import GraphStructure  # noqa: F401  (resolves the GraphLike hints)
+from graphvision.typing import Adjacency
 from graphvision.functional._mp import (
     GraphInput,
+    GraphLike,
+    WeightLike,
     _edge_index_of,
     attend,
     check_x,
@@ -106,7 +110,7 @@ def _gcn_norm_split(
 
 
 def gcn_norm(
-    edge_index: Tensor,
+    edge_index: Adjacency,
     edge_weight: Tensor | None = None,
     num_nodes: int | None = None,
     add_self_loops: bool = True,
@@ -214,10 +218,10 @@ def _gcn_propagate(g: GraphInput, w: Tensor | None, loop: Tensor | None, h: Tens
 
 def gcn_conv(
     x: Tensor,
-    edge_index: object,
+    edge_index: GraphLike,
     weight: Tensor,
     bias: Tensor | None = None,
-    edge_weight: object = None,
+    edge_weight: WeightLike = None,
     *,
     batch: Tensor | None = None,
     normalize: bool = True,
@@ -285,12 +289,12 @@ def gcn_conv(
 
 def _attention_core(
     x: Tensor,
-    edge_index: object,
+    edge_index: GraphLike,
     weight: Tensor,
     att_src: Tensor,
     att_dst: Tensor,
     bias: Tensor | None,
-    edge_weight: object,
+    edge_weight: WeightLike,
     batch: Tensor | None,
     *,
     x0: Tensor | None,
@@ -354,12 +358,12 @@ def _attention_core(
 
 def gat_conv(
     x: Tensor,
-    edge_index: object,
+    edge_index: GraphLike,
     weight: Tensor,
     att_src: Tensor,
     att_dst: Tensor,
     bias: Tensor | None = None,
-    edge_weight: object = None,
+    edge_weight: WeightLike = None,
     *,
     batch: Tensor | None = None,
     concat: bool = True,
@@ -449,12 +453,12 @@ def gat_conv(
 
 def attention_gcn_conv(
     x: Tensor,
-    edge_index: object,
+    edge_index: GraphLike,
     weight: Tensor,
     att_src: Tensor,
     att_dst: Tensor,
     bias: Tensor | None = None,
-    edge_weight: object = None,
+    edge_weight: WeightLike = None,
     *,
     batch: Tensor | None = None,
     x0: Tensor | None = None,
@@ -568,10 +572,10 @@ def attention_gcn_conv(
 def gcn2_conv(
     x: Tensor,
     x0: Tensor,
-    edge_index: object,
+    edge_index: GraphLike,
     weight1: Tensor,
     weight2: Tensor | None = None,
-    edge_weight: object = None,
+    edge_weight: WeightLike = None,
     *,
     batch: Tensor | None = None,
     alpha: float = 0.1,
@@ -649,7 +653,7 @@ def gcn2_conv(
 
 def edge_conditioned_conv(
     x: Tensor,
-    edge_index: object,
+    edge_index: GraphLike,
     edge_weights: Tensor,
     root_weight: Tensor | None = None,
     bias: Tensor | None = None,

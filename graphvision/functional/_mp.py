@@ -13,7 +13,9 @@ Nothing here is public.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -22,6 +24,13 @@ from torch import Tensor
 from graphvision import ops as _ops
 from graphvision._checks import check_edge_index, check_floating, check_same_device, check_tensor, is_compiling
 from graphvision.structure import GraphStructure
+from graphvision.typing import Adjacency
+
+#: The graph argument of the convolutions: one graph (``(2, E)`` tensor or ``GraphStructure``) or a
+#: sequence of ``B`` per-sample graphs.
+GraphLike = Union[Adjacency, Sequence[Adjacency]]
+#: Edge weights: ``(E,)``, one per per-sample graph, or ``None``.
+WeightLike = Union[Tensor, Sequence[Tensor], None]
 
 #: GraphStructure -> the same graph with one self-loop per node appended (attention convs).
 _LOOPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -142,8 +151,8 @@ def _check_weight(edge_weight: object, num_edges: int, x: Tensor, name: str = "e
 
 def resolve_graph(
     x: Tensor,
-    edge_index: object,
-    edge_weight: object = None,
+    edge_index: GraphLike,
+    edge_weight: WeightLike = None,
     batch: Tensor | None = None,
 ) -> tuple[Tensor, GraphInput]:
     """Validate a graph against ``x`` and bring ``x`` into the layout the ops need.

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from graphvision._checks import check_choice, check_positive_int, is_compiling
 from graphvision.functional import _conv as F_conv  # noqa: N812
-from graphvision.functional._mp import _edge_index_of
+from graphvision.functional._mp import GraphLike, WeightLike, _edge_index_of
 from graphvision.structure import GraphStructure
 
 __all__ = ["GCNConv", "GATConv", "AttentionGCNConv", "GCN2Conv", "EdgeConditionedConv"]
@@ -69,7 +69,7 @@ class _GraphCache:
 
 
 def _cached_norm(
-    x: Tensor, edge_index: object, edge_weight: object, batch: Tensor | None, add_self_loops: bool, improved: bool
+    x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None, add_self_loops: bool, improved: bool
 ) -> tuple[Tensor, Tensor | None]:
     if isinstance(edge_index, (list, tuple)):
         raise ValueError(
@@ -171,8 +171,8 @@ class GCNConv(nn.Module):
     def forward(
         self,
         x: Tensor,
-        edge_index: object,
-        edge_weight: object = None,
+        edge_index: GraphLike,
+        edge_weight: WeightLike = None,
         *,
         batch: Tensor | None = None,
     ) -> Tensor:
@@ -365,8 +365,8 @@ class GATConv(_AttentionBase):
     def forward(
         self,
         x: Tensor,
-        edge_index: object,
-        edge_weight: object = None,
+        edge_index: GraphLike,
+        edge_weight: WeightLike = None,
         *,
         batch: Tensor | None = None,
         return_attention: bool = False,
@@ -503,8 +503,8 @@ class AttentionGCNConv(_AttentionBase):
     def forward(
         self,
         x: Tensor,
-        edge_index: object,
-        edge_weight: object = None,
+        edge_index: GraphLike,
+        edge_weight: WeightLike = None,
         *,
         x0: Tensor | None = None,
         batch: Tensor | None = None,
@@ -550,7 +550,7 @@ class AttentionGCNConv(_AttentionBase):
             return_attention=return_attention,
         )
 
-    def _preprocess(self, x: Tensor, edge_index: object, edge_weight: object, batch: Tensor | None) -> tuple:
+    def _preprocess(self, x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None) -> tuple:
         if isinstance(edge_index, (list, tuple)):
             raise ValueError(
                 "cached=True needs one edge_index tensor or GraphStructure (for per-sample graphs pass the offset "
@@ -670,8 +670,8 @@ class GCN2Conv(nn.Module):
         self,
         x: Tensor,
         x0: Tensor,
-        edge_index: object,
-        edge_weight: object = None,
+        edge_index: GraphLike,
+        edge_weight: WeightLike = None,
         *,
         batch: Tensor | None = None,
     ) -> Tensor:
@@ -791,7 +791,7 @@ class EdgeConditionedConv(nn.Module):
     def forward(
         self,
         x: Tensor,
-        edge_index: object,
+        edge_index: GraphLike,
         edge_attr: Tensor | list[Tensor] | tuple[Tensor, ...],
         *,
         batch: Tensor | None = None,

@@ -12,6 +12,8 @@ from torch import Tensor, nn
 
 from graphvision._checks import check_positive_int
 from graphvision.functional import _pool as F_pool  # noqa: N812
+from graphvision.functional._mp import GraphLike, WeightLike
+from graphvision.structure import GraphStructure  # noqa: F401  (resolves the GraphLike hints)
 from graphvision.nn._conv import GCNConv, _check_bool, _check_unit
 
 __all__ = ["AttentionPooling", "TopKPooling", "SAGPooling"]
@@ -362,8 +364,8 @@ class SAGPooling(nn.Module):
     def forward(
         self,
         x: Tensor,
-        edge_index: object,
-        edge_weight: object = None,
+        edge_index: GraphLike,
+        edge_weight: WeightLike = None,
         *,
         batch: Tensor | None = None,
         num_graphs: int | None = None,
