@@ -228,11 +228,13 @@ def knn_graph(
     ``k`` sources of a target by increasing distance. Ties are broken arbitrarily.
 
     Distances are euclidean, or the cosine distance :math:`1 - \cos(x_i, x_j)` (a zero vector
-    is at distance 1 from everything). They are computed in blocks of at most
-    :math:`2^{24}` entries (``chunk_size`` query rows at a time) with matrix products, in float32
-    for half-precision input, so peak memory stays :math:`O(NF)` plus one block. Each block only
-    spans the graphs of its rows, so the work is :math:`O(\sum_b n_b^2 F)`, not
-    :math:`O(N^2 F)`. No gradient flows through the result (it is an index).
+    is at distance 1 from everything). They are computed with matrix products in blocks of at
+    most :math:`2^{24}` scores (in float32 for half-precision input), so peak memory stays
+    :math:`O(NF)` plus one block (64 MiB). Blocks follow graph boundaries: consecutive small graphs
+    are padded to the largest of them and processed as one batched block, a large graph is split
+    into row chunks against its own nodes. The work is thus about :math:`O(\sum_b n_b^2 F)`, never
+    :math:`O(N^2 F)`. ``chunk_size`` caps the query rows of a block. No gradient flows through
+    the result (it is an index).
 
     With ``batch`` given, nodes of one graph must be stored contiguously with ``batch`` sorted
     ascending (as PyG batches graphs); this is checked, at the cost of one host

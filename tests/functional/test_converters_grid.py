@@ -187,12 +187,16 @@ def test_image_to_graph_1x1_and_empty():
 
 
 @given(
-    image=images(height=(1, 4), width=(1, 4), dtype=torch.float64, distribution="levels"),
+    image=images(height=(1, 5), width=(1, 5), dtype=torch.float64, distribution="levels", contiguous=None),
     metric=st.sampled_from(["cosine", "gaussian"]),
     sigma=st.floats(0.1, 3.0),
+    connectivity=st.sampled_from([4, 8]),
+    dilation=st.integers(1, 2),
+    self_loops=st.booleans(),
 )
-def test_image_to_graph_edge_weight(image, metric, sigma):
-    graph = image_to_graph(image, edge_weight=metric, sigma=sigma)
+def test_image_to_graph_edge_weight(image, metric, sigma, connectivity, dilation, self_loops):
+    # "levels" images have zero pixels (cosine of a zero vector) and equal neighbours (weight 1).
+    graph = image_to_graph(image, connectivity, dilation, self_loops, edge_weight=metric, sigma=sigma)
     assert isinstance(graph, WeightedImageGraph)
     x, edge_index, batch, edge_weight = graph
     assert_close(edge_weight, ref_similarity(x, edge_index, metric, sigma))
@@ -221,8 +225,10 @@ def test_edge_similarity_gradcheck(metric):
 
 
 def test_image_to_graph_gradient_flows():
-    image = torch.rand(1, 3, 3, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda im: image_to_graph(im, edge_weight="gaussian").edge_weight, (image,))
+    image = torch.rand(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
+    for metric in ("gaussian", "cosine"):
+        assert torch.autograd.gradcheck(lambda im: image_to_graph(im, 4, edge_weight=metric).edge_weight, (image,))
+        assert torch.autograd.gradcheck(lambda im: image_to_graph(im, 8, 2, True, edge_weight=metric)[3], (image,))
     assert torch.autograd.gradcheck(lambda im: image_to_graph(im).x, (image,))
 
 
