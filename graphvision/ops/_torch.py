@@ -322,11 +322,24 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
         gate: ``(N, K)``.
 
     Returns:
-        ``(out (B, K, F), weights (N, K))``.
+        ``(out (B, K, F), weights (N, K))``. On the CPU, when every graph has the same number of
+        nodes, a dense reshape + softmax + ``bmm`` (PERF.md: ~2.5-6x faster than the scatter form).
     """
     n, f = x.shape
     k = gate.size(1)
+    b = ptr.numel() - 1
     acc = _acc_dtype(x.dtype)
+    if x.device.type == "cpu" and b > 0 and n > 0 and n % b == 0:
+        m = n // b
+        if bool(((ptr[1:] - ptr[:-1]) == m).all()):  # equal sizes: dense reshape + softmax + bmm
+            g = gate.to(acc).reshape(b, m, k)
+            mx = g.amax(1, keepdim=True)
+            mx = torch.where(torch.isinf(mx) & (mx < 0), torch.zeros_like(mx), mx)
+            ex = (g - mx).exp()
+            den = ex.sum(1, keepdim=True)
+            w = ex / torch.where(den == 0, torch.ones_like(den), den)
+            out = torch.bmm(w.transpose(1, 2), x.to(acc).reshape(b, m, f))
+            return out.to(x.dtype), w.reshape(n, k).to(gate.dtype)
     weights = segment_softmax_csr(ptr, gate.to(acc))
     # A (B x N) CSR with one column per node: out[:, h] = A_h @ x.
     col = torch.arange(n, device=x.device)
