@@ -11,7 +11,7 @@ The estimator, per image (batch index dropped). For node :math:`i` with values
    (a constant node gets :math:`u = 0`);
 2. soft memberships to ``bins`` equal-width bins with centres :math:`\mu_k = (k + 1/2)/\text{bins}`:
    :math:`w_{ic}(k) = \operatorname{softmax}_k\big(-(u_{ic} - \mu_k)^2 / (2\sigma^2)\big)`
-   (memberships below :data:`MIN_MEMBERSHIP` = 1e-12 are set to 0: no denormal floats),
+   (memberships below ``MIN_MEMBERSHIP`` = 1e-12 are set to 0: no denormal floats),
    :math:`\sigma = \text{bandwidth}/\text{bins}` (``bandwidth`` is in units of the bin width;
    ``bandwidth=0`` is hard binning, :math:`w_{ic} = \text{onehot}(\lfloor \text{bins}\cdot u_{ic}\rfloor)`);
 3. marginal :math:`p_i(a) = \frac1C \sum_c w_{ic}(a)`, joint
@@ -363,7 +363,7 @@ def mutual_information_adjacency(
 
     Memory: the ``(N, N, bins, bins)`` joint histograms are never stored. The torch path
     processes ``chunk_size`` rows at a time (default: the largest that keeps the temporaries
-    under :data:`CHUNK_MEMORY_BUDGET`); the Triton kernel (CUDA, float32/16 inputs, computed in
+    under ``CHUNK_MEMORY_BUDGET`` = 256 MiB); the Triton kernel (CUDA, float32/16 inputs, computed in
     float32) accumulates each tile of joints on chip and writes only the ``(B, N, N)`` joint
     entropies, using TF32 tensor cores when ``torch.get_float32_matmul_precision()`` is not
     ``"highest"``. Gradients flow through both paths; the backward recomputes the joints (torch
@@ -383,7 +383,7 @@ def mutual_information_adjacency(
         self_loops: Keep the diagonal.
         output: ``"dense"`` for a ``(B, N, N)`` matrix (zeros where no edge) or ``"sparse"``
             for ``(edge_index, edge_weight)`` with node ``b * N + i`` for node ``i`` of image ``b``.
-        chunk_size: Rows per chunk of the torch path (default from :data:`CHUNK_MEMORY_BUDGET`).
+        chunk_size: Rows per chunk of the torch path (default from the memory budget).
         backend: ``None`` (from :func:`graphvision.config.get_backend`), ``"auto"``, ``"torch"``
             or ``"triton"`` (``RuntimeError`` when it cannot run). ``"auto"`` uses Triton on
             CUDA and torch elsewhere.
@@ -448,6 +448,10 @@ def mutual_information_adjacency(
     if output == "sparse" and k is not None and threshold is None and not symmetric and n > 1:
         # static number of edges (B * N * k [+ B * N]): no nonzero(), works under torch.compile
         return _topk_edges(mi, min(k, n - 1), self_loops)
+    if output == "dense" and inplace and k is None and threshold is None:
+        if not self_loops:  # every off-diagonal pair kept: no (B, N, N) mask needed
+            mi.diagonal(dim1=1, dim2=2).zero_()
+        return mi.squeeze(0) if unbatched else mi
     mask = _edge_mask(mi, k, threshold, symmetric, self_loops)
     if output == "dense":
         if mask is None:
