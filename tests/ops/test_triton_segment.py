@@ -172,6 +172,16 @@ class TestSegmentReduce:
         else:
             assert arg is None
 
+    def test_any_trailing_shape(self) -> None:
+        fn = _reduce()
+        rowptr = torch.tensor([0, 2, 3], device=DEVICE)
+        src = torch.arange(3 * 2 * 2, dtype=torch.float32, device=DEVICE).view(3, 2, 2)
+        out, arg = fn(rowptr, src, "max")
+        assert out.shape == (2, 2, 2) and arg.shape == (2, 2, 2)
+        assert torch.equal(out, src[[1, 2]]) and bool((arg[0] == 1).all())
+        out1, arg1 = fn(rowptr, src[:, 0, 0], "sum")  # 1-D src
+        assert out1.tolist() == [4.0, 8.0] and arg1 is None
+
     def test_nan_propagates(self) -> None:
         fn = _reduce()
         rowptr = torch.tensor([0, 3], device=DEVICE)
@@ -192,7 +202,7 @@ class TestSegmentReduce:
         rowptr = torch.tensor([0, 2], device=DEVICE)
         with pytest.raises(ValueError, match=r"unknown reduce 'prod'; expected one of \('sum', 'mean', 'max', 'min'\)"):
             fn(rowptr, torch.zeros(2, 1, device=DEVICE), "prod")
-        with pytest.raises(ValueError, match=r"expected 'src' of shape \(E, F\)"):
-            fn(rowptr, torch.zeros(2, device=DEVICE), "sum")
+        with pytest.raises(ValueError, match=r"expected 'src' of shape \(E, F\) or \(E, ...\)"):
+            fn(rowptr, torch.zeros((), device=DEVICE), "sum")
         with pytest.raises(ValueError, match="to be non-decreasing"):
             fn(torch.tensor([0, 2, 1, 2], device=DEVICE), torch.zeros(2, 1, device=DEVICE), "sum")

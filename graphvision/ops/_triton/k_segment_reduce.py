@@ -17,6 +17,8 @@ Equivalent PyTorch code (``dst`` = the row of each element)::
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -108,8 +110,8 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
 
     Shape:
         - rowptr: :math:`(N + 1,)`
-        - src: :math:`(E, F)`
-        - out, arg: :math:`(N, F)`
+        - src: :math:`(E, F)` (any trailing shape ``(E, ...)`` is reduced the same way)
+        - out, arg: :math:`(N, F)` (``(N, ...)``)
 
     Example:
         >>> from graphvision.ops._triton import triton_usable
@@ -125,20 +127,27 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
     if reduce not in _CODE:
         raise ValueError(f"{op}: unknown reduce {reduce!r}; expected one of {REDUCTIONS}")
     check_device(op, rowptr=rowptr, src=src)
-    src = check_float_tensor(op, src, "src", ("E", "F"))
+    if src.dim() == 0:
+        raise ValueError(f"{op}: expected 'src' of shape (E, F) or (E, ...) (got {tuple(src.shape)})")
+    trailing = tuple(src.shape[1:])
+    src = check_float_tensor(op, src.reshape(src.size(0), math.prod(trailing)), "src", ("E", "F"))  # (E, ...) -> (E, F)
     num_edges, feats = src.shape
     rowptr = check_rowptr(op, rowptr, num_edges)
     n_rows = rowptr.numel() - 1
     out = torch.empty(n_rows, feats, device=src.device, dtype=src.dtype)
     has_arg = reduce in ("max", "min")
     arg = torch.empty(n_rows, feats, device=src.device, dtype=torch.int64) if has_arg else None
+
+    def shaped(o: Tensor, a: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        return o.view(n_rows, *trailing), None if a is None else a.view(n_rows, *trailing)
+
     if out.numel() == 0:
-        return out, arg
+        return shaped(out, arg)
     if num_edges == 0:
         out.zero_()
         if arg is not None:
             arg.fill_(-1)
-        return out, arg
+        return shaped(out, arg)
     block_f = min(next_pow2(feats), MAX_BLOCK_F)
     grid = (cdiv(n_rows, BLOCK_ROWS), cdiv(feats, block_f))
     _segment_reduce_kernel[grid](
@@ -151,6 +160,7 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
         REDUCE=_CODE[reduce],
         BLOCK_R=BLOCK_ROWS,
         BLOCK_F=block_f,
-        ACC=acc_type(src.dtype), num_warps=NUM_WARPS,
+        ACC=acc_type(src.dtype),
+        num_warps=NUM_WARPS,
     )
-    return out, arg
+    return shaped(out, arg)
