@@ -161,7 +161,11 @@ def _group_index(ptr: list[int], g0: int, g1: int, device: torch.device) -> tupl
 def _block_scores(
     xc: Tensor, sq: Tensor | None, item: tuple[str, int, int, int, int], ptr: list[int], loop: bool
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, int]:
-    """Scores of one planned block: ``(scores (G, r, m), row ids (G, r), row validity or None, col offset (G,), r0)``."""
+    """Scores of one planned block.
+
+    Returns ``(scores (G, r, m), row node ids (G, r), row validity (G, r) or None, column offset
+    (G,), first row r0)``.
+    """
     kind, a, b, r0, r1 = item
     device = xc.device
     if kind == "rows":

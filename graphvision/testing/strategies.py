@@ -372,7 +372,7 @@ def batched_graphs(
     """
     num_graphs = draw(st.integers(min_graphs, max(min_graphs, max_graphs)))
     parts = [
-        draw(graphs(min_nodes=min_nodes, max_nodes=max_nodes, contiguous=True, **graph_kwargs))  # type: ignore[arg-type]
+        draw(graphs(min_nodes=min_nodes, max_nodes=max_nodes, contiguous=True, **graph_kwargs))  # type: ignore
         for _ in range(num_graphs)
     ]
     sizes = torch.tensor([n for n, _ in parts], dtype=torch.int64)

@@ -401,7 +401,8 @@ def test_nodes_to_image_patch_round_trip_and_bilinear():
     const = torch.full((6,), 2.5)
     assert_close(nodes_to_image(const, 8, 12, patch_size=4, mode="bilinear"), torch.full((1, 8, 12), 2.5))
     values = torch.rand(6, 2)
-    expected = torch.nn.functional.interpolate(values.view(1, 2, 3, 2).permute(0, 3, 1, 2), size=(8, 12), mode="bilinear")
+    grid = values.view(1, 2, 3, 2).permute(0, 3, 1, 2)
+    expected = torch.nn.functional.interpolate(grid, size=(8, 12), mode="bilinear")
     assert_close(nodes_to_image(values, 8, 12, patch_size=4, mode="bilinear"), expected)
 
 
@@ -443,7 +444,12 @@ def test_nodes_to_image_empty():
         ((torch.rand(3), 2, 2), {"labels": torch.zeros(1, 2, 3, dtype=torch.long)}, ValueError, r"\(B, 2, 2\)"),
         ((torch.rand(3), 2, 2), {"labels": torch.zeros(1, 2, 2)}, TypeError, "'labels' of dtype"),
         ((torch.rand(3), 2, 2), {"labels": torch.full((1, 2, 2), 3)}, IndexError, r"outside of \[0, 3\)"),
-        ((torch.rand(3), 2, 2), {"labels": torch.zeros(1, 2, 2, dtype=torch.long, device="meta")}, ValueError, "device"),
+        (
+            (torch.rand(3), 2, 2),
+            {"labels": torch.zeros(1, 2, 2, dtype=torch.long, device="meta")},
+            ValueError,
+            "same device as 'values'",
+        ),
     ],
 )
 def test_nodes_to_image_errors(args, kwargs, error, match):

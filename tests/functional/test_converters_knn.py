@@ -173,7 +173,12 @@ def test_knn_gradient_free_and_compile():
             ValueError,
             r"'k' <= 1 for the smallest graph in 'batch' with 2 nodes \(got k=2\)",
         ),
-        ((torch.randn(5, 2), 1, torch.tensor([0, 0, 1, 1])), {}, ValueError, r"'batch' of shape \(N,\) with N = x.size\(0\) = 5 \(got \(4,\)\)"),
+        (
+            (torch.randn(5, 2), 1, torch.tensor([0, 0, 1, 1])),
+            {},
+            ValueError,
+            r"'batch' of shape \(N,\) with N = x.size\(0\) = 5 \(got \(4,\)\)",
+        ),
         ((torch.randn(5, 2), 1, torch.zeros(5)), {}, TypeError, "'batch' of dtype"),
         ((torch.randn(5, 2), 1, torch.tensor([0, 1, 0, 1, 1])), {}, ValueError, "'batch' sorted"),
         ((torch.randn(5, 2), 1, torch.tensor([-1, 0, 0, 1, 1])), {}, ValueError, "'batch' >= 0"),

@@ -91,7 +91,8 @@ def test_reprs():
         str(SuperpixelGraph(50, 20.0, connectivity=8, slic_kwargs={"sigma": 1}))
         == "SuperpixelGraph(n_segments=50, compactness=20.0, connectivity=8, slic_kwargs={'sigma': 1})"
     )
-    assert str(NodesToImage(32, 48, 8, "bilinear")) == "NodesToImage(height=32, width=48, patch_size=8, mode='bilinear')"
+    expected = "NodesToImage(height=32, width=48, patch_size=8, mode='bilinear')"
+    assert str(NodesToImage(32, 48, 8, "bilinear")) == expected
     # No parameters or buffers: converters are pure functions of their input.
     for m in (ImageToGraph(), PatchGraph(4), KNNGraph(3), RadiusGraph(1.0), SuperpixelGraph(), NodesToImage(4, 4)):
         assert list(m.parameters()) == [] and list(m.buffers()) == []
