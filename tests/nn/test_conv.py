@@ -292,3 +292,22 @@ def test_compile_fullgraph_matches_eager():
         eager = call(m)
         compiled = torch.compile(call, fullgraph=True, backend="aot_eager")
         assert_close(compiled(m), eager, msg=type(m).__name__)
+
+
+def test_compile_fullgraph_backward_matches_eager():
+    torch._dynamo.reset()
+    ei, w = _graph()
+    x = torch.randn(2, 6, 4)
+    m = gnn.AttentionGCNConv(4, 3, heads=2, alpha=0.2)
+
+    def step(x):
+        return m(x, ei, w, x0=x).square().sum()
+
+    xe = x.clone().requires_grad_()
+    step(xe).backward()
+    ref = [xe.grad] + [p.grad.clone() for p in m.parameters()]
+    m.zero_grad()
+    xc = x.clone().requires_grad_()
+    torch.compile(step, fullgraph=True, backend="aot_eager")(xc).backward()
+    for a, b in zip([xc.grad] + [p.grad for p in m.parameters()], ref):
+        assert_close(a, b)
