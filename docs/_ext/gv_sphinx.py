@@ -54,6 +54,45 @@ def _process_docstring(app: Sphinx, what: str, name: str, obj: object, options: 
     strip_shape_bullets(lines)
 
 
+#: What each extra of pyproject.toml enables (the packages come from pyproject.toml itself).
+EXTRA_PURPOSE = {
+    "scatter": "the ``torch_scatter`` and ``torch_sparse`` backends of :mod:`graphvision.ops` (see the build note below)",
+    "superpixel": "superpixel (SLIC) graphs: :func:`~graphvision.functional.superpixel_graph`",
+    "triton": "the fused Triton kernels on CUDA (CUDA builds of PyTorch on Linux already bring Triton)",
+    "test": "the test suite, including the comparisons with PyG and scikit-learn",
+    "docs": "building this documentation",
+    "examples": "the examples: quickstart, RMCG training and comparison",
+}
+
+
+def render_extras(pyproject: str) -> str:
+    """A table of the optional extras read from ``pyproject.toml``."""
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        return "The extras are listed under ``[project.optional-dependencies]`` in ``pyproject.toml``.\n"
+
+    with open(pyproject, "rb") as f:
+        project = tomllib.load(f).get("project", {})
+    extras = project.get("optional-dependencies", {})
+    required = project.get("dependencies", [])
+    lines = [
+        f"Required: {', '.join(f'``{d}``' for d in required)}." if required else "",
+        "",
+        ".. list-table::",
+        "   :header-rows: 1",
+        "   :widths: 15 45 40",
+        "",
+        "   * - Extra",
+        "     - Installs",
+        "     - Enables",
+    ]
+    for name, deps in extras.items():
+        pkgs = ", ".join(f"``{d}``" for d in deps) or "nothing"
+        lines += [f"   * - ``{name}``", f"     - {pkgs}", f"     - {EXTRA_PURPOSE.get(name, '')}"]
+    return "\n".join(lines) + "\n"
+
+
 def _generate(app: Sphinx) -> None:
     src = app.srcdir
     root = os.path.dirname(os.path.abspath(src))
@@ -63,6 +102,10 @@ def _generate(app: Sphinx) -> None:
 
     rst = gv_bench.render_benchmarks(os.path.join(root, "benchmarks", "results"), out, "/api/generated")
     gv_apigen.write_if_changed(os.path.join(out, "benchmarks.inc"), rst)
+
+    pyproject = os.path.join(root, "pyproject.toml")
+    if os.path.exists(pyproject):
+        gv_apigen.write_if_changed(os.path.join(out, "extras.inc"), render_extras(pyproject))
 
     md_path = os.path.join(src, "rmcg_results.md")
     if os.path.exists(md_path):
