@@ -145,8 +145,18 @@ def _check_weight(edge_weight: object, num_edges: int, x: Tensor, name: str = "e
     if w.dim() != 1 or w.size(0) != num_edges:
         raise ValueError(f"Expected '{name}' of shape (E,) with E={num_edges} (got {tuple(w.shape)})")
     check_floating(w, name)
+    if w.dtype != x.dtype:
+        raise TypeError(f"Expected '{name}' of the same dtype as 'x' ({x.dtype}) (got {w.dtype})")
     check_same_device("x", x, name, w)
     return w
+
+
+def _check_structure_size(graph: object, num_nodes: int, name: str = "edge_index") -> None:
+    if isinstance(graph, GraphStructure) and (graph.num_nodes != num_nodes or graph.num_src_nodes != num_nodes):
+        raise ValueError(
+            f"Expected the GraphStructure '{name}' over {num_nodes} nodes to match 'x' "
+            f"(got num_nodes={graph.num_nodes}, num_src_nodes={graph.num_src_nodes})"
+        )
 
 
 def resolve_graph(
@@ -171,6 +181,7 @@ def resolve_graph(
             raise ValueError(f"Expected a list of B={bsz} 'edge_index' tensors, one per sample (got {len(edge_index)})")
         eis = [_edge_index_of(e) for e in edge_index]
         for i, e in enumerate(eis):
+            _check_structure_size(edge_index[i], n, f"edge_index[{i}]")
             check_edge_index(e, n, name=f"edge_index[{i}]")
             check_same_device("x", x, f"edge_index[{i}]", e)
         offsets = [e.long() + i * n for i, e in enumerate(eis)]
@@ -197,12 +208,14 @@ def resolve_graph(
                     f"Expected 'batch' of shape (B * N,) = ({bsz * n},) for batched 'x' of shape "
                     f"{tuple(x.shape)} with per-sample graphs (got {tuple(batch.shape)})"
                 )
+            _check_structure_size(edge_index, bsz * n)
             check_edge_index(ei, bsz * n)
             w = None if edge_weight is None else _check_weight(edge_weight, ei.size(1), x)
             return x.reshape(bsz * n, x.size(2)), GraphInput(edge_index, w, bsz * n, bsz, False)
         if batch.dim() != 1 or batch.size(0) != x.size(0):
             raise ValueError(f"Expected 'batch' of shape (N,) = ({x.size(0)},) (got {tuple(batch.shape)})")
     n = x.size(-2)
+    _check_structure_size(edge_index, n)
     check_edge_index(ei, n)
     w = None if edge_weight is None else _check_weight(edge_weight, ei.size(1), x)
     if x.dim() == 3:

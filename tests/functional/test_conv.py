@@ -506,6 +506,12 @@ class TestErrors:
             GF.attention_gcn_conv(x, self.ei, torch.randn(6, 4), torch.randn(2, 3), torch.randn(2, 3), alpha=2.0)
         with pytest.raises(ValueError, match=r"Expected 'dropout' in \[0, 1\)"):
             GF.gat_conv(x, self.ei, torch.randn(6, 4), torch.randn(2, 3), torch.randn(2, 3), dropout=1.0)
+        with pytest.raises(TypeError, match=r"Expected 'edge_weight' of the same dtype as 'x' \(torch.float32\)"):
+            GF.gcn_conv(x, self.ei, w, edge_weight=torch.ones(2, dtype=torch.float64))
+        from graphvision import GraphStructure
+
+        with pytest.raises(ValueError, match="GraphStructure 'edge_index' over 3 nodes to match 'x'"):
+            GF.gcn_conv(x, GraphStructure(self.ei, 5), w)
         with pytest.raises(ValueError, match="'self_loop_weight' is only used with normalize=False"):
             GF.gcn_conv(x, self.ei, w, self_loop_weight=1.0)
 
