@@ -337,9 +337,11 @@ def mutual_information_adjacency(
     :math:`W_i[c, k] = \operatorname{softmax}_k(-(u_{ic} - \mu_k)^2 / 2\sigma^2)`,
     :math:`\sigma = \text{bandwidth} / \text{bins}` (see the module docstring). ``bandwidth=0``
     gives hard equal-width binning: then :math:`\mathrm{MI}_{ij}` equals
-    ``sklearn.metrics.mutual_info_score`` of the bin labels. Soft binning smooths the joint, so
-    for small ``bins`` it under-estimates MI slightly; it is exact in the limit of many samples
-    and small bandwidth, and monotone in the true dependence.
+    ``sklearn.metrics.mutual_info_score`` of the bin labels. Soft binning smooths the joint (it
+    biases MI down; too few samples per bin bias it up). With the default ``bandwidth`` (half a
+    bin), 32 bins and 16k samples, Gaussian pairs with correlation 0.3-0.9 come within 10% of
+    :math:`-\tfrac12\log(1-\rho^2)`; with 16 bins about 15-25% low. The ranking of pairs by
+    dependence is what a graph needs, and it is preserved.
 
     With ``normalized``, the MI is divided by the node entropies :math:`H_i = -\sum p_i\log p_i`:
     ``True`` or ``"arithmetic"``: :math:`2\,\mathrm{MI}/(H_i + H_j)` (scikit-learn's default
@@ -351,7 +353,8 @@ def mutual_information_adjacency(
     The adjacency keeps, in this order: the ``top_k`` largest entries of each row ``i`` among
     ``j != i`` (fewer when ``N - 1 < top_k``), then those ``>= threshold``; with ``symmetric``,
     the union of the kept pattern and its transpose (the MI values are symmetric); with
-    ``self_loops``, the diagonal (value :math:`\mathrm{MI}_{ii}`). Without ``top_k`` and
+    ``self_loops``, the diagonal (value :math:`\mathrm{MI}_{ii} = 2H_i - H_{ii} \le H_i`, equal
+    to :math:`H_i` with hard binning). Without ``top_k`` and
     ``threshold`` every off-diagonal pair is kept. Row ``i`` of the dense matrix holds the
     weights of the edges *into* node ``i`` (``out = A @ x`` aggregates), and the sparse form
     is ``edge_index = [source j, target i]`` as in PyG, sorted by target. With ``top_k``,
@@ -363,13 +366,18 @@ def mutual_information_adjacency(
 
     Memory: the ``(N, N, bins, bins)`` joint histograms are never stored. The torch path
     processes ``chunk_size`` rows at a time (default: the largest that keeps the temporaries
-    under ``CHUNK_MEMORY_BUDGET`` = 256 MiB); the Triton kernel (CUDA, float32/16 inputs, computed in
-    float32) accumulates each tile of joints on chip and writes only the ``(B, N, N)`` joint
-    entropies, using TF32 tensor cores when ``torch.get_float32_matmul_precision()`` is not
-    ``"highest"``. Gradients flow through both paths; the backward recomputes the joints (torch
-    row chunks, or a fused Triton backward kernel after a Triton forward) instead of storing
-    them; double backward is not supported. ``top_k`` / ``threshold`` select
-    edges without a gradient, the kept weights carry it.
+    under ``CHUNK_MEMORY_BUDGET`` = 256 MiB); the Triton kernel (CUDA; float32, float16 or
+    bfloat16 inputs, computed in float32) accumulates each tile of joints on chip and writes
+    only the ``(B, N, N)`` joint entropies, using TF32 tensor cores when
+    ``torch.get_float32_matmul_precision()`` is not ``"highest"``. In ``"auto"`` mode the
+    kernels are first checked once per device against the torch path on a tiny input; if that
+    fails, a ``RuntimeWarning`` is issued and torch is used. Half-precision inputs are
+    computed in float32 and the result is cast back.
+
+    Gradients flow through both paths; the backward recomputes the joints (torch row chunks, or
+    a fused Triton backward kernel after a Triton forward) instead of storing them; double
+    backward is not supported. ``top_k`` / ``threshold`` select edges without a gradient, the
+    kept weights carry it.
 
     Args:
         x: Node features, ``(B, N, C)`` (or ``(N, C)`` for one image), floating point.

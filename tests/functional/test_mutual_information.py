@@ -120,6 +120,14 @@ def test_unbatched_and_noncontiguous():
     assert int(ei.max()) < 7
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_inputs_computed_in_float32(dtype):
+    x = torch.randn(2, 6, 32).to(dtype)
+    out = dense(x, bins=8)
+    assert out.dtype == dtype
+    assert_close(out, dense(x.float(), bins=8).to(dtype))
+
+
 def test_empty_inputs():
     for shape in [(0, 5, 4), (2, 0, 4), (2, 1, 4), (0, 0, 3)]:
         x = torch.randn(*shape, requires_grad=True)
