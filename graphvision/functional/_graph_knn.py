@@ -103,6 +103,12 @@ def _self_score(loop: bool) -> float:
     return math.inf if loop else -math.inf
 
 
+def _masked_plan(n: int, chunk_size: int | None) -> list[tuple[str, int, int, int, int]]:
+    """Row chunks over all ``n`` nodes with a batch mask (used while ``torch.compile`` traces)."""
+    rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // max(n, 1))
+    return [("masked", 0, 1, r0, min(r0 + rows, n)) for r0 in range(0, n, rows)]
+
+
 def _plan(ptr: list[int], chunk_size: int | None) -> list[tuple[str, int, int, int, int]]:
     """Blocks of work over the graphs of ``ptr``, each within the memory budget.
 
@@ -159,7 +165,12 @@ def _group_index(ptr: list[int], g0: int, g1: int, device: torch.device) -> tupl
 
 
 def _block_scores(
-    xc: Tensor, sq: Tensor | None, item: tuple[str, int, int, int, int], ptr: list[int], loop: bool
+    xc: Tensor,
+    sq: Tensor | None,
+    item: tuple[str, int, int, int, int],
+    ptr: list[int],
+    loop: bool,
+    batch: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, int]:
     """Scores of one planned block.
 
@@ -168,6 +179,14 @@ def _block_scores(
     """
     kind, a, b, r0, r1 = item
     device = xc.device
+    if kind == "masked":
+        # Rows r0:r1 against every node, other graphs masked out: static shapes, no host sync.
+        s = _scores(xc[r0:r1].unsqueeze(0), xc.unsqueeze(0), None if sq is None else sq.unsqueeze(0))
+        if batch is not None:
+            s = s.masked_fill((batch[r0:r1].unsqueeze(1) != batch.unsqueeze(0)).unsqueeze(0), -math.inf)
+        s[:, :, r0:r1].diagonal(dim1=1, dim2=2).fill_(_self_score(loop))
+        rows = torch.arange(r0, r1, device=device).unsqueeze(0)
+        return s, rows, None, torch.zeros(1, dtype=torch.long, device=device), r0
     if kind == "rows":
         lo, hi = ptr[a], ptr[a + 1]
         q = xc[lo + r0 : lo + r1].unsqueeze(0)
@@ -200,20 +219,6 @@ def _knn_dense(x: Tensor, k: int, loop: bool, metric: str, chunk_size: int | Non
         s[:, :, i0:i1].diagonal(dim1=1, dim2=2).fill_(_self_score(loop))
         out.append(s.topk(k, dim=-1, largest=True, sorted=True).indices)
     return torch.cat(out, dim=1)
-
-
-def _knn_masked(xc: Tensor, sq: Tensor | None, batch: Tensor, k: int, loop: bool, chunk_size: int | None) -> Tensor:
-    """kNN over all nodes with a batch mask: static shapes, no host sync (used while compiling)."""
-    n = xc.size(0)
-    rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // n)
-    out = []
-    for i0 in range(0, n, rows):
-        i1 = min(i0 + rows, n)
-        s = _scores(xc[i0:i1], xc, sq)
-        s = s.masked_fill(batch[i0:i1].unsqueeze(1) != batch.unsqueeze(0), -math.inf)
-        s[:, i0:i1].diagonal().fill_(_self_score(loop))
-        out.append(s.topk(k, dim=1, largest=True, sorted=True).indices)
-    return torch.cat(out, dim=0)
 
 
 def knn_graph(
@@ -285,19 +290,19 @@ def knn_graph(
     if batch is None:
         _check_k(k, n, loop, "a graph")
         ptr = [0, n]
+        plan = _plan(ptr, chunk_size)
     elif is_compiling():
-        xc, sq = _prepare(x, metric)
-        nbr = _knn_masked(xc, sq, batch, k, loop, chunk_size)
-        dst = torch.arange(n, device=device).repeat_interleave(k)
-        return torch.stack([nbr.reshape(-1), dst])
+        ptr = [0, n]
+        plan = _masked_plan(n, chunk_size)
     else:
         ptr = _graph_ptr(batch)
         sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:]) if b > a]
         _check_k(k, min(sizes), loop, "the smallest graph in 'batch'")
+        plan = _plan(ptr, chunk_size)
     xc, sq = _prepare(x, metric)
     parts = []
-    for item in _plan(ptr, chunk_size):
-        s, rows, valid, off, _ = _block_scores(xc, sq, item, ptr, loop)
+    for item in plan:
+        s, rows, valid, off, _ = _block_scores(xc, sq, item, ptr, loop, batch)
         nbr = s.topk(k, dim=-1, largest=True, sorted=True).indices + off.view(-1, 1, 1)
         parts.append(nbr.reshape(-1, k) if valid is None else nbr[valid])
     nbr = torch.cat(parts, dim=0)
@@ -324,9 +329,11 @@ def radius_graph(
     when ``max_num_neighbors=None``).
 
     Distances as in :func:`knn_graph` (euclidean, or :math:`1 - \cos` for ``"cosine"``),
-    blocked in the same way; points within float rounding of ``r`` may fall either side.
-    The number of edges depends on the data, so this function synchronises with the host and
-    does not compile with ``fullgraph=True``.
+    blocked in the same way; points within float rounding of ``r`` may fall either side (the
+    self-loop, when kept, is always kept). The number of edges depends on the data, so the
+    result has a data-dependent size: under ``torch.compile(fullgraph=True)`` set
+    ``torch._dynamo.config.capture_dynamic_output_shape_ops = True``; ``batch`` is then handled by
+    masking, as in :func:`knn_graph`.
 
     Args:
         x: Node features or positions.
@@ -364,10 +371,18 @@ def radius_graph(
     if n == 0:
         return torch.empty(2, 0, dtype=torch.long, device=device)
     xc, sq = _prepare(x, metric)
-    ptr = [0, n] if batch is None else _graph_ptr(batch)
+    if batch is None:
+        ptr = [0, n]
+        plan = _plan(ptr, chunk_size)
+    elif is_compiling():
+        ptr = [0, n]
+        plan = _masked_plan(n, chunk_size)
+    else:
+        ptr = _graph_ptr(batch)
+        plan = _plan(ptr, chunk_size)
     srcs, dsts = [], []
-    for item in _plan(ptr, chunk_size):
-        s, rows, valid, off, r0 = _block_scores(xc, sq, item, ptr, bool(loop))
+    for item in plan:
+        s, rows, valid, off, r0 = _block_scores(xc, sq, item, ptr, bool(loop), batch)
         # Euclidean: |q - c|^2 = |q|^2 - score <= r^2  <=>  score >= |q|^2 - r^2; cosine: cos >= 1 - r.
         if sq is None:
             thr = torch.full_like(rows, 1.0 - float(r), dtype=s.dtype)

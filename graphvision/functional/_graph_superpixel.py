@@ -13,6 +13,7 @@ from graphvision._checks import (
     check_same_device,
     check_shape,
     check_tensor,
+    sync_checks_enabled,
 )
 from graphvision.functional._graph_grid import CONNECTIVITIES, _check_edge_weight, _check_image, edge_similarity
 
@@ -112,7 +113,7 @@ def _region_edges(labels: Tensor, num_nodes: int, connectivity: int, self_loops:
         loops = torch.arange(num_nodes, device=labels.device)
         src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
     key = torch.unique(dst * num_nodes + src)  # sorted: target-major, then source
-    return torch.stack([key % num_nodes, key // num_nodes]) if key.numel() else key.new_empty(2, 0)
+    return torch.stack([key % num_nodes, key // num_nodes])
 
 
 def superpixel_graph(
@@ -140,6 +141,12 @@ def superpixel_graph(
     scikit-image is then not needed), else from :func:`slic_superpixels`. Nodes are numbered
     image by image in increasing label order, so an image's labels need not be consecutive.
     A label that appears in two disconnected places is one node.
+
+    The number of regions depends on the data, so the function synchronises with the host
+    (once, for the largest label). With a given ``labels`` map it traces under
+    ``torch.compile(fullgraph=True)`` when ``torch._dynamo.config.capture_scalar_outputs`` and
+    ``capture_dynamic_output_shape_ops`` are on (input checks that need the host are skipped
+    while compiling); SLIC itself runs in scikit-image, outside any graph.
 
     Args:
         image: A batch of images.
@@ -199,9 +206,10 @@ def superpixel_graph(
         ew = image.new_empty(0) if edge_weight is not None else None
         edge_index = torch.empty(2, 0, dtype=torch.long, device=device)
         return RegionGraph(image.new_empty(0, c), edge_index, empty, lab, image.new_empty(0, 2), ew)
-    lo = int(lab.min())
-    if lo < 0:
-        raise ValueError(f"Expected 'labels' >= 0 (got min {lo})")
+    if sync_checks_enabled():
+        lo = int(lab.min())
+        if lo < 0:
+            raise ValueError(f"Expected 'labels' >= 0 (got min {lo})")
     span = int(lab.max()) + 1
     key = (torch.arange(b, device=device).view(b, 1, 1) * span + lab).reshape(-1)
     uniq, inv = torch.unique(key, sorted=True, return_inverse=True)

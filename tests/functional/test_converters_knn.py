@@ -296,3 +296,13 @@ def test_block_budget_does_not_change_result(data, budget, loop):
             assert torch.equal(call(), ref)
     finally:
         _graph_knn._BLOCK_ELEMENTS = saved
+
+
+def test_radius_compile_fullgraph_with_dynamic_shapes():
+    torch._dynamo.reset()
+    x = torch.randn(30, 2, dtype=torch.float64)
+    batch = torch.tensor([0] * 12 + [1] * 18)
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, capture_scalar_outputs=True):
+        compiled = torch.compile(radius_graph, fullgraph=True, backend="eager")
+        assert torch.equal(compiled(x, 0.7), radius_graph(x, 0.7))
+        assert torch.equal(compiled(x, 0.7, batch, True, 4), radius_graph(x, 0.7, batch, True, 4))

@@ -203,3 +203,15 @@ def test_slic_errors():
         slic_superpixels(torch.rand(1, 3, 4, 4), compactness=-1.0)
     with pytest.raises(ValueError, match=r"'image' of shape \(B, C, H, W\)"):
         slic_superpixels(torch.rand(3, 4, 4))
+
+
+def test_superpixel_compile_fullgraph_with_dynamic_shapes():
+    torch._dynamo.reset()
+    image = torch.rand(2, 3, 5, 6, dtype=torch.float64)
+    labels = torch.randint(0, 4, (2, 5, 6))
+    with torch._dynamo.config.patch(capture_dynamic_output_shape_ops=True, capture_scalar_outputs=True):
+        fn = lambda im, lab: superpixel_graph(im, lab, connectivity=8)  # noqa: E731
+        compiled = torch.compile(fn, fullgraph=True, backend="eager")
+        got, ref = compiled(image, labels), superpixel_graph(image, labels, connectivity=8)
+    assert_close(got.x, ref.x)
+    assert torch.equal(got.edge_index, ref.edge_index) and torch.equal(got.labels, ref.labels)
