@@ -68,7 +68,7 @@ def draw_edges(ax: plt.Axes, pos: np.ndarray, edge_index: torch.Tensor, color: s
 
 #: Patch nodes whose neighbours are highlighted (on the 10 x 10 patch grid), and their colours.
 HIGHLIGHT = (11, 37, 64, 88)
-HIGHLIGHT_COLOURS = ("red", "cyan", "lime", "orange")
+HIGHLIGHT_COLOURS = ("red", "cyan", "yellow", "orange")
 
 
 def grid_pos(h: int, w: int, scale: float = 1.0) -> np.ndarray:
@@ -158,8 +158,8 @@ def figure_mutual_information(image: torch.Tensor, path: str) -> None:
         x.unsqueeze(0), bins=8, normalized=True, top_k=3, output="sparse"
     )
     pos = grid_pos(h // p, w // p, scale=p)
-    fig, axes = plt.subplots(1, 4, figsize=(14, 3.9), dpi=110, layout="constrained",
-                             gridspec_kw={"width_ratios": [1, 1, 1.15, 1.15]})
+    fig, axes = plt.subplots(1, 4, figsize=(14, 4.2), dpi=110, layout="constrained",
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1.2]})
     show(axes[0], image, f"MI top-3 neighbours of 4 patches\n(of {edge_index.shape[1]} edges in all)")
     src, dst = edge_index.numpy()
     segs = np.stack([pos[src], pos[dst]], axis=1)
@@ -185,6 +185,12 @@ def figure_mutual_information(image: torch.Tensor, path: str) -> None:
     plt.close(fig)
 
 
+def shrink(path: str) -> None:
+    """Re-save a PNG with a 256-colour palette: the committed figures stay small."""
+    img = Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
+    img.save(path, optimize=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--image", help="a PNG patch (default: the first IDC test patch of the shared data)")
@@ -197,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     figure_converters(image, os.path.join(args.out, "image_to_graph.png"))
     figure_heatmap(image, os.path.join(args.out, "heatmap.png"))
     figure_mutual_information(image, os.path.join(args.out, "mutual_information.png"))
+    for name in ("image_to_graph.png", "heatmap.png", "mutual_information.png"):
+        shrink(os.path.join(args.out, name))
     print(f"figures of {os.path.relpath(path, ROOT)} written to {os.path.relpath(args.out, ROOT)}")
     return 0
 
