@@ -311,3 +311,19 @@ def test_compile_fullgraph_backward_matches_eager():
     torch.compile(step, fullgraph=True, backend="aot_eager")(xc).backward()
     for a, b in zip([xc.grad] + [p.grad for p in m.parameters()], ref):
         assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_error_within_twice_pyg(dtype):
+    """flash-attention's rule: a low-precision layer errs at most 2x PyG's same-dtype layer (+ atol)."""
+    pyg = pytest.importorskip("torch_geometric.nn")
+    torch.manual_seed(0)
+    ei = torch.randint(50, (2, 400))
+    ei = _no_loops(ei)
+    x = torch.randn(50, 16)
+    for ours, theirs in [(gnn.GCNConv(16, 8), pyg.GCNConv(16, 8)), (gnn.GATConv(16, 4, heads=2), pyg.GATConv(16, 4, heads=2))]:
+        theirs.load_state_dict(ours.state_dict())
+        ref = copy.deepcopy(ours).double()(x.double(), ei)
+        err = (copy.deepcopy(ours).to(dtype)(x.to(dtype), ei).double() - ref).abs().max()
+        err_pyg = (copy.deepcopy(theirs).to(dtype)(x.to(dtype), ei).double() - ref).abs().max()
+        assert err <= 2 * err_pyg + 1e-2, (type(ours).__name__, float(err), float(err_pyg))
