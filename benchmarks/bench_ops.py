@@ -42,12 +42,18 @@ warnings.filterwarnings("ignore")
 
 OPS = ("scatter", "spmm", "segment_softmax", "attention_aggregate", "attention_pool")
 HEADS = 4  # attention heads (PERF.md used 4)
+_SMOKE = False  # set by --smoke: tiny graphs, and the interpreted Triton backend is included on CPU
 
 # name, graph kind, images B, H, W, channels C
 QUICK_CONFIGS = [
     ("grid B8 28x28 C64", "grid", 8, 28, 28, 64),
     ("knn16 B8 28x28 C64", "knn", 8, 28, 28, 64),
     ("grid B4 28x28 C256", "grid", 4, 28, 28, 256),
+]
+# --smoke: seconds; checks that the script runs (CI, and the Triton path under TRITON_INTERPRET=1)
+SMOKE_CONFIGS = [
+    ("smoke grid B2 6x6 C16", "grid", 2, 6, 6, 16),
+    ("smoke knn16 B2 6x6 C16", "knn", 2, 6, 6, 16),
 ]
 FULL_CONFIGS = [
     ("grid B16 28x28 C64", "grid", 16, 28, 28, 64),
@@ -145,13 +151,16 @@ class Case:
     # providers that compute a *different*, structurally easier function (lower bounds such as a
     # uniform-weight depthwise convolution): timed, not checked for agreement, marked in the tables
     lower_bounds: set[str] = field(default_factory=set)
+    # the provider every other one is checked against: an independent plain-torch formula, never a
+    # graphvision backend (a wrong kernel must show up as a disagreement, not become the reference)
+    reference: str = "torch native"
 
 
 def _gv_backends(device: torch.device, kernel: str) -> list[str]:
     from graphvision.ops import available_backends
 
     names = available_backends(device, kernel)
-    if device.type != "cuda":
+    if device.type != "cuda" and not _SMOKE:
         names = [b for b in names if b != "triton"]  # the CPU interpreter is for tests, not timing
     return names
 
@@ -161,7 +170,7 @@ def case_scatter(g: Graph, device: torch.device, gen: torch.Generator) -> Case:
 
     src_t = torch.randn(g.e, g.c, generator=gen).to(device).requires_grad_()
     index = g.edge_index[1]
-    case = Case("scatter", {"src": src_t}, ["src"])
+    case = Case("scatter", {"src": src_t}, ["src"], reference="torch index_add_")
     for be in _gv_backends(device, "segment_reduce_csr"):
         case.providers[f"graphvision[{be}]"] = lambda be=be: gops.scatter(src_t, index, g.n, "sum", backend=be)
     idx = index
@@ -186,7 +195,7 @@ def case_spmm(g: Graph, device: torch.device, gen: torch.Generator) -> Case:
     x = torch.randn(g.n, g.c, generator=gen).to(device).requires_grad_()
     w = torch.rand(g.e, generator=gen).to(device)  # fixed weights (GCN normalisation): grad w.r.t. x only
     src, dst = g.edge_index
-    case = Case("spmm", {"x": x}, ["x"])
+    case = Case("spmm", {"x": x}, ["x"], reference="torch gather+index_add_")
     for be in _gv_backends(device, "spmm_csr"):
         case.providers[f"graphvision[{be}]"] = lambda be=be: gops.spmm(g.structure, w, x, g.n, backend=be)
     case.providers["torch gather+index_add_"] = lambda: x.new_zeros(g.n, g.c).index_add(0, dst, x[src] * w[:, None])
@@ -369,7 +378,7 @@ def agree(a: torch.Tensor, b: torch.Tensor) -> float:
 def run_case(case: Case, g: Graph, device: torch.device, args: argparse.Namespace) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     names = list(case.providers)
-    ref_name = names[0]
+    ref_name = case.reference
     with torch.no_grad():
         shape = case.providers[ref_name]().shape
     grad = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(device)
@@ -455,7 +464,8 @@ def run_case(case: Case, g: Graph, device: torch.device, args: argparse.Namespac
 
 
 def markdown(meta: dict[str, Any], graphs: list[Graph], rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
-    lines = [f"# graphvision.ops benchmark ({'quick, CPU' if args.quick else 'full'})", ""]
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    lines = [f"# graphvision.ops benchmark ({mode}, {meta['device']})", ""]
     lines.append(f"Method: benchmarks/README.md. Headline statistic: **{args.stat}** of {args.reps} timed calls"
                  f" after warm-up{' (triton.testing.do_bench)' if meta['device'] != 'cpu' else ''}; ratios use it. " + (
         "**CPU timings are noisy: the 2 cores were shared with other jobs while this ran; "
@@ -471,7 +481,8 @@ def markdown(meta: dict[str, Any], graphs: list[Graph], rows: list[dict[str, Any
     )
     lines.append("")
     lines.append("Rows marked *(lower bound)* compute a structurally easier function (e.g. uniform weights) and "
-                 "are not checked for agreement; every other row was checked against the first row of its table "
+                 "are not checked for agreement; every other row was checked against the plain-torch reference row "
+                 "of its table "
                  "(output and input gradients) before timing.")
     lines.append("")
     lines.append("Graph conversion (edge_index -> cached GraphStructure: CSR, transpose, neighbour table), "
@@ -542,6 +553,7 @@ def markdown(meta: dict[str, Any], graphs: list[Graph], rows: list[dict[str, Any
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small CPU configs (about 2 minutes on 2 cores)")
+    p.add_argument("--smoke", action="store_true", help="tiny graphs, 1 rep: checks the script runs (seconds)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--ops", nargs="*", default=list(OPS), choices=OPS)
     p.add_argument("--configs", nargs="*", default=None, help="substring filters on config names")
@@ -561,17 +573,19 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.stat is None:
         args.stat = "median" if device.type == "cuda" else "min"
+    global _SMOKE
+    _SMOKE = args.smoke
     if args.reps is None:
-        args.reps = 5 if args.quick else 9
+        args.reps = 1 if args.smoke else 5 if args.quick else 9
     import graphvision
 
     if not args.checks:
         graphvision.config.set_checks(False)  # no host syncs for index-range checks inside the timings
-    configs = QUICK_CONFIGS if args.quick else FULL_CONFIGS
+    configs = SMOKE_CONFIGS if args.smoke else QUICK_CONFIGS if args.quick else FULL_CONFIGS
     if args.configs:
         configs = [c for c in configs if any(s in c[0] for s in args.configs)]
     meta = metadata(device)
-    args.copy_gbs = copy_bandwidth_gbs(device, 64 if args.quick else 512)
+    args.copy_gbs = copy_bandwidth_gbs(device, 8 if args.smoke else 64 if args.quick else 512)
     print(f"device {meta['device_name']} ({device}), torch {meta['torch']}, copy bandwidth {args.copy_gbs:.1f} GB/s")
     t0 = time.time()
     graphs: list[Graph] = []
@@ -592,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["wall_s"] = time.time() - t0
     meta["copy_gbs"] = args.copy_gbs
     meta["args"] = {k: v for k, v in vars(args).items() if k != "copy_gbs"}
-    name = args.name or f"ops_{device.type}{'_quick' if args.quick else ''}"
+    mode = "_smoke" if args.smoke else "_quick" if args.quick else ""
+    name = args.name or f"ops_{device.type}{mode}"
     payload = {
         "metadata": meta,
         "graphs": [{"name": g.name, "kind": g.kind, "n": g.n, "e": g.e, "c": g.c, "conversion_ms": g.conversion_ms}

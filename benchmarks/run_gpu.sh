@@ -27,8 +27,7 @@ PY
     > "$OUTDIR/gpu_environment.txt" 2>&1
 
 echo "== 1/3 Triton kernel tests on the GPU"
-GRAPHVISION_TRITON_MAX_EXAMPLES=4 timeout 100 python -m pytest tests/ops/test_triton_spmm.py tests/ops/test_triton_segment.py \
-    tests/ops/test_triton_attention.py tests/ops/test_triton_contract.py -q -p no:xdist -p no:cacheprovider -x 2>&1 | tail -n 25 | tee "$OUTDIR/triton_tests_gpu.txt"
+GRAPHVISION_TRITON_MAX_EXAMPLES=4 timeout 100 python -m pytest tests/ops/test_triton_*.py -q -p no:xdist -p no:cacheprovider -x 2>&1 | tail -n 25 | tee "$OUTDIR/triton_tests_gpu.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "triton tests failed or timed out"; status=1; }
 
 echo "== 2/3 bench_ops.py (full configs)"
