@@ -98,6 +98,17 @@ def _remember_checked(t: Tensor, key: tuple) -> None:
     _VALIDATED[tid] = (ref, t._version, key)
 
 
+def _value_checks(t: Tensor) -> bool:
+    """Whether value checks (host synchronisations) may run for ``t`` now.
+
+    Not when graphvision's checks are off or torch.compile traces, and not while a CUDA graph
+    is being captured (a synchronisation would abort the capture).
+    """
+    if not sync_checks_enabled():
+        return False
+    return not (t.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
 def check_rowptr(op: str, rowptr: Tensor, num_edges: int, name: str = "rowptr") -> Tensor:
     """A CSR row pointer ``(n+1,)`` from 0 to ``num_edges``, non-decreasing (values checked when sync checks are on).
 
@@ -109,7 +120,7 @@ def check_rowptr(op: str, rowptr: Tensor, num_edges: int, name: str = "rowptr") 
             f"{op}: expected '{name}' of shape (n + 1,) with at least one entry (got {tuple(rowptr.shape)})"
         )
     key = ("rowptr", num_edges)
-    if sync_checks_enabled() and not _already_checked(rowptr, key):
+    if _value_checks(rowptr) and not _already_checked(rowptr, key):
         first, last, decreasing = torch.stack(
             [rowptr[0].long(), rowptr[-1].long(), (rowptr.diff() < 0).sum()]
         ).tolist()
@@ -127,7 +138,7 @@ def check_rowptr(op: str, rowptr: Tensor, num_edges: int, name: str = "rowptr") 
 def check_index_range(op: str, index: Tensor, size: int, name: str) -> None:
     """Values of ``index`` in ``[0, size)`` (only when sync checks are on; once per tensor)."""
     key = ("range", size)
-    if index.numel() == 0 or not sync_checks_enabled() or _already_checked(index, key):
+    if index.numel() == 0 or not _value_checks(index) or _already_checked(index, key):
         return
     lo, hi = torch.aminmax(index)
     lo, hi = torch.stack([lo.long(), hi.long()]).tolist()
