@@ -480,6 +480,10 @@ def markdown(meta: dict[str, Any], graphs: list[Graph], rows: list[dict[str, Any
         f"{args.copy_gbs:.1f} |"
     )
     lines.append("")
+    if not meta.get("complete", True):
+        lines.append("**Partial run**: the script stopped before its last configuration; the tables hold what "
+                     "finished.")
+        lines.append("")
     lines.append("Rows marked *(lower bound)* compute a structurally easier function (e.g. uniform weights) and "
                  "are not checked for agreement; every other row was checked against the plain-torch reference row "
                  "of its table "
@@ -539,12 +543,15 @@ def markdown(meta: dict[str, Any], graphs: list[Graph], rows: list[dict[str, Any
                     lines.append(f"| {r['provider']} | {r.get('error', '')} | | | | | | |")
                     continue
                 sp = r.get("speedup", {}).get(base) if base else None
-                ratio = f"{sp['fwd']:.2f}x / {sp['full']:.2f}x" if sp else ("baseline" if r["provider"] == base else "–")
+                ratio = "baseline" if r["provider"] == base else "–"
+                if sp:
+                    ratio = f"{sp['fwd']:.2f}x / {sp['full']:.2f}x"
                 lines.append(
                     f"| {r['provider']} | {fmt(r['fwd_ms'], 3)} ({fmt(r['fwd_median_ms'], 3)}; "
                     f"{fmt(r['fwd_p20_ms'], 3)}-{fmt(r['fwd_p80_ms'], 3)}) | "
                     f"{fmt(r['full_ms'], 3)} ({fmt(r['full_median_ms'], 3)}) | {fmt(r['fwd_gbs'])} | "
-                    f"{fmt(r['fwd_pct_copy'], 1)} | {fmt(r.get('peak_fwd_mb'))} | {fmt(r.get('peak_full_mb'))} | {ratio} |"
+                    f"{fmt(r['fwd_pct_copy'], 1)} | {fmt(r.get('peak_fwd_mb'))} | {fmt(r.get('peak_full_mb'))} | "
+                    f"{ratio} |"
                 )
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -590,6 +597,23 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     graphs: list[Graph] = []
     rows: list[dict[str, Any]] = []
+    mode = "_smoke" if args.smoke else "_quick" if args.quick else ""
+    name = args.name or f"ops_{device.type}{mode}"
+    meta["copy_gbs"] = args.copy_gbs
+    meta["args"] = {k: v for k, v in vars(args).items() if k != "copy_gbs"}
+
+    def save(complete: bool) -> tuple[Path, Path]:
+        """Write the results so far (after every config, so a timeout still leaves data)."""
+        meta["wall_s"] = time.time() - t0
+        meta["complete"] = complete
+        payload = {
+            "metadata": meta,
+            "graphs": [{"name": g.name, "kind": g.kind, "n": g.n, "e": g.e, "c": g.c,
+                        "conversion_ms": g.conversion_ms} for g in graphs],
+            "rows": rows,
+        }
+        return write_results(name, payload, markdown(meta, graphs, rows, args), Path(args.out) if args.out else None)
+
     for cfg in configs:
         g = make_graph(*cfg, device=device)
         graphs.append(g)
@@ -603,18 +627,8 @@ def main(argv: list[str] | None = None) -> int:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         sync(device)
-    meta["wall_s"] = time.time() - t0
-    meta["copy_gbs"] = args.copy_gbs
-    meta["args"] = {k: v for k, v in vars(args).items() if k != "copy_gbs"}
-    mode = "_smoke" if args.smoke else "_quick" if args.quick else ""
-    name = args.name or f"ops_{device.type}{mode}"
-    payload = {
-        "metadata": meta,
-        "graphs": [{"name": g.name, "kind": g.kind, "n": g.n, "e": g.e, "c": g.c, "conversion_ms": g.conversion_ms}
-                   for g in graphs],
-        "rows": rows,
-    }
-    jp, mp = write_results(name, payload, markdown(meta, graphs, rows, args), Path(args.out) if args.out else None)
+        save(complete=False)
+    jp, mp = save(complete=True)
     print(f"\nwrote {jp} and {mp} in {meta['wall_s']:.0f} s")
     bad = [r for r in rows if "error" in r and r["provider"].startswith("graphvision[")]
     return 1 if bad else 0
