@@ -124,11 +124,15 @@ def _knn_edges(b: int, h: int, w: int, c: int, k: int, device: torch.device, gen
     return knn_graph(feats, k, batch=batch)
 
 
-def make_graph(name: str, kind: str, b: int, h: int, w: int, c: int, device: torch.device) -> Graph:
+def make_graph(name: str, kind: str, b: int, h: int, w: int, c: int, device: torch.device,
+               shuffle: bool = False) -> Graph:
     from graphvision import GraphStructure
 
     gen = torch.Generator().manual_seed(0)
     ei = _grid_edges(b, h, w, device) if kind == "grid" else _knn_edges(b, h, w, c, 16, device, gen)
+    if shuffle:  # random edge order: hurts the index_add_/scatter baselines, not a cached GraphStructure
+        ei = ei[:, torch.randperm(ei.size(1), generator=gen).to(device)]
+        name += " shuffled"
     batch = torch.arange(b, device=device).repeat_interleave(h * w)
 
     def convert() -> Any:
@@ -569,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="headline statistic (default: min on a shared CPU, median on GPU)")
     p.add_argument("--tol", type=float, default=1e-4, help="max relative disagreement before timing")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    p.add_argument("--shuffle", action="store_true", help="random edge order instead of the converters' order")
     p.add_argument("--checks", action="store_true", help="keep graphvision's host-syncing index checks on")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads on CPU")
     p.add_argument("--out", default=None, help="output directory (default benchmarks/results)")
@@ -615,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
         return write_results(name, payload, markdown(meta, graphs, rows, args), Path(args.out) if args.out else None)
 
     for cfg in configs:
-        g = make_graph(*cfg, device=device)
+        g = make_graph(*cfg, device=device, shuffle=args.shuffle)
         graphs.append(g)
         print(f"\n=== {g.name}: N={g.n:,} E={g.e:,} (conversion to GraphStructure {g.conversion_ms:.2f} ms)")
         for op in args.ops:
