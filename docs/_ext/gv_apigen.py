@@ -346,9 +346,20 @@ _SECTION_TITLES = {
 }
 
 
+#: Group pages that open with a package's own docstring (and are that package's link target).
+GROUP_MODULES: dict[str, str] = {
+    "ops": "graphvision.ops",
+    "config": "graphvision.config",
+    "testing": "graphvision.testing",
+}
+
+
 def render_group(group: Group) -> str:
     """reST source of one API page."""
     lines = [group.title, "=" * len(group.title), "", group.intro, ""]
+    if group.slug in GROUP_MODULES:
+        # The package docstring, then back to no current module: the entries use full paths.
+        lines += [f".. automodule:: {GROUP_MODULES[group.slug]}", "", ".. currentmodule:: None", ""]
     if not group.entries:
         lines += ["Nothing is exported in this group yet.", ""]
     else:
