@@ -160,6 +160,13 @@ def backend_unusable_reason(backend: str, device: torch.device, op: str | None =
 def available_backends(device: torch.device | str = "cpu", op: str = "spmm_csr") -> list[str]:
     """The backends that can run ``op`` on ``device`` in this environment.
 
+    Args:
+        device: The device the inputs would live on.
+        op: A contract function name (default ``"spmm_csr"``).
+
+    Returns:
+        Backend names, in the order ``torch``, ``triton``, ``torch_scatter``, ``torch_sparse``.
+
     Example:
         >>> "torch" in available_backends("cpu")
         True
