@@ -418,8 +418,8 @@ def run_case(case: Case, g: Graph, device: torch.device, args: argparse.Namespac
                 return fn()
 
         full = _fwd_bwd(case, fn, grad)
-        t_f = time_fn(fwd, device, reps=args.reps)
-        t_b = time_fn(full, device, reps=args.reps)
+        t_f = time_fn(fwd, device, reps=args.reps, autorange=args.autorange)
+        t_b = time_fn(full, device, reps=args.reps, autorange=args.autorange)
         stat = "min_ms" if args.stat == "min" else "median_ms"
         row.update(
             fwd_ms=t_f[stat], fwd_median_ms=t_f["median_ms"], fwd_min_ms=t_f["min_ms"],
@@ -569,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ops", nargs="*", default=list(OPS), choices=OPS)
     p.add_argument("--configs", nargs="*", default=None, help="substring filters on config names")
     p.add_argument("--reps", type=int, default=None, help="timed calls per measurement on CPU")
+    p.add_argument("--autorange", action="store_true",
+                   help="CPU: torch.utils.benchmark.Timer.blocked_autorange (>= 0.5 s per measurement) instead of --reps")
     p.add_argument("--stat", choices=("median", "min"), default=None,
                    help="headline statistic (default: min on a shared CPU, median on GPU)")
     p.add_argument("--tol", type=float, default=1e-4, help="max relative disagreement before timing")
