@@ -570,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--configs", nargs="*", default=None, help="substring filters on config names")
     p.add_argument("--reps", type=int, default=None, help="timed calls per measurement on CPU")
     p.add_argument("--autorange", action="store_true",
-                   help="CPU: torch.utils.benchmark.Timer.blocked_autorange (>= 0.5 s per measurement) instead of --reps")
+                   help="CPU: torch.utils.benchmark blocked_autorange (>= 0.5 s per measurement), not --reps")
     p.add_argument("--stat", choices=("median", "min"), default=None,
                    help="headline statistic (default: min on a shared CPU, median on GPU)")
     p.add_argument("--tol", type=float, default=1e-4, help="max relative disagreement before timing")
