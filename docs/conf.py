@@ -90,6 +90,7 @@ import torch
 import graphvision
 torch.manual_seed(0)
 HAS_SKIMAGE = importlib.util.find_spec("skimage") is not None
+HAS_PYG = importlib.util.find_spec("torch_geometric") is not None
 """
 doctest_test_doctest_blocks = ""
 
