@@ -169,6 +169,55 @@ def _gv_backends(device: torch.device, kernel: str) -> list[str]:
     return names
 
 
+def _raw_triton(device: torch.device) -> bool:
+    """Also time the Triton kernels called directly (no dispatcher, no custom op): CUDA, or --smoke."""
+    from graphvision.ops._triton import triton_usable
+
+    return triton_usable(device) and (device.type == "cuda" or _SMOKE)
+
+
+class _RawSpmm(torch.autograd.Function):
+    """spmm through the Triton kernels only: forward CSR pass, backward transposed CSR pass."""
+
+    @staticmethod
+    def forward(ctx, x, s, w_sorted, w_t):  # noqa: ANN001, ANN205
+        from graphvision.ops._triton.k_spmm import spmm_csr
+
+        ctx.s, ctx.w_t = s, w_t
+        return spmm_csr(s.rowptr, s.col, w_sorted, x.unsqueeze(1)).squeeze(1)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        from graphvision.ops._triton.k_spmm import spmm_csr
+
+        s = ctx.s
+        return spmm_csr(s.rowptr_t, s.col_t, ctx.w_t, grad.contiguous().unsqueeze(1)).squeeze(1), None, None, None
+
+
+class _RawAttention(torch.autograd.Function):
+    """attention_aggregate through the Triton kernels only."""
+
+    @staticmethod
+    def forward(ctx, x, a_s, a_d, s):  # noqa: ANN001, ANN205
+        from graphvision.ops._triton.k_attention import attention_forward_csr
+
+        out, attn = attention_forward_csr(s.rowptr, s.col, x, a_s, a_d, None, 0.2)
+        ctx.save_for_backward(x, a_s, a_d, attn)
+        ctx.s = s
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: ANN001, ANN205
+        from graphvision.ops._triton.k_attention import attention_backward_csr
+
+        x, a_s, a_d, attn = ctx.saved_tensors
+        s = ctx.s
+        gx, gs, gd, _ = attention_backward_csr(
+            s.rowptr, s.col, s.rowptr_t, s.col_t, s.perm_t, x, a_s, a_d, None, attn, grad.contiguous(), 0.2
+        )
+        return gx, gs, gd, None
+
+
 def case_scatter(g: Graph, device: torch.device, gen: torch.Generator) -> Case:
     import graphvision.ops as gops
 
@@ -202,6 +251,11 @@ def case_spmm(g: Graph, device: torch.device, gen: torch.Generator) -> Case:
     case = Case("spmm", {"x": x}, ["x"], reference="torch gather+index_add_")
     for be in _gv_backends(device, "spmm_csr"):
         case.providers[f"graphvision[{be}]"] = lambda be=be: gops.spmm(g.structure, w, x, g.n, backend=be)
+    if _raw_triton(device):
+        st = g.structure
+        w_sorted = w[st.perm]
+        w_t = w_sorted[st.perm_t]
+        case.providers["triton kernels only (no dispatch)"] = lambda: _RawSpmm.apply(x, st, w_sorted, w_t)
     case.providers["torch gather+index_add_"] = lambda: x.new_zeros(g.n, g.c).index_add(0, dst, x[src] * w[:, None])
     # torch.sparse CSR adjacency built once (cached, as a GCN layer would)
     perm = torch.argsort(dst, stable=True)
@@ -280,6 +334,9 @@ def case_attention(g: Graph, device: torch.device, gen: torch.Generator) -> Case
         case.providers[f"graphvision[{be}]"] = lambda be=be: gops.attention_aggregate(
             x, a_s, a_d, g.structure, num_nodes=g.n, backend=be
         )
+
+    if _raw_triton(device):
+        case.providers["triton kernels only (no dispatch)"] = lambda: _RawAttention.apply(x, a_s, a_d, g.structure)
 
     def native() -> torch.Tensor:
         e = F.leaky_relu(a_s[src] + a_d[dst], 0.2)
