@@ -154,7 +154,9 @@ def test_md_to_rst_results_table_is_clean_rest() -> None:
     assert ".. code:: bash" in rst and ".. code:: text" in rst
 
 
-_MD_PIECES = list("ab _*`|#-[]()<>!:\\\n1.") + ["**", "```", "| a | b |\n|---|---|\n", "\n- ", "\n1. ", "# ", "http://x.y"]
+_MD_PIECES = list("ab _*`|#-[]()<>!:\\\n1.") + [
+    "**", "```", "| a | b |\n|---|---|\n", "\n- ", "\n1. ", "# ", "http://x.y",
+]
 
 
 @given(st.lists(st.sampled_from(_MD_PIECES), max_size=40).map("".join))
@@ -187,7 +189,8 @@ def test_benchmarks_tables_and_plot(tmp_path) -> None:
          "shape": [64, 56, 56]}
         for p, t in (("graphvision", 1.5), ("torch_sparse_csr", 2.0), ("pyg|weird_name", 3.0))
     ]
-    (res / "bench_ops_cpu.json").write_text(json.dumps({"device": "cpu", "meta": {"torch": "2.13"}, "results": records}))
+    payload = {"device": "cpu", "meta": {"torch": "2.13"}, "results": records}
+    (res / "bench_ops_cpu.json").write_text(json.dumps(payload))
     (res / "broken.json").write_text("{not json")
     (res / "bench_extra.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
     (res / "bench_ops_cpu.md").write_text("| shown | from json |\n|---|---|\n")

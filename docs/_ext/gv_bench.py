@@ -29,7 +29,10 @@ __all__ = ["load_results", "render_benchmarks"]
 _LIST_KEYS = ("results", "records", "rows", "benchmarks", "data", "cases", "entries")
 _META_KEYS = ("meta", "metadata", "env", "environment", "machine", "config", "system")
 _PROVIDER_KEYS = ("provider", "backend", "impl", "implementation", "method", "variant", "library")
-_CASE_KEYS = ("op", "name", "case", "benchmark", "bench", "layer", "graph", "shape", "config", "C", "channels", "mode", "direction", "pass")
+_CASE_KEYS = (
+    "op", "name", "case", "benchmark", "bench", "layer", "graph", "shape", "config", "C", "channels", "mode",
+    "direction", "pass",
+)
 _MAX_COLUMNS = 14
 
 
@@ -125,7 +128,10 @@ def _plot(records: list[dict], out_png: str, title: str) -> bool:
     provider_key = next((k for k in _PROVIDER_KEYS if any(k in r for r in records)), None)
     if not time_key or not provider_key:
         return False
-    case_keys = [k for k in _columns(records) if k in _CASE_KEYS or (k not in (provider_key,) and isinstance(records[0].get(k), str))]
+    case_keys = [
+        k for k in _columns(records)
+        if k in _CASE_KEYS or (k != provider_key and isinstance(records[0].get(k), str))
+    ]
     case_keys = [k for k in case_keys if k != provider_key and len({str(r.get(k)) for r in records}) > 1]
     cases: list[str] = []
     providers: list[str] = []

@@ -15,13 +15,10 @@ import os
 import re
 
 from sphinx.application import Sphinx
-from sphinx.util import logging
 
 import gv_apigen
 import gv_bench
 from gv_md2rst import md_to_rst
-
-logger = logging.getLogger(__name__)
 
 _SECTION = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
 
@@ -56,7 +53,8 @@ def _process_docstring(app: Sphinx, what: str, name: str, obj: object, options: 
 
 #: What each extra of pyproject.toml enables (the packages come from pyproject.toml itself).
 EXTRA_PURPOSE = {
-    "scatter": "the ``torch_scatter`` and ``torch_sparse`` backends of :mod:`graphvision.ops` (see the build note below)",
+    "scatter": "the ``torch_scatter`` and ``torch_sparse`` backends of :mod:`graphvision.ops` "
+    "(see the build note below)",
     "superpixel": "superpixel (SLIC) graphs: :func:`~graphvision.functional.superpixel_graph`",
     "triton": "the fused Triton kernels on CUDA (CUDA builds of PyTorch on Linux already bring Triton)",
     "test": "the test suite, including the comparisons with PyG and scikit-learn",

@@ -82,7 +82,8 @@ def figure_converters(image: torch.Tensor, path: str) -> None:
 
     crop = image[:, :, :14, :14]
     _, edge_index, _ = GF.image_to_graph(crop, connectivity=8)
-    show(axes[0], crop, f"image_to_graph, 8-neighbour\n(14 x 14 crop: {crop.shape[-1] ** 2} nodes, {edge_index.shape[1]} edges)")
+    title = f"image_to_graph, 8-neighbour\n(14 x 14 crop: {crop.shape[-1] ** 2} nodes, {edge_index.shape[1]} edges)"
+    show(axes[0], crop, title)
     draw_edges(axes[0], grid_pos(14, 14), edge_index, "white", lw=0.7)
     axes[0].scatter(*grid_pos(14, 14).T, s=4, c="black")
 
@@ -94,7 +95,8 @@ def figure_converters(image: torch.Tensor, path: str) -> None:
     axes[1].scatter(*pos.T, s=10, c=x.clamp(0, 1).numpy(), edgecolors="black", linewidths=0.4)
 
     x, edge_index, _ = GF.patch_graph(image, patch_size=p, k=4)
-    show(axes[2], image, f"patch_graph, P={p}, k=4 nearest in colour\n({edge_index.shape[1]} edges; 4 nodes highlighted)")
+    title = f"patch_graph, P={p}, k=4 nearest in colour\n({edge_index.shape[1]} edges; 4 nodes highlighted)"
+    show(axes[2], image, title)
     src, dst = edge_index.numpy()
     segs = np.stack([pos[src], pos[dst]], axis=1)
     axes[2].add_collection(LineCollection(segs, colors="white", linewidths=0.4, alpha=0.3))
