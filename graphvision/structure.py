@@ -35,6 +35,26 @@ def csr_from_edge_index(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Ten
     return rowptr, col, perm
 
 
+def sorted_csr_or_none(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor] | None:
+    """The CSR of an edge index that is already sorted by target (identity ``perm``), else ``None``.
+
+    The check reads the targets once (a host synchronisation on CUDA), so it runs only on the CPU
+    or when synchronising checks are on, and never while ``torch.compile`` traces (``None`` then).
+    graphvision's converters (``grid_graph``, ...) emit target-sorted edges, so this skips the sort.
+    """
+    if edge_index.numel() == 0 or _checks.is_compiling():
+        return None
+    if edge_index.device.type != "cpu" and not _checks.sync_checks_enabled():
+        return None
+    dst = edge_index[1]
+    if not bool((dst[1:] >= dst[:-1]).all()):
+        return None
+    dst = dst.long()
+    col = edge_index[0].long()
+    rowptr = torch.searchsorted(dst, _arange_like(num_nodes + 1, dst))
+    return rowptr, col, _arange_like(col.numel(), col)
+
+
 def row_index(rowptr: Tensor, num_edges: int) -> Tensor:
     """The target (row) of each edge of a CSR in sorted order, as int64 ``(E,)``."""
     counts = (rowptr[1:] - rowptr[:-1]).long()
@@ -160,7 +180,10 @@ class GraphStructure:
     def csr(self) -> tuple[Tensor, Tensor, Tensor]:
         """Return the target-sorted CSR ``(rowptr, col, perm)`` (int64), computing it once."""
         if self._csr is None:
-            self._csr = csr_from_edge_index(self.edge_index, self.num_nodes)
+            fast = sorted_csr_or_none(self.edge_index, self.num_nodes)
+            if fast is not None:
+                self._identity_perm = True
+            self._csr = fast if fast is not None else csr_from_edge_index(self.edge_index, self.num_nodes)
         return self._csr
 
     def csr_t(self) -> tuple[Tensor, Tensor, Tensor]:

@@ -16,7 +16,7 @@ from torch import Tensor
 from graphvision import _checks
 from graphvision.ops import _library  # noqa: F401  (registers torch.ops.graphvision.*)
 from graphvision.ops._dispatch import resolve_backend
-from graphvision.structure import GraphStructure, csr_from_edge_index, transpose_csr
+from graphvision.structure import GraphStructure, csr_from_edge_index, sorted_csr_or_none, transpose_csr
 
 __all__ = ["scatter", "spmm", "segment_softmax", "attention_aggregate", "attention_pool"]
 
@@ -96,13 +96,15 @@ def _canonical(
     if edge_index.numel() > 0 and _checks.sync_checks_enabled():
         _checks.check_index(edge_index[0], num_src, "edge_index[0]", dim_name="number of source nodes")
         _checks.check_index(edge_index[1], num_dst, "edge_index[1]", dim_name="num_nodes")
-    rowptr, col, perm = csr_from_edge_index(edge_index, num_dst)
+    fast = sorted_csr_or_none(edge_index, num_dst)  # already target-sorted: no sort, no permutation
+    identity = fast is not None
+    rowptr, col, perm = fast if fast is not None else csr_from_edge_index(edge_index, num_dst)
     # Without a cached structure, the transpose is computed only when a gradient will need it
     # (else the backward computes it itself).
     rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, num_src) if need_t else (None, None, None)
     return _Canon(
         rowptr=rowptr, col=col, perm=perm, rowptr_t=rowptr_t, col_t=col_t, perm_t=perm_t,
-        num_dst=num_dst, num_src=num_src, num_edges=edge_index.size(1), identity=False,
+        num_dst=num_dst, num_src=num_src, num_edges=edge_index.size(1), identity=identity,
     )
 
 

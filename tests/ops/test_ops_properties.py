@@ -121,6 +121,14 @@ def test_edge_order_invariance(case, seed: int) -> None:
     assert_close(ops.spmm(ei[:, perm], w[perm], x, n), ops.spmm(ei, w, x, n))
     s = randn(case.seed + 3, e, k)
     assert_close(ops.segment_softmax(s[perm], ei[1, perm], n), ops.segment_softmax(s, ei[1], n)[perm])
+    # Already target-sorted input takes the no-sort path (identity permutation): same results.
+    srt = torch.argsort(ei[1], stable=True)
+    out_s, attn_s = ops.attention_aggregate(x, a_s, a_d, ei[:, srt], w[srt], return_attention=True)
+    assert_close(out_s, out)
+    assert_close(attn_s, attn[srt])
+    g = GraphStructure(ei[:, srt], n)
+    assert g.perm.tolist() == list(range(e)) and g._identity_perm == (e > 0)
+    assert_close(ops.spmm(g, w[srt], x), ops.spmm(ei, w, x, n))
 
 
 def test_non_contiguous_inputs() -> None:
