@@ -28,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
+    _loadavg,
     compulsory_bytes,
     copy_bandwidth_gbs,
     fmt,
@@ -533,12 +534,12 @@ def markdown(meta: dict[str, Any], graphs: list[Graph], rows: list[dict[str, Any
         "treat differences under ~30% as noise.**" if meta["device"] == "cpu" else ""))
     lines.append("")
     lines.append("| " + " | ".join(f"{k}" for k in ("commit", "time (UTC)", "device", "torch", "triton", "PyG",
-                                                     "torch_scatter", "threads", "copy GB/s")) + " |")
-    lines.append("|" + "---|" * 9)
+                                                     "torch_scatter", "threads", "copy GB/s", "load avg")) + " |")
+    lines.append("|" + "---|" * 10)
     lines.append(
         f"| {meta['commit']} | {meta['time_utc']} | {meta['device_name']} ({meta['device']}) | {meta['torch']} | "
         f"{meta['triton']} | {meta['torch_geometric']} | {meta['torch_scatter']} | {meta['torch_threads']} | "
-        f"{args.copy_gbs:.1f} |"
+        f"{args.copy_gbs:.1f} | {meta.get('load_average_1m_at_start')} -> {meta.get('load_average_1m_at_end')} |"
     )
     lines.append("")
     if not meta.get("complete", True):
@@ -670,6 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         """Write the results so far (after every config, so a timeout still leaves data)."""
         meta["wall_s"] = time.time() - t0
         meta["complete"] = complete
+        meta["load_average_1m_at_end"] = _loadavg()
         payload = {
             "metadata": meta,
             "graphs": [{"name": g.name, "kind": g.kind, "n": g.n, "e": g.e, "c": g.c,

@@ -49,9 +49,9 @@ def metadata(device: torch.device) -> dict[str, Any]:
         "commit": commit + ("+dirty" if dirty else ""),
         "time_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-        or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name(),
         "cpu_count": os.cpu_count(),
+        "load_average_1m_at_start": _loadavg(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -68,6 +68,25 @@ def metadata(device: torch.device) -> dict[str, Any]:
     except Exception:  # pragma: no cover
         meta["graphvision"] = None
     return meta
+
+
+def _loadavg() -> float | None:
+    """1-minute load average (how busy the machine was: other jobs make CPU timings noisy)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:  # pragma: no cover
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 # ----------------------------------------------------------------------------- timing
