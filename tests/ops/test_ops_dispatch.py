@@ -58,17 +58,30 @@ def test_triton_kernels_are_found_by_contract_name() -> None:
 
 @pytest.mark.triton_interpret
 def test_triton_backend_through_public_api_matches_torch() -> None:
+    """Every public op routed to the Triton kernels (interpreter on the CPU), forward and backward."""
     pytest.importorskip("triton")
     from graphvision.ops import _triton
 
     if not _triton.triton_usable(torch.device("cpu")):
         pytest.skip("Triton interpreter not active")
-    x, a_s, a_d = torch.randn(3, 2, 4), torch.randn(3, 2), torch.randn(3, 2)
-    w = torch.rand(4)
-    out_t = ops.attention_aggregate(x, a_s, a_d, EI, w, backend="triton")
-    out_r = ops.attention_aggregate(x, a_s, a_d, EI, w, backend="torch")
-    assert_close(out_t, out_r)
-    assert_close(ops.spmm(EI, w, x, backend="triton"), ops.spmm(EI, w, x, backend="torch"))
+
+    def run(backend: str) -> list[torch.Tensor]:
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(3, 2, 4, generator=g).requires_grad_(True)
+        a_s = torch.randn(3, 2, generator=g).requires_grad_(True)
+        a_d = torch.randn(3, 2, generator=g).requires_grad_(True)
+        w = (torch.rand(4, generator=g) + 0.5).requires_grad_(True)
+        out, att = ops.attention_aggregate(x, a_s, a_d, EI, w, return_attention=True, backend=backend)
+        y = ops.spmm(EI, w, x, backend=backend)
+        s = ops.segment_softmax(a_s[:, :1].expand(3, 2).reshape(-1)[:4], EI[1], 3, backend=backend)
+        m = ops.scatter(att, EI[1], 3, "max", backend=backend)
+        p = ops.attention_pool(x[:, 0], a_s, torch.tensor([0, 0, 1]), 2, backend=backend)
+        outs = [out, att, y, s, m, p]
+        loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
+        return outs + list(torch.autograd.grad(loss, [x, a_s, a_d, w]))
+
+    for got, want in zip(run("triton"), run("torch")):
+        assert_close(got, want)
 
 
 def test_available_backends_lists_torch() -> None:
