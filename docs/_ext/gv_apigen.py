@@ -347,19 +347,23 @@ _SECTION_TITLES = {
 
 
 #: Group pages that open with a package's own docstring (and are that package's link target).
-GROUP_MODULES: dict[str, str] = {
-    "ops": "graphvision.ops",
-    "config": "graphvision.config",
-    "testing": "graphvision.testing",
+GROUP_MODULES: dict[str, tuple[str, ...]] = {
+    "ops": ("graphvision.ops",),
+    "config": ("graphvision.config",),
+    "testing": ("graphvision.testing", "graphvision.testing.strategies"),
 }
 
 
 def render_group(group: Group) -> str:
     """reST source of one API page."""
     lines = [group.title, "=" * len(group.title), "", group.intro, ""]
-    if group.slug in GROUP_MODULES:
+    for module in GROUP_MODULES.get(group.slug, ()):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # an optional dependency (hypothesis for the strategies) is missing
+            continue
         # The package docstring, then back to no current module: the entries use full paths.
-        lines += [f".. automodule:: {GROUP_MODULES[group.slug]}", "", ".. currentmodule:: None", ""]
+        lines += [f".. automodule:: {module}", "", ".. currentmodule:: None", ""]
     if not group.entries:
         lines += ["Nothing is exported in this group yet.", ""]
     else:
