@@ -7,6 +7,7 @@ order of :mod:`graphvision.ops` (so the dispatcher's sort is a no-op copy).
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -257,8 +258,7 @@ def edge_similarity(
         raise TypeError(f"Expected 'edge_index' of dtype torch.int64 or torch.int32 (got {edge_index.dtype})")
     check_same_device("x", x, "edge_index", edge_index)
     check_choice(metric, SIMILARITIES, "metric")
-    if not (isinstance(sigma, (int, float)) and sigma > 0):
-        raise ValueError(f"Expected 'sigma' > 0 (got {sigma!r})")
+    _check_sigma(sigma)
     if edge_index.numel() > 0 and sync_checks_enabled():
         lo, hi = int(edge_index.min()), int(edge_index.max())
         if lo < 0 or hi >= x.size(0):
@@ -283,11 +283,19 @@ def _graph_result(
     return WeightedImageGraph(x, edge_index, batch, edge_similarity(x, edge_index, edge_weight, sigma))
 
 
+def _is_real(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _check_sigma(sigma: object) -> None:
+    if not (_is_real(sigma) and sigma > 0):  # type: ignore[operator]
+        raise ValueError(f"Expected 'sigma' > 0 (got {sigma!r})")
+
+
 def _check_edge_weight(edge_weight: str | None, sigma: float) -> None:
     if edge_weight is not None:
         check_choice(edge_weight, SIMILARITIES, "edge_weight")
-    if not (isinstance(sigma, (int, float)) and not isinstance(sigma, bool) and sigma > 0):
-        raise ValueError(f"Expected 'sigma' > 0 (got {sigma!r})")
+    _check_sigma(sigma)
 
 
 def _check_image(image: object) -> Tensor:

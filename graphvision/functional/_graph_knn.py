@@ -17,6 +17,7 @@ from graphvision._checks import (
     check_tensor,
     is_compiling,
 )
+from graphvision.functional._graph_grid import _is_real
 
 __all__ = ["knn_graph", "radius_graph"]
 
@@ -360,7 +361,7 @@ def radius_graph(
                 [0, 1]])
     """
     x = _check_points(x, batch, metric, chunk_size)
-    if isinstance(r, bool) or not isinstance(r, (int, float)):
+    if not _is_real(r):
         raise TypeError(f"Expected 'r' to be a number (got {type(r).__name__}: {r!r})")
     if not r >= 0:
         raise ValueError(f"Expected 'r' >= 0 (got {r})")

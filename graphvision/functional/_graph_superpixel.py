@@ -15,7 +15,13 @@ from graphvision._checks import (
     check_tensor,
     sync_checks_enabled,
 )
-from graphvision.functional._graph_grid import CONNECTIVITIES, _check_edge_weight, _check_image, edge_similarity
+from graphvision.functional._graph_grid import (
+    CONNECTIVITIES,
+    _check_edge_weight,
+    _check_image,
+    _is_real,
+    edge_similarity,
+)
 
 __all__ = ["RegionGraph", "slic_superpixels", "superpixel_graph"]
 
@@ -79,7 +85,7 @@ def slic_superpixels(
     """
     image = _check_image(image)
     n_segments = check_positive_int(n_segments, "n_segments")
-    if isinstance(compactness, bool) or not isinstance(compactness, (int, float)) or not compactness > 0:
+    if not (_is_real(compactness) and compactness > 0):
         raise ValueError(f"Expected 'compactness' > 0 (got {compactness!r})")
     try:
         from skimage.segmentation import slic

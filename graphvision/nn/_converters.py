@@ -254,7 +254,7 @@ class RadiusGraph(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(r, bool) or not isinstance(r, (int, float)):
+        if not G._is_real(r):
             raise TypeError(f"Expected 'r' to be a number (got {type(r).__name__}: {r!r})")
         if not r >= 0:
             raise ValueError(f"Expected 'r' >= 0 (got {r})")
@@ -327,7 +327,7 @@ class SuperpixelGraph(nn.Module):
     ) -> None:
         super().__init__()
         self.n_segments = check_positive_int(n_segments, "n_segments")
-        if isinstance(compactness, bool) or not isinstance(compactness, (int, float)) or not compactness > 0:
+        if not (G._is_real(compactness) and compactness > 0):
             raise ValueError(f"Expected 'compactness' > 0 (got {compactness!r})")
         check_choice(connectivity, G.CONNECTIVITIES, "connectivity")
         _opt_weight(edge_weight, sigma)
