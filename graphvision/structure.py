@@ -137,9 +137,9 @@ class GraphStructure:
     def __init__(self, edge_index: Tensor, num_nodes: int | None = None, num_src_nodes: int | None = None) -> None:
         _checks.check_edge_index(edge_index, None)
         if num_nodes is None:
-            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() > 0 else 0
-            if num_src_nodes is not None:
-                num_nodes = max(num_nodes, 0)
+            # One node set: every id counts; bipartite (num_src_nodes given): the targets only.
+            ids = edge_index if num_src_nodes is None else edge_index[1]
+            num_nodes = int(ids.max()) + 1 if ids.numel() > 0 else 0
         num_nodes = _checks.check_positive_int(num_nodes, "num_nodes", minimum=0)
         num_src_nodes = (
             num_nodes if num_src_nodes is None else _checks.check_positive_int(num_src_nodes, "num_src_nodes", minimum=0)

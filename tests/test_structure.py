@@ -87,6 +87,7 @@ def test_bipartite_and_inferred_sizes() -> None:
     assert g.rowptr.tolist() == [0, 1, 3]
     assert g.rowptr_t.numel() == 6
     assert GraphStructure(ei).num_nodes == 5
+    assert GraphStructure(ei, num_src_nodes=5).num_nodes == 2  # bipartite: targets only
     with pytest.raises(IndexError, match="num_src_nodes"):
         GraphStructure(ei, num_nodes=2, num_src_nodes=3)
     with pytest.raises(IndexError, match="num_nodes"):

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphvision import GraphStructure, ops
-from graphvision.testing import assert_close, tolerance
+from graphvision.testing import assert_close
 from tests import reference as ref
 from tests.ops._cases import BACKENDS, graph_cases, randn, require_backend
 
@@ -44,8 +44,10 @@ def test_dtypes_forward_and_backward(backend: str, dtype: torch.dtype) -> None:
     y = ops.spmm(EI, w[:, 0], xs, N, backend=backend)
     assert y.dtype == dtype
     assert_close(y, ref.ref_spmm(EI, w[:, 0], x[:, 0][:, None], N)[:, 0])
-    s = ops.segment_softmax(a_s[: EI.size(1)] if N >= EI.size(1) else randn(4, EI.size(1), 2, dtype=dtype), EI[1], N)
+    scores = randn(4, EI.size(1), 2, dtype=dtype)
+    s = ops.segment_softmax(scores, EI[1], N, backend=backend)
     assert s.dtype == dtype
+    assert_close(s, ref.ref_segment_softmax(scores, EI[1], N))
     for reduce in ("sum", "mean", "max", "min"):
         src = randn(5, EI.size(1), 3, dtype=dtype)
         got = ops.scatter(src, EI[1], N, reduce, backend=backend)
@@ -58,12 +60,6 @@ def test_dtypes_forward_and_backward(backend: str, dtype: torch.dtype) -> None:
     assert_close(wts, e_w)
 
 
-def test_tolerance_table_has_every_dtype() -> None:
-    for dt in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-        assert tolerance(dt)[0] > 0
-
-
-# --------------------------------------------------------------------------- gradcheck
 # A smaller graph for gradcheck: isolated node 4, self-loop, duplicate, unsorted.
 EI_S = torch.tensor([[1, 2, 0, 3, 3, 2], [0, 0, 1, 1, 1, 2]])
 N_S = 5
