@@ -293,6 +293,15 @@ class TopKOutput(NamedTuple):
             flat input: the global node index ``[0, N_total)``).
         mask: ``(B, k)`` bool, ``False`` for padding slots (graphs with fewer than ``k`` real nodes).
         score: ``(B, k)`` gate value of each kept node (after the nonlinearity).
+
+    Shape:
+        - x: :math:`(B, k, F)`
+        - index, mask, score: :math:`(B, k)`
+
+    Example:
+        >>> out = graphvision.functional.sag_pool(torch.randn(2, 5, 3), torch.randn(2, 5), k=2)
+        >>> out.x.shape, out.index.shape, out.mask.all().item()
+        (torch.Size([2, 2, 3]), torch.Size([2, 2]), True)
     """
 
     x: Tensor
