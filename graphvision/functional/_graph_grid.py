@@ -8,6 +8,7 @@ order of :mod:`graphvision.ops` (so the dispatcher's sort is a no-op copy).
 from __future__ import annotations
 
 import numbers
+from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
@@ -21,6 +22,7 @@ from graphvision._checks import (
     check_same_device,
     check_shape,
     check_tensor,
+    is_compiling,
     sync_checks_enabled,
 )
 
@@ -147,15 +149,67 @@ def grid_graph(
     dilation = check_positive_int(dilation, "dilation")
     offsets = _offsets(connectivity, dilation, bool(self_loops))
     num_edges = _grid_num_edges(height, width, offsets)
-    hw = height * width
     if num_edges == 0 or batch_size == 0:
         return torch.empty(2, 0, dtype=torch.long, device=device)
+    if is_compiling():
+        return _build_grid(height, width, offsets, num_edges, batch_size, device)
+    key = ("grid", height, width, tuple(offsets), batch_size, _device_key(device))
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = _cache_put(key, _build_grid(height, width, offsets, num_edges, batch_size, device))
+    return cached.clone()
+
+
+#: Small LRU cache of built grids and batch vectors, keyed by size, options and device. Layers
+#: that rebuild the same pixel graph every forward pass then pay one copy (a single kernel on
+#: GPU) instead of a dozen small kernels and a host-to-device copy. Results are always clones,
+#: so callers may modify them in place. Bypassed while ``torch.compile`` traces.
+_CACHE: OrderedDict[tuple, Tensor] = OrderedDict()
+_CACHE_SIZE = 16
+_CACHE_MAX_ELEMENTS = 1 << 26  # never cache a tensor over 512 MiB of int64
+
+
+def _device_key(device: torch.device | str | None) -> str:
+    dev = torch.device("cpu" if device is None else device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    return str(dev)
+
+
+def _cache_put(key: tuple, value: Tensor) -> Tensor:
+    if value.numel() <= _CACHE_MAX_ELEMENTS:
+        _CACHE[key] = value
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return value
+
+
+def _build_grid(
+    height: int,
+    width: int,
+    offsets: list[tuple[int, int]],
+    num_edges: int,
+    batch_size: int,
+    device: torch.device | str | None,
+) -> Tensor:
     src, dst, keep = _grid_layout(height, width, offsets, num_edges, device)
     edge_index = torch.stack([src.index_select(0, keep), dst.index_select(0, keep)])
     if batch_size == 1:
         return edge_index
-    shift = torch.arange(batch_size, device=device).mul_(hw).view(1, batch_size, 1)
+    shift = torch.arange(batch_size, device=device).mul_(height * width).view(1, batch_size, 1)
     return (edge_index.view(2, 1, num_edges) + shift).reshape(2, batch_size * num_edges)
+
+
+def _batch_vector(batch_size: int, nodes_per_image: int, device: torch.device | str | None) -> Tensor:
+    """``(B * n,)`` image index of every node (cached like the grids; always a fresh tensor)."""
+    if is_compiling() or batch_size * nodes_per_image == 0:
+        return torch.arange(batch_size, device=device).repeat_interleave(nodes_per_image)
+    key = ("batch", batch_size, nodes_per_image, _device_key(device))
+    cached = _CACHE.get(key)
+    if cached is None:
+        value = torch.arange(batch_size, device=device).repeat_interleave(nodes_per_image)
+        cached = _cache_put(key, value)
+    return cached.clone()
 
 
 def _grid_layout(
@@ -194,7 +248,13 @@ def _grid_edge_weight(
     """
     b, c, h, w = image.shape
     pad = max(max(abs(dy), abs(dx)) for dy, dx in offsets)
-    _, _, keep = _grid_layout(h, w, offsets, num_edges, image.device)
+    if is_compiling():
+        _, _, keep = _grid_layout(h, w, offsets, num_edges, image.device)
+    else:
+        key = ("keep", h, w, tuple(offsets), _device_key(image.device))
+        keep = _CACHE.get(key)  # internal use only (never handed out), so no clone
+        if keep is None:
+            keep = _cache_put(key, _grid_layout(h, w, offsets, num_edges, image.device)[2])
     if metric == "cosine":
         norm = image.norm(dim=1)  # (B, H, W)
         norm_p = F.pad(norm, (pad, pad, pad, pad))
@@ -358,7 +418,7 @@ def image_to_graph(
     b, c, h, w = image.shape
     x = image.permute(0, 2, 3, 1).reshape(b * h * w, c)
     edge_index = grid_graph(h, w, connectivity, dilation, self_loops, batch_size=b, device=image.device)
-    batch = torch.arange(b, device=image.device).repeat_interleave(h * w)
+    batch = _batch_vector(b, h * w, image.device)
     if edge_weight is None:
         return ImageGraph(x, edge_index, batch)
     offsets = _offsets(connectivity, check_positive_int(dilation, "dilation"), bool(self_loops))
@@ -438,7 +498,7 @@ def patch_graph(
         x = image.reshape(b, c, hp, p, wp, p).mean(dim=(3, 5)).permute(0, 2, 3, 1).reshape(b * n, c)
     else:
         x = image.reshape(b, c, hp, p, wp, p).permute(0, 2, 4, 1, 3, 5).reshape(b * n, c * p * p)
-    batch = torch.arange(b, device=image.device).repeat_interleave(n)
+    batch = _batch_vector(b, n, image.device)
     if k is None:
         edge_index = grid_graph(hp, wp, connectivity, 1, bool(loop), batch_size=b, device=image.device)
     else:

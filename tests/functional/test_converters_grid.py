@@ -119,6 +119,21 @@ def test_grid_batched_is_offset_single(h, w, b, connectivity):
     assert torch.equal(grid_graph(h, w, connectivity, batch_size=b), expected)
 
 
+def test_grid_cache_returns_fresh_tensors():
+    from graphvision.functional import _graph_grid
+
+    first = grid_graph(5, 6, batch_size=3)
+    first.add_(1000)  # the caller owns what it gets: in-place changes never reach the cache
+    assert torch.equal(grid_graph(5, 6, batch_size=3), ref_grid(5, 6, 8, 1, False, 3))
+    x, _, batch = image_to_graph(torch.rand(2, 1, 3, 3))
+    batch.fill_(7)
+    assert image_to_graph(torch.rand(2, 1, 3, 3)).batch.tolist() == [0] * 9 + [1] * 9
+    for size in range(2, 2 + 2 * _graph_grid._CACHE_SIZE):
+        grid_graph(size, 3)
+    assert len(_graph_grid._CACHE) <= _graph_grid._CACHE_SIZE
+    assert torch.equal(grid_graph(3, 3, 4), ref_grid(3, 3, 4, 1, False, 1))
+
+
 def test_grid_device(device):
     assert grid_graph(3, 3, device=device).device.type == device.type
 
