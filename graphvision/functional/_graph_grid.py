@@ -118,6 +118,8 @@ def grid_graph(
 
     The edge list is sorted by target, then source, and is built with tensor operations only
     (no Python loop over pixels or images), so it works under ``torch.compile(fullgraph=True)``.
+    The last few grids built are cached per size, options and device, so a model that rebuilds
+    the same grid every forward pass pays one copy; the result is always a new tensor.
 
     Args:
         height: Image height ``H`` (``0`` gives no edges).
