@@ -8,7 +8,8 @@
 #   2. the Triton kernel tests on the GPU (compiled kernels, 4 hypothesis examples each), <= 70 s;
 #   3. benchmarks/bench_ops.py, full configs, <= 140 s (it saves after every config, so a
 #      timeout still leaves the configs it finished);
-#   4. benchmarks/bench_mutual_information.py and benchmarks/bench_layers.py when present, <= 35 s each.
+#   4. benchmarks/bench_mutual_information.py and benchmarks/bench_layers.py when present, <= 35 s each;
+#   5. with TUNE=1 only: benchmarks/tune_triton.py (tuning-constant sweep), <= 150 s.
 # Exit status: non-zero when a step failed or timed out (the others still run).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,9 @@ for bench in bench_mutual_information bench_layers; do
     fi
     run_step "$bench.py" 35 "${bench}_cuda.log" python "benchmarks/$bench.py" "${args[@]}"
 done
+if [ "${TUNE:-0}" = "1" ]; then  # optional: sweep the Triton tuning constants (adds ~1-2 minutes)
+    run_step "tune_triton.py" 150 tune_triton_cuda.log python benchmarks/tune_triton.py --out "$OUTDIR"
+fi
 # scripts without --out write to benchmarks/results: copy what they wrote during this run
 if [ "$(cd "$OUTDIR" && pwd)" != "$(cd benchmarks/results && pwd)" ]; then
     find benchmarks/results -maxdepth 1 -type f -newer "$marker" -exec cp {} "$OUTDIR"/ \;
