@@ -251,7 +251,7 @@ def _render_ops(data: dict, name: str, outdir: str, rel_prefix: str) -> list[str
     lines: list[str] = []
     shown = [(k, meta[k]) for k in _META_SHOWN if k in meta and meta[k] not in (None, "")]
     if shown:
-        lines += [f":{k.replace('_', ' ')}: {_fmt(v)}" for k, v in shown] + [""]
+        lines += ["*Run:* " + "; ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in shown) + ".", ""]
     lines += [
         f"Times in ms: the {stat} of repeated calls, with the 20th-80th percentile range in brackets. "
         "Peak memory in MB above the inputs (outputs included). A provider that disagreed with the "
@@ -283,7 +283,12 @@ def _render_ops(data: dict, name: str, outdir: str, rel_prefix: str) -> list[str
                   "GB/s (% of copy)", "note"]
         lines += [".. list-table::", "   :header-rows: 1", "   :class: gv-bench", ""]
         lines.append("   * - " + "\n     - ".join(header))
+        order = list(dict.fromkeys(str(x.get("config")) for x in sub))
+        sub = sorted(sub, key=lambda r: order.index(str(r.get("config"))))  # stable: keeps provider order
+        previous = None
         for r in sub:
+            config = _fmt(r.get("config")) if r.get("config") != previous else ""
+            previous = r.get("config")
             peak = (f"{_fmt(r.get('peak_fwd_mb'))} / {_fmt(r.get('peak_full_mb'))}"
                     if isinstance(r.get("peak_fwd_mb"), (int, float)) else "\\-")
             gbs = (f"{_fmt(r.get('fwd_gbs'))} ({_fmt(r.get('fwd_pct_copy'))} %)"
@@ -291,8 +296,9 @@ def _render_ops(data: dict, name: str, outdir: str, rel_prefix: str) -> list[str
             prov = _fmt(r.get("provider"))
             if str(r.get("provider", "")).startswith("graphvision"):
                 prov = f"**{prov}**"
-            cells = [_fmt(r.get("config")), prov, _ms(r, "fwd"), _ms(r, "full"), peak, gbs, _fmt(r.get("error")) or ""]
-            lines.append("   * - " + "\n     - ".join(c if c else "\\-" for c in cells))
+            cells = [config, prov, _ms(r, "fwd"), _ms(r, "full"), peak, gbs, _fmt(r.get("error")) or ""]
+            cells = [c if c or i == 0 else "\\-" for i, c in enumerate(cells)]
+            lines.append("   * - " + "\n     - ".join(cells))
         lines.append("")
     return lines
 
