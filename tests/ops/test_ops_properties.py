@@ -251,3 +251,57 @@ def _has_ts() -> bool:
     except ImportError:
         return False
     return True
+
+
+# --------------------------------------------------------------------------- memory
+class _MaxNumel(torch.utils._python_dispatch.TorchDispatchMode):
+    """Records the largest tensor any aten op produces (sparse tensors count their values)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.max_numel = 0
+        self.op = ""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                n = t.values().numel() if t.layout == torch.sparse_csr else t.numel()
+                if n > self.max_numel:
+                    self.max_numel, self.op = n, str(func)
+        return out
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_torch_backend_never_materialises_edge_by_feature_tensors(weighted: bool) -> None:
+    """Forward and backward of attention_aggregate and spmm stay O(N*K*F + E*K) in memory."""
+    n, deg, k, f = 64, 32, 2, 32
+    g = torch.Generator().manual_seed(0)
+    ei = torch.stack([torch.randint(n, (n * deg,), generator=g), torch.arange(n).repeat_interleave(deg)])
+    ei = ei[:, torch.randperm(ei.size(1), generator=g)]
+    e = ei.size(1)
+    x = torch.randn(n, k, f, requires_grad=True)
+    a_s, a_d = torch.randn(n, k, requires_grad=True), torch.randn(n, k, requires_grad=True)
+    w = (torch.rand(e, k) + 0.5).requires_grad_(True) if weighted else None
+    structure = GraphStructure(ei, n).precompute()
+    rowptr, col, _ = structure.csr()
+    rowptr_t, col_t, perm_t = structure.csr_t()
+    from graphvision.ops import _torch as kernels
+
+    with _MaxNumel() as mode:
+        # The public ops (wrapper ops and the custom ops' outputs; a dispatch mode does not see
+        # inside a custom op) ...
+        out = ops.attention_aggregate(x, a_s, a_d, structure, w, backend="torch")
+        out.square().sum().backward()
+        y = ops.spmm(structure, None if w is None else w[:, 0], x, backend="torch")
+        y.square().sum().backward()
+        # ... and the torch kernels they run, called directly so every aten op inside is seen.
+        xd, ad, dd = x.detach(), a_s.detach(), a_d.detach()
+        wd = None if w is None else w.detach()
+        o, attn = kernels.attention_forward_csr(rowptr, col, xd, ad, dd, wd, 0.2)
+        kernels.attention_backward_csr(rowptr, col, rowptr_t, col_t, perm_t, xd, ad, dd, wd, attn, o, 0.2)
+        kernels.spmm_csr(rowptr, col, wd, xd)
+        kernels.sddmm_csr(rowptr, col, o, xd)
+    bound = max(n * k * f, e * k) * 2
+    assert e * k * f >= 8 * bound  # the bound is meaningful
+    assert mode.max_numel <= bound, f"{mode.op} produced {mode.max_numel} elements (E*K*F = {e * k * f})"
