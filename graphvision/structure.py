@@ -356,8 +356,8 @@ class GraphStructure:
     def to_pyg(self) -> Any:
         """Return a ``torch_geometric.EdgeIndex`` sharing this structure's ``edge_index`` memory.
 
-        The result has ``sparse_size=(num_src_nodes, num_nodes)``. When the edge index is
-        int64, its storage is shared (zero copy); int32 edge indices are kept as int32.
+        The result has ``sparse_size=(num_src_nodes, num_nodes)`` and ``sort_order="col"`` when the
+        edges are already sorted by target. The storage of ``edge_index`` is shared (zero copy).
 
         Raises:
             ImportError: if torch_geometric (with ``EdgeIndex``) is not installed.
@@ -366,7 +366,11 @@ class GraphStructure:
             from torch_geometric import EdgeIndex
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("GraphStructure.to_pyg needs torch_geometric>=2.5 (pip install torch_geometric)") from exc
-        return EdgeIndex(self.edge_index, sparse_size=(self.num_src_nodes, self.num_nodes))
+        if self._csr is None and self.num_edges > 0:
+            self.csr()  # finds out whether the edges are already target-sorted (cheap when they are)
+        # Edges already sorted by target are marked so (PyG's sort_order="col"), so PyG skips its sort.
+        sort_order = "col" if self._identity_perm else None
+        return EdgeIndex(self.edge_index, sparse_size=(self.num_src_nodes, self.num_nodes), sort_order=sort_order)
 
     @classmethod
     def from_pyg(cls, obj: Any, num_nodes: int | None = None) -> GraphStructure:

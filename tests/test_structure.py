@@ -132,6 +132,10 @@ def test_pyg_zero_copy_round_trip() -> None:
     assert p.as_tensor().data_ptr() == ei.data_ptr()  # zero copy
     back = GraphStructure.from_pyg(p)
     assert back.edge_index.data_ptr() == ei.data_ptr() and back.num_nodes == 4
+    h = GraphStructure.from_csr(g.rowptr, g.col)
+    srt = h.to_pyg()
+    assert srt.is_sorted_by_col and not p.is_sorted_by_col
+    assert srt.as_tensor().data_ptr() == h.edge_index.data_ptr()
     data = pyg.data.Data(edge_index=ei, num_nodes=5)
     assert GraphStructure.from_pyg(data).num_nodes == 5
     assert GraphStructure.from_pyg(ei, num_nodes=3).num_nodes == 3
