@@ -49,8 +49,8 @@ def sorted_csr_or_none(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tens
     dst = edge_index[1]
     if not bool((dst[1:] >= dst[:-1]).all()):
         return None
-    dst = dst.long()
-    col = edge_index[0].long()
+    dst = dst.long().contiguous()
+    col = edge_index[0].long().contiguous()
     rowptr = torch.searchsorted(dst, _arange_like(num_nodes + 1, dst))
     return rowptr, col, _arange_like(col.numel(), col)
 
