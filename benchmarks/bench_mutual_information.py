@@ -3,112 +3,66 @@
 Usage::
 
     python benchmarks/bench_mutual_information.py            # GPU: 8 images x 3136 nodes x 64 ch x 16 bins
-    python benchmarks/bench_mutual_information.py --quick    # CPU: 2 x 784 x 64 x 16 (CI-sized)
+    python benchmarks/bench_mutual_information.py --quick    # CPU: 2 x 784 x 64 x 16
+    python benchmarks/bench_mutual_information.py --smoke --out /tmp/bench   # tiny: does it run?
 
 Providers (all compute the same dense ``(B, N, N)`` MI matrix, self loops kept):
 
-- ``naive_einsum``: the joint histograms ``(B, N, N, bins, bins)`` by one ``einsum``, then
-  ``-sum P log P`` (what a straightforward implementation does; 25 GB for the GPU config);
-- ``torch_chunked``: ``mutual_information_adjacency(..., backend="torch")`` (row chunks from a
-  memory budget, upper triangle only);
-- ``triton``: ``backend="triton"`` (CUDA only), IEEE fp32 dot;
-- ``triton_tf32``: the same with ``torch.set_float32_matmul_precision("high")`` (TF32 tensor cores).
+- ``naive einsum``: the joint histograms ``(B, N, N, bins, bins)`` by one ``einsum``, then
+  ``-sum P log P`` (the straightforward implementation: 25 GB for the GPU configuration);
+- ``graphvision[torch]``: ``mutual_information_adjacency(..., backend="torch")`` (row chunks
+  from a 256 MiB budget, upper triangle only, chunked recomputing backward);
+- ``graphvision[triton]``: ``backend="triton"`` (CUDA only), IEEE fp32 ``tl.dot``;
+- ``graphvision[triton, tf32]``: the same under ``torch.set_float32_matmul_precision("high")``.
 
-Method: every provider's output is compared with the first one before timing (max abs
-difference reported). Then 2 warm-up calls and the median (min, max) of ``--repeat`` timed
-calls, with ``torch.cuda.synchronize()`` inside the timed region. Peak memory: on CUDA
-``max_memory_allocated`` during one call minus what was allocated before it; on CPU the peak of
-resident-set-size (``VmHWM`` reset through ``/proc/self/clear_refs``, Linux) during one call
-minus the RSS before it (inputs excluded). Modes: ``forward`` (no autograd) and ``full`` (forward + backward to ``x``).
-Results go to ``benchmarks/results/mutual_information_<tag>.{json,md}``.
+Method: see ``benchmarks/README.md`` and ``benchmarks/common.py`` (timing: ``do_bench`` median on
+GPU, median / 20-80 % / min of ``--reps`` calls on CPU, where the minimum is the headline on the
+shared machine; peak memory above what was live before the call: CUDA allocator peak, CPU
+torch.profiler allocation timeline). Before timing, every provider's output and input
+gradient (for a fixed random output gradient) are compared with the naive formula in float64
+on a small instance of the same shape family (independent of graphvision's chunking and
+kernels); on the full configuration the outputs are compared with the first provider.
+Modes: ``fwd`` (no autograd) and ``fwd+bwd`` (forward, then backward to ``x``).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from graphvision.functional import mutual_information_adjacency  # noqa: E402
-from graphvision.functional._mutual_information import _soft_memberships  # noqa: E402
+from common import fmt, metadata, peak_memory_mb, sync, time_fn, write_results  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results"
+from graphvision.functional import mutual_information_adjacency  # noqa: E402
+from graphvision.functional._mutual_information import DEFAULT_BANDWIDTH, _soft_memberships  # noqa: E402
+
+#: The issue's target on an H200 for 8 x 3136 nodes x 64 channels x 16 bins (naive: 505 ms, 25 GB).
+TARGET_MS, TARGET_MB = 20.0, 1000.0
 
 
 def naive_mi(x: torch.Tensor, bins: int) -> torch.Tensor:
     """Dense MI with the full (B, N, N, bins, bins) joint histograms materialised."""
-    a = _soft_memberships(x, bins, 0.5)  # (B, N, bins, C), the library's memberships
-    c = x.size(-1)
+    a = _soft_memberships(x, bins, DEFAULT_BANDWIDTH)  # (B, N, bins, C): the library's memberships
     p = a.mean(-1)
     h = -torch.special.xlogy(p, p).sum(-1)
-    joint = torch.einsum("bikc,bjlc->bijkl", a, a) / c
-    hj = -torch.special.xlogy(joint, joint).sum((-1, -2))
+    joint = torch.einsum("bikc,bjlc->bijkl", a, a) / x.size(-1)
+    # clamp: exact zeros (truncated memberships) would make autograd's d(P log P)/dP = -inf
+    joint = joint.clamp_min(1e-30)
+    hj = -(joint * joint.log()).sum((-1, -2))
     return (h[:, :, None] + h[:, None, :] - hj).clamp_min(0.0)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+Provider = Callable[[torch.Tensor], torch.Tensor]
 
 
-def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
-    """Peak extra bytes allocated during one call of ``fn``."""
-    if device.type == "cuda":
-        sync(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        out = fn()
-        sync(device)
-        peak = torch.cuda.max_memory_allocated(device) - before
-        del out
-        return int(peak)
-    # CPU: peak resident set size during the call (Linux). Writing "5" to clear_refs resets
-    # VmHWM; large tensors are mmap-ed and returned to the OS on free, so RSS tracks live bytes.
-    def status(key: str) -> int:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return -1
-    before = status("VmRSS")
-    out = fn()
-    peak = status("VmHWM") - before
-    del out
-    return int(peak)
-
-
-def time_ms(fn: Callable[[], object], device: torch.device, repeat: int, warmup: int = 2) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times), "repeat": repeat}
-
-
-def providers(device: torch.device, bins: int, naive_ok: bool) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+def providers(device: torch.device, bins: int, naive: bool, triton: bool) -> dict[str, Provider]:
     def lib(backend: str, precision: str = "highest") -> Callable[[torch.Tensor], torch.Tensor]:
         def fn(x: torch.Tensor) -> torch.Tensor:
             old = torch.get_float32_matmul_precision()
@@ -121,131 +75,159 @@ def providers(device: torch.device, bins: int, naive_ok: bool) -> dict[str, Call
         return fn
 
     out: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
-    if naive_ok:
-        out["naive_einsum"] = lambda x: naive_mi(x, bins)
-    out["torch_chunked"] = lib("torch")
-    if device.type == "cuda":
-        out["triton"] = lib("triton")
-        out["triton_tf32"] = lib("triton", "high")
+    if naive:
+        out["naive einsum"] = lambda x: naive_mi(x, bins)
+    out["graphvision[torch]"] = lib("torch")
+    if triton:
+        out["graphvision[triton]"] = lib("triton")
+        out["graphvision[triton, tf32]"] = lib("triton", "high")
     return out
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], text=True,
-                                       cwd=Path(__file__).resolve().parent).strip()
-    except Exception:
-        return "unknown"
+def agreement(device: torch.device, bins: int, c: int, triton: bool) -> dict[str, dict[str, float]]:
+    """Max error of output and input gradient against float64 naive_mi on a small instance."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 37, c, generator=g, dtype=torch.float64)
+    grad = torch.randn(2, 37, 37, generator=g, dtype=torch.float64)
+    xr = x.clone().requires_grad_(True)
+    ref = naive_mi(xr, bins)
+    (ref * grad).sum().backward()
+    assert xr.grad is not None
+    ref_grad = xr.grad
+    errors = {}
+    for name, fn in providers(device, bins, naive=False, triton=triton).items():
+        xd = x.to(device, torch.float32).requires_grad_(True)
+        out = fn(xd)
+        (out * grad.to(device, torch.float32)).sum().backward()
+        assert xd.grad is not None
+        e_out = float((out.detach().double().cpu() - ref.detach()).abs().max() / ref.detach().abs().max())
+        e_grad = float((xd.grad.double().cpu() - ref_grad).abs().max() / ref_grad.abs().max())
+        errors[name] = {"rel_err_out": e_out, "rel_err_grad": e_grad}
+    return errors
 
 
 def main() -> None:
-    if "MALLOC_MMAP_THRESHOLD_" not in os.environ and sys.platform.startswith("linux"):
-        # fixed glibc mmap threshold: every tensor >= 64 KiB is mmap-ed and unmapped on free, so
-        # the CPU peak-RSS measurement sees each call's own allocations (re-exec to apply it)
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"})
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="small CPU configuration (2 x 784 nodes)")
-    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available, cpu with --quick)")
+    ap.add_argument("--quick", action="store_true", help="CPU configuration: 2 x 784 nodes")
+    ap.add_argument("--smoke", action="store_true", help="tiny configuration, 1 rep: checks the script runs")
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, cpu with --quick)")
     ap.add_argument("--batch", type=int, default=None)
     ap.add_argument("--nodes", type=int, default=None)
     ap.add_argument("--channels", type=int, default=64)
     ap.add_argument("--bins", type=int, default=16)
-    ap.add_argument("--repeat", type=int, default=None)
-    ap.add_argument("--modes", default="forward,full")
+    ap.add_argument("--reps", type=int, default=None, help="timed calls per measurement on CPU")
+    ap.add_argument("--modes", default="fwd,fwd+bwd")
+    ap.add_argument("--tol", type=float, default=1e-3, help="max relative error (agreement check) before timing")
     ap.add_argument("--max-naive-gb", type=float, default=None,
-                    help="skip naive_einsum when its joint tensor would exceed this (default 40 GPU, 4 CPU)")
-    ap.add_argument("--tag", default=None, help="results file suffix (default: cpu_quick / <device>)")
+                    help="skip the naive einsum when its joint tensor exceeds this (default 40 on GPU, 4 on CPU)")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    ap.add_argument("--out", default=None, help="output directory (default benchmarks/results)")
+    ap.add_argument("--name", default=None, help="result file stem (default mutual_information_<device>[_quick])")
     args = ap.parse_args()
 
     if args.device is None:
-        args.device = "cpu" if args.quick or not torch.cuda.is_available() else "cuda"
+        args.device = "cuda" if torch.cuda.is_available() and not (args.quick or args.smoke) else "cpu"
     device = torch.device(args.device)
-    bsz = args.batch or (2 if args.quick else 8)
-    n = args.nodes or (784 if args.quick else 3136)
+    big = not (args.quick or args.smoke)
+    bsz = args.batch or (8 if big else 2 if args.quick else 1)
+    n = args.nodes or (3136 if big else 784 if args.quick else 64)
     c, bins = args.channels, args.bins
-    repeat = args.repeat or (3 if device.type == "cpu" else 10)
-    max_naive = args.max_naive_gb if args.max_naive_gb is not None else (4.0 if device.type == "cpu" else 40.0)
+    reps = args.reps or (1 if args.smoke else 5)
+    max_naive = args.max_naive_gb if args.max_naive_gb is not None else (40.0 if device.type == "cuda" else 4.0)
     joint_gb = bsz * n * n * bins * bins * 4 / 1e9
-    tag = args.tag or ("cpu_quick" if args.quick else device.type)
+    suffix = "_quick" if args.quick else "_smoke" if args.smoke else ""
+    name = args.name or f"mutual_information_{device.type}{suffix}"
+
+    # Triton on CUDA; on the CPU only in --smoke runs under TRITON_INTERPRET=1 (never timed for real)
+    from graphvision.ops._triton import triton_usable
+
+    use_triton = triton_usable(device) and (device.type == "cuda" or args.smoke)
+    errors = agreement(device, bins, c, use_triton)
+    bad = {k: v for k, v in errors.items() if max(v.values()) > args.tol}
+    for k, v in errors.items():
+        print(f"agreement vs float64 naive: {k:28s} out {v['rel_err_out']:.1e}  grad {v['rel_err_grad']:.1e}")
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(bsz, n, c, generator=g).to(device)
-    provs = providers(device, bins, joint_gb <= max_naive)
-    rows = []
-    reference: torch.Tensor | None = None
-    ref_name = ""
-    for name, fn in provs.items():
+    grad_out = torch.randn(bsz, n, n, generator=g).to(device)
+    rows: list[dict[str, Any]] = []
+    first: torch.Tensor | None = None
+    first_name = ""
+    for pname, fn in providers(device, bins, joint_gb <= max_naive, use_triton).items():
+        if pname in bad:
+            rows.append({"provider": pname, "mode": "-", "disagrees": errors[pname]})
+            print(f"{pname}: disagrees with the reference {errors[pname]}; not timed")
+            continue
         with torch.no_grad():
             out = fn(x)
-        if reference is None:
-            reference, ref_name = out, name
-            err = 0.0
+        if first is None:
+            first, first_name, diff = out, pname, 0.0
         else:
-            err = float((out.double() - reference.double()).abs().max())
+            diff = float((out.double() - first.double()).abs().max())
         del out
         for mode in args.modes.split(","):
-            if mode == "full" and name == "naive_einsum" and device.type == "cuda":
-                continue  # 3 x 25 GB; the point is made by the forward
-            if mode == "forward":
+            if mode == "fwd+bwd" and pname == "naive einsum" and device.type == "cuda":
+                continue  # another 2 x 25 GB; the forward makes the point
 
-                def call(fn=fn):
+            if mode == "fwd":
+
+                def call(fn: Callable[[torch.Tensor], torch.Tensor] = fn) -> Any:
                     with torch.no_grad():
                         return fn(x)
 
             else:
 
-                def call(fn=fn):
+                def call(fn: Callable[[torch.Tensor], torch.Tensor] = fn) -> Any:
                     xr = x.detach().requires_grad_(True)
-                    out = fn(xr)
-                    out.sum().backward()
+                    fn(xr).backward(grad_out)
                     return xr.grad
 
-            t = time_ms(call, device, repeat)
-            mem = peak_bytes(call, device)
-            rows.append({"provider": name, "mode": mode, **t, "peak_mb": mem / 2**20,
-                         "max_abs_diff_vs_" + ref_name: err})
-            print(f"{name:14s} {mode:8s} {t['median_ms']:10.2f} ms  (min {t['min_ms']:.2f}, max {t['max_ms']:.2f})"
-                  f"  peak {mem / 2**20:9.1f} MB  max|diff| {err:.2e}", flush=True)
+            t = time_fn(call, device, reps=reps, warmup=0 if args.smoke else 1)
+            sync(device)
+            mem = None if args.no_memory else peak_memory_mb(call, device)
+            row = {"provider": pname, "mode": mode, **t, "peak_mb": mem, f"max_abs_diff_vs_{first_name}": diff,
+                   **{f"agreement_{k}": v for k, v in errors.get(pname, {}).items()}}
+            rows.append(row)
+            print(f"{pname:28s} {mode:8s} median {t['median_ms']:10.2f} ms  min {t['min_ms']:10.2f} ms  "
+                  f"peak {fmt(mem, 1):>9s} MB  max|diff| {diff:.1e}", flush=True)
 
-    meta = {
-        "benchmark": "mutual_information_adjacency",
-        "config": {"batch": bsz, "nodes": n, "channels": c, "bins": bins, "dtype": "float32", "device": str(device)},
-        "naive_joint_gb": joint_gb,
-        "commit": git_commit(),
-        "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "triton": _triton_version(),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "cpu_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "method": "2 warm-up calls, median (min, max) of `repeat` timed calls with device sync; "
-                  "peak = extra bytes during one call (CUDA allocator peak / CPU peak RSS via VmHWM)",
-    }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"mutual_information_{tag}.json").write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
+    meta = metadata(device)
+    meta.update({"args": vars(args), "config": {"batch": bsz, "nodes": n, "channels": c, "bins": bins,
+                                                "dtype": "float32", "naive_joint_gb": joint_gb}})
+    stat = "median_ms" if device.type == "cuda" else "min_ms"
     lines = [
-        f"# mutual_information_adjacency: {bsz} x {n} nodes x {c} channels x {bins} bins ({device})",
+        f"# mutual_information_adjacency: {bsz} x {n} nodes x {c} channels x {bins} bins, float32, {device}",
         "",
-        f"commit {meta['commit']}, {meta['timestamp']}, torch {meta['torch']}, triton {meta['triton']}, "
-        f"{meta['device_name']}, {meta['cpu_threads']} threads. Naive joint tensor: {joint_gb:.2f} GB.",
+        f"{meta['device_name']}; commit {meta['commit']}; {meta['time_utc']} UTC; torch {meta['torch']}; "
+        f"triton {meta['triton']}; {meta['torch_threads']} threads; load average {meta['load_average_1m_at_start']}.",
+        f"Headline statistic: **{stat.replace('_ms', '')}** (see benchmarks/README.md). The naive joint tensor "
+        f"is {joint_gb:.2f} GB. Issue target on an H200 for 8 x 3136 x 64 x 16: <= {TARGET_MS:.0f} ms and "
+        f"<= {TARGET_MB:.0f} MB (naive: 505 ms, 25 GB).",
         "",
-        f"| provider | mode | median ms | min ms | max ms | peak MB | max abs diff vs {ref_name} |",
+        "Agreement (before timing; relative max error vs the float64 naive formula on 2 x 37 nodes, output / "
+        "input gradient): " + "; ".join(f"{k} {v['rel_err_out']:.1e} / {v['rel_err_grad']:.1e}"
+                                          for k, v in errors.items()),
+        "",
+        f"| provider | mode | {stat.replace('_ms', '')} ms | median ms | p20-p80 ms | peak MB "
+        f"| max abs diff vs {first_name} |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['provider']} | {r['mode']} | {r['median_ms']:.2f} | {r['min_ms']:.2f} | {r['max_ms']:.2f} "
-                     f"| {r['peak_mb']:.1f} | {r['max_abs_diff_vs_' + ref_name]:.2e} |")
-    (RESULTS / f"mutual_information_{tag}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
-
-def _triton_version() -> str | None:
-    try:
-        import triton
-
-        return triton.__version__
-    except Exception:
-        return None
+        if "disagrees" in r:
+            lines.append(f"| {r['provider']} | - | disagrees | | | | |")
+            continue
+        lines.append(
+            f"| {r['provider']} | {r['mode']} | {fmt(r[stat])} | {fmt(r['median_ms'])} | "
+            f"{fmt(r['p20_ms'])}-{fmt(r['p80_ms'])} | {fmt(r['peak_mb'], 1)} | "
+            f"{r[f'max_abs_diff_vs_{first_name}']:.1e} |"
+        )
+    md = "\n".join(lines) + "\n"
+    jp, mp = write_results(name, {"meta": meta, "agreement": errors, "results": rows}, md,
+                           Path(args.out) if args.out else None)
+    print(md)
+    print(f"wrote {jp} and {mp}")
+    if bad:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -345,6 +345,13 @@ def test_joint_entropy_backward_matches_autograd():
     assert_close(a1.grad, a2.grad)
 
 
+def test_empty_bins_finite_grad():
+    # 3 samples, 32 bins: most bins receive no mass (truncated memberships, p = 0, P = 0)
+    x = torch.randn(2, 5, 3, requires_grad=True)
+    mia(x, bins=32, normalized="geometric", top_k=2).sum().backward()
+    assert bool(x.grad.isfinite().all())
+
+
 def test_hard_mode_has_no_grad():
     x = torch.randn(1, 4, 10, requires_grad=True)
     assert not mia(x, bandwidth=0).requires_grad
