@@ -305,3 +305,14 @@ def test_torch_backend_never_materialises_edge_by_feature_tensors(weighted: bool
     bound = max(n * k * f, e * k) * 2
     assert e * k * f >= 8 * bound  # the bound is meaningful
     assert mode.max_numel <= bound, f"{mode.op} produced {mode.max_numel} elements (E*K*F = {e * k * f})"
+
+
+def test_single_head_2d_inputs_match_3d() -> None:
+    x, a_s, a_d, w = _inputs(torch.float64, k=1, f=3)
+    out, attn = ops.attention_aggregate(x[:, 0], a_s[:, 0], a_d[:, 0], EI, w[:, 0], return_attention=True)
+    out3, attn3 = ops.attention_aggregate(x, a_s, a_d, EI, w[:, 0], return_attention=True)
+    assert out.shape == (N, 3) and attn.shape == (EI.size(1),)
+    assert_close(out, out3[:, 0])
+    assert_close(attn, attn3[:, 0])
+    e_out, _ = ref.ref_attention_aggregate(x, a_s, a_d, EI, w[:, 0])
+    assert_close(out, e_out[:, 0])
