@@ -42,7 +42,7 @@ KERNELS: dict[str, dict[str, Callable | str]] = {
         "torch": f"graphvision.ops._torch:{name}",
         "triton": "<scan>",
         "torch_scatter": f"graphvision.ops._scatter_backends:{name}",
-        "torch_sparse": f"graphvision.ops._scatter_backends:{name}",
+        "torch_sparse": f"graphvision.ops._scatter_backends:TORCH_SPARSE.{name}",
     }
     for name in (
         "spmm_csr",
@@ -110,7 +110,9 @@ def get_kernel(name: str, backend: str) -> Callable | None:
     else:
         mod_name, attr = entry.split(":")
         try:
-            fn = getattr(importlib.import_module(mod_name), attr, None)
+            fn = importlib.import_module(mod_name)
+            for part in attr.split("."):
+                fn = getattr(fn, part, None)
         except ImportError as exc:
             fn = None
             _missing_reason[key] = f"{mod_name} failed to import: {exc}"

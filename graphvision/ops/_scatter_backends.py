@@ -38,14 +38,6 @@ def _ts():  # noqa: ANN202
     return torch_scatter
 
 
-def _have_torch_sparse() -> bool:
-    try:
-        import torch_sparse  # noqa: F401
-    except Exception:
-        return False
-    return True
-
-
 def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor, Tensor | None]:
     """``torch_scatter.segment_csr``; empty rows give 0 and arg -1."""
     ts = _ts()
@@ -90,8 +82,7 @@ def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> T
     return (o * (g - ts.gather_csr(dot, rowptr))).to(out.dtype)
 
 
-def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> Tensor:
-    """Weighted CSR SpMM: ``torch_sparse.matmul`` when installed, else gather + ``segment_csr``."""
+def _spmm(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor, use_torch_sparse: bool) -> Tensor:
     n_src, k, f = x.shape
     n_dst = rowptr.numel() - 1
     e = col.numel()
@@ -100,7 +91,7 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
     acc = _acc(x.dtype)
     rowptr, col = rowptr.long(), col.long()
     xa = x.to(acc)
-    if _have_torch_sparse():
+    if use_torch_sparse:
         from torch_sparse import SparseTensor
 
         if weight is None or weight.dim() == 1:
@@ -115,11 +106,15 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
             outs.append(a @ xa[:, h])
         return torch.stack(outs, 1).to(x.dtype)
     ts = _ts()
-    msg = xa[col]
+    msg = xa.index_select(0, col)  # (E, K, F): what torch_scatter's gather + segment does
     if weight is not None:
         msg = msg * (weight.to(acc)[:, None, None] if weight.dim() == 1 else weight.to(acc)[:, :, None])
-    out = ts.segment_csr(msg, rowptr, reduce="sum")
-    return out.to(x.dtype)
+    return ts.segment_csr(msg, rowptr, reduce="sum").to(x.dtype)
+
+
+def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> Tensor:
+    """torch_scatter: gather of the source rows + ``segment_csr`` sum (an ``E x K x F`` message tensor)."""
+    return _spmm(rowptr, col, weight, x, use_torch_sparse=False)
 
 
 def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -135,8 +130,9 @@ def attention_forward_csr(
     alpha_dst: Tensor,
     weight: Tensor | None,
     negative_slope: float,
+    use_torch_sparse: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """GAT aggregation with ``gather_csr`` / segment softmax / :func:`spmm_csr` of this backend."""
+    """GAT aggregation with ``gather_csr`` / segment softmax / the SpMM of this backend."""
     ts = _ts()
     e = col.numel()
     acc = _acc(x.dtype)
@@ -147,7 +143,7 @@ def attention_forward_csr(
     attn = segment_softmax_csr(rowptr, torch.nn.functional.leaky_relu(logits, negative_slope))
     k = x.size(1)
     w = attn if weight is None else attn * _torch._heads_weight(weight, e, k, acc, x.device)
-    return spmm_csr(rowptr, col, w, x.to(acc)).to(x.dtype), attn.to(x.dtype)
+    return _spmm(rowptr, col, w, x.to(acc), use_torch_sparse).to(x.dtype), attn.to(x.dtype)
 
 
 def attention_backward_csr(
@@ -163,6 +159,7 @@ def attention_backward_csr(
     attn: Tensor,
     grad_out: Tensor,
     negative_slope: float,
+    use_torch_sparse: bool = False,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
     """Backward built from this backend's segment ops and SpMM."""
     ts = _ts()
@@ -173,7 +170,7 @@ def attention_backward_csr(
     a, go = attn.to(acc), grad_out.to(acc)
     w = None if weight is None else _torch._heads_weight(weight, e, k, acc, x.device)
     coef = a if w is None else a * w
-    grad_x = spmm_csr(rowptr_t, col_t, coef[perm_t], go)
+    grad_x = _spmm(rowptr_t, col_t, coef.index_select(0, perm_t), go, use_torch_sparse)
     g = _torch.sddmm_csr(rowptr, col, go, x.to(acc))
     grad_w = None
     if weight is not None:
@@ -197,3 +194,32 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
     msg = weights[:, :, None] * x.to(acc)[:, None, :]
     out = ts.segment_csr(msg, ptr.long(), reduce="sum")
     return out.to(x.dtype), weights.to(gate.dtype)
+
+
+class _TorchSparse:
+    """The ``"torch_sparse"`` backend: as above, with ``torch_sparse.matmul`` for every SpMM."""
+
+    @staticmethod
+    def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> Tensor:
+        """``torch_sparse.SparseTensor @ x`` (one product per head for per-head weights)."""
+        return _spmm(rowptr, col, weight, x, use_torch_sparse=True)
+
+    @staticmethod
+    def attention_forward_csr(*args, **kwargs):  # noqa: ANN002, ANN003, ANN205
+        """:func:`attention_forward_csr` with the torch_sparse SpMM."""
+        return attention_forward_csr(*args, **kwargs, use_torch_sparse=True)
+
+    @staticmethod
+    def attention_backward_csr(*args, **kwargs):  # noqa: ANN002, ANN003, ANN205
+        """:func:`attention_backward_csr` with the torch_sparse SpMM."""
+        return attention_backward_csr(*args, **kwargs, use_torch_sparse=True)
+
+    sddmm_csr = staticmethod(sddmm_csr)
+    segment_softmax_csr = staticmethod(segment_softmax_csr)
+    segment_softmax_backward_csr = staticmethod(segment_softmax_backward_csr)
+    segment_reduce_csr = staticmethod(segment_reduce_csr)
+    attention_pool_ptr = staticmethod(attention_pool_ptr)
+
+
+#: Kernel namespace of the ``"torch_sparse"`` backend (looked up by :mod:`graphvision.ops._dispatch`).
+TORCH_SPARSE = _TorchSparse
