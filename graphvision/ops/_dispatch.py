@@ -56,7 +56,11 @@ KERNELS: dict[str, dict[str, Callable | str]] = {
     )
 }
 
-#: Backends tried by ``"auto"``, per device type, fastest first.
+#: Backends tried by ``"auto"``, per device type, fastest first. On the CPU ``"torch"`` was the
+#: fastest for every op (2-core CPU, B=16 28x28 8-neighbour grid, C=64, K=4, median ms of
+#: torch / torch_scatter / torch_sparse): spmm fwd 2.8 / 34.8 / 11.0, fwd+bwd 7.0 / 48.2 / 30.5;
+#: attention_aggregate fwd 10.0 / 28.9 / 21.9, fwd+bwd 35.5 / 90.0 / 96.8; segment_softmax
+#: 5.6 / 18.3 / 11.3; scatter sum 1.3 / 10.4 / 11.4 (the segment backends sort per call).
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("torch",),
     "cuda": ("triton", "torch"),
