@@ -8,9 +8,16 @@ is the reference the Triton kernels are tested against.
 Half and bfloat16 inputs are accumulated in float32 and the result cast back. Empty graphs and
 rows without edges give 0.
 
-Memory: no function materialises an ``E x F`` tensor in full. Gathers that would (the SDDMM,
-the reference gather-scatter) are chunked over edges so the peak stays ``O(N * F + E * K)``;
-the weighted sums run through ``torch.sparse`` CSR matmul, one head at a time.
+Memory: no function materialises an ``E x F`` tensor. The weighted sums run through
+``torch.sparse`` CSR matmul (one product per head for per-head weights), the SDDMMs of the
+backward through ``torch.sparse.sampled_addmm`` (with a chunked gather as fallback, bounded to
+``max(N * K * F, 4M)`` elements per chunk), the segment softmax and the per-node gradient sums
+through ``torch.segment_reduce`` on the sorted rows. Peak memory is ``O(N * K * F + E * K)``
+(tested with a dispatch-mode probe in ``tests/ops/test_ops_properties.py``).
+
+Speed (2-core CPU, B=8 56x56 8-neighbour grid, C=64, K=4; process time, one thread): the
+attention forward takes 26 ms and 10 MiB above baseline against 112 ms / 107 MiB for PyG's
+GATConv with torch_scatter (forward + backward 94 ms / 21 MiB against 286 ms / 200 MiB).
 
 Determinism: on the CPU every function here is deterministic. On CUDA, the ``index_add_`` /
 ``scatter_reduce`` calls use atomics and the float sums may differ in the last bits between runs
