@@ -215,6 +215,7 @@ def _(rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, neg
 
 def _attention_setup(ctx, inputs, output) -> None:  # noqa: ANN001
     rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, negative_slope, backend = inputs
+    ctx.set_materialize_grads(False)  # an unused attention output brings no gradient work
     ctx.negative_slope = negative_slope
     ctx.backend = backend
     ctx.save_for_backward(rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, output[1])
@@ -271,7 +272,7 @@ def _attention_backward(ctx, grad_out: Tensor | None, grad_attn: Tensor | None):
         row = row_index(rowptr.long(), e)
         ge = torch.ops.graphvision.segment_softmax_backward(rowptr, attn, grad_attn.contiguous(), ctx.backend)
         logits = alpha_src.index_select(0, col) + alpha_dst.index_select(0, row)
-        ge = torch.where(logits > 0, ge, ge * slope)
+        ge = torch.ops.aten.leaky_relu_backward(ge, logits, slope, False)
         grad_as = grad_as + ge.new_zeros(alpha_src.shape).index_add_(0, col.long(), ge).to(grad_as.dtype)
         grad_ad = grad_ad + ge.new_zeros(alpha_dst.shape).index_add_(0, row, ge).to(grad_ad.dtype)
     return None, None, None, None, None, grad_x, grad_as, grad_ad, grad_w, None, None
@@ -293,6 +294,7 @@ def _(ptr, x, gate, backend):  # noqa: ANN001, ANN202
 
 def _pool_setup(ctx, inputs, output) -> None:  # noqa: ANN001
     ptr, x, gate, backend = inputs
+    ctx.set_materialize_grads(False)
     ctx.backend = backend
     ctx.save_for_backward(ptr, x, output[1])
 

@@ -180,7 +180,7 @@ def attention_backward_csr(
     grad_e = segment_softmax_backward_csr(rowptr, a, g)
     row = row_index(rowptr, e)
     logits = alpha_src.to(acc)[col] + alpha_dst.to(acc)[row]
-    grad_e = torch.where(logits > 0, grad_e, grad_e * negative_slope)
+    grad_e = torch.ops.aten.leaky_relu_backward(grad_e, logits, negative_slope, False)
     grad_as = ts.scatter(grad_e, col, dim=0, dim_size=n_src, reduce="sum") if e else grad_e.new_zeros(n_src, k)
     grad_ad = ts.segment_csr(grad_e.contiguous(), rowptr, reduce="sum")
     return grad_x.to(x.dtype), grad_as.to(alpha_src.dtype), grad_ad.to(alpha_dst.dtype), grad_w

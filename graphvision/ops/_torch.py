@@ -307,7 +307,7 @@ def attention_backward_csr(
         g = g * w
     grad_e = segment_softmax_backward_csr(rowptr, a, g)
     logits = alpha_src.to(acc).index_select(0, col) + alpha_dst.to(acc).index_select(0, row)
-    grad_e = torch.where(logits > 0, grad_e, grad_e * negative_slope)
+    grad_e = torch.ops.aten.leaky_relu_backward(grad_e, logits, negative_slope, False)
     if e == 0:
         grad_as, grad_ad = grad_e.new_zeros(n_src, k), grad_e.new_zeros(n_dst, k)
     else:
