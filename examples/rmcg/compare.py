@@ -102,6 +102,53 @@ def markdown_table(summary: dict[str, Any], title: str) -> str:
     return "\n".join(lines)
 
 
+def measure_speed(
+    models: list[str], image_size: int = 50, batch_size: int = 32, repeats: int = 3, steps: int = 2,
+    device: str = "cpu", **model_kwargs: Any,
+) -> dict[str, dict[str, float]]:
+    """Training throughput (images/s, forward + backward + AdamW step) of each model on random batches.
+
+    The models are timed in turn, ``repeats`` rounds (interleaved, so a machine shared with other
+    jobs slows them alike); each round times ``steps`` steps after one warm-up step. Returns the
+    median and the min/max over rounds.
+    """
+    import torch
+
+    from rmcg.models import GRAPH_MODELS, create_model, regularized_loss
+
+    dev = torch.device(device)
+    x = torch.randn(batch_size, 3, image_size, image_size, device=dev)
+    y = torch.randint(0, 2, (batch_size,), device=dev)
+    built = {}
+    for name in models:
+        kw = dict(model_kwargs) if name in GRAPH_MODELS else {k: v for k, v in model_kwargs.items() if k == "width"}
+        torch.manual_seed(0)
+        model = create_model(name, 2, **kw).to(dev).train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        built[name] = (model, opt)
+    times: dict[str, list[float]] = {name: [] for name in models}
+
+    def step(model, opt) -> None:
+        loss = regularized_loss(model(x), y, model.last_layer, 1e-3)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for name, (model, opt) in built.items():
+        step(model, opt)  # warm-up
+    for _ in range(repeats):
+        for name, (model, opt) in built.items():
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                step(model, opt)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            times[name].append(batch_size * steps / (time.perf_counter() - t0))
+    return {n: {"median": statistics.median(v), "min": min(v), "max": max(v)} for n, v in times.items()}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -116,7 +163,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--rerun", action="store_true", help="rerun runs whose metrics.json exists")
     p.add_argument("--title", default=None, help="table title")
+    p.add_argument("--speed", nargs="*", default=None, metavar="MODEL",
+                   help="only measure training images/s of these models (default rmcg resnet18) and exit")
+    p.add_argument("--speed-image-size", type=int, default=50)
+    p.add_argument("--speed-batch-size", type=int, default=32)
+    p.add_argument("--speed-width", type=int, default=64)
+    p.add_argument("--speed-repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="device of --speed")
     args = p.parse_args(argv)
+    if args.speed is not None:
+        import torch
+
+        torch.set_flush_denormal(True)
+        names = args.speed or ["rmcg", "resnet18"]
+        res = measure_speed(names, args.speed_image_size, args.speed_batch_size, args.speed_repeats,
+                            device=args.device, width=args.speed_width)
+        info = {"device": args.device, "threads": torch.get_num_threads(), "image_size": args.speed_image_size,
+                "batch_size": args.speed_batch_size, "width": args.speed_width, "torch": torch.__version__,
+                "images_per_sec": res}
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / f"speed_{args.device.replace(':', '')}.json").write_text(json.dumps(info, indent=2))
+        for n, r in res.items():
+            print(f"{n:>14}: {r['median']:.1f} img/s (min {r['min']:.1f}, max {r['max']:.1f})")
+        return info
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures: dict[str, str] = {}

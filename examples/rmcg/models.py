@@ -271,9 +271,9 @@ class GraphClassifier(nn.Module):
       (top-k neighbours per node, MI edge weights; one graph per image), linear input layer,
       ``AttentionGCNConv`` layers with initial residual, ``AttentionPooling``.
 
-    ``forward(image, explain=True)`` also returns per-node maps ``(B, h, w)``: the pooling scores
-    and the attention each node receives from its neighbours in the last convolution (rmcg), the
-    node feature norm (grid baselines).
+    ``forward(image, explain=True)`` also returns per-node maps ``(B, h, w)``: the pooling scores and the
+    total attention the other nodes pay to each node in the last convolution (rmcg; mean over
+    heads, self-loops excluded), the node feature norm (grid baselines).
     """
 
     def __init__(
@@ -375,9 +375,9 @@ class GraphClassifier(nn.Module):
             elif explain and i == len(self.convs) - 1:
                 out, (att_ei, att) = conv(h_in, edge_index, edge_weight, x0=x0, return_attention=True)
                 a = att.mean(-1)  # mean over heads, (E + N,)
-                keep = att_ei[0] != att_ei[1]  # attention received from the other nodes
+                keep = att_ei[0] != att_ei[1]  # attention the other nodes pay to each node (as a source)
                 node_attention = torch.zeros(b * n, device=x.device, dtype=a.dtype).index_add_(
-                    0, att_ei[1][keep], a[keep]
+                    0, att_ei[0][keep], a[keep]
                 )
             else:
                 out = conv(h_in, edge_index, edge_weight, x0=x0)

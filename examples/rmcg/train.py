@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-cache", action="store_true", help="decode images every epoch instead of caching them")
     d.add_argument("--workers", type=int, default=0, help="DataLoader workers (with --no-cache)")
     d.add_argument("--no-augment", action="store_true", help="disable rotations/translations")
+    d.add_argument("--rotate", default=None, action=argparse.BooleanOptionalAction,
+                   help="random 90/180/270 degree rotations (default: on, off for the digits, where 6 and 9 differ)")
     d.add_argument("--max-shift", type=float, default=0.1, help="largest translation, fraction of the image size")
     d.add_argument("--flip", action="store_true", help="add random horizontal/vertical flips")
 
@@ -73,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--model", default="rmcg", choices=MODELS)
     m.add_argument("--backbone", default="resnet18", choices=("resnet18", "alexnet"), help="features of gcnii / ecc")
     m.add_argument("--feature-level", default="layer2", choices=FEATURE_LEVELS, help="ResNet18 stage that becomes the pixel graph")
-    m.add_argument("--width", type=int, default=64, help="ResNet18 stem width (64 = standard; 32 = quarter compute)")
+    m.add_argument("--width", type=int, default=None,
+                   help="ResNet18 stem width: 64 = standard ResNet18 (default), 32 = a quarter of the compute "
+                        "(default for the built-in digits)")
     m.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision, when installed and available")
     m.add_argument("--hidden", type=int, default=64)
     m.add_argument("--num-layers", type=int, default=2, help="graph convolution layers")
@@ -85,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--graph", default=None, choices=("grid", "mi"), help="override the pixel graph (default: mi for rmcg, grid otherwise)")
 
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int, default=4)
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--epochs", type=int, default=6)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay on all weights (0: off)")
     t.add_argument("--lambda-l2", type=float, default=1e-3, help="lambda of the lambda/2*||W_last||^2 loss term")
     t.add_argument("--seed", type=int, default=0)
@@ -385,6 +389,9 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
         raise ValueError(f"Expected --epochs >= 1 and --batch-size >= 1 (got {args.epochs}, {args.batch_size})")
 
     image_size = args.image_size or (32 if args.data is None else None)
+    rotate = args.rotate if args.rotate is not None else args.data is not None
+    if args.width is None:  # the digits demo uses a half-width ResNet18 so it runs in about two minutes
+        args.width = 32 if args.data is None else 64
     classes, sets, notes = build_datasets(
         args.data, image_size, seed=args.seed, magnification=args.magnification, test_data=args.test_data,
         breakhis_task=args.breakhis_task, cache=not args.no_cache, limit=args.limit,
@@ -460,7 +467,7 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
             images, labels, _ = batch
             x = normalize(images, norm, env.device)
             if not args.no_augment:
-                x = augment_batch(x, aug, rotate=True, max_shift=args.max_shift, flip=args.flip)
+                x = augment_batch(x, aug, rotate=rotate, max_shift=args.max_shift, flip=args.flip)
             y = labels.to(env.device)
             logits = model(x)
             loss = regularized_loss(logits, y, last_layer, args.lambda_l2)
