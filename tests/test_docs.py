@@ -155,7 +155,8 @@ def test_md_to_rst_results_table_is_clean_rest() -> None:
 
 
 _MD_PIECES = list("ab _*`|#-[]()<>!:\\\n1.") + [
-    "**", "```", "| a | b |\n|---|---|\n", "\n- ", "\n1. ", "# ", "http://x.y",
+    "**", "```", "| a | b |\n|---|---|\n", "\n- ", "\n1. ", "# ", "http://x.y", "[t](http://u)", "![i](p.png)",
+    "~~~", "> ", "::", "=", "^", "    ", "\n\n",
 ]
 
 

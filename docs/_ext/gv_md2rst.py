@@ -17,13 +17,13 @@ _HEADING_CHARS = "-~^\"'"
 _INLINE = re.compile(
     r"(?P<code>`+)(?P<code_body>.+?)(?P=code)"
     r"|!\[(?P<img_alt>[^\]]*)\]\((?P<img_url>[^)\s]+)\)"
-    r"|\[(?P<link_text>[^\]]+)\]\((?P<link_url>[^)\s]+)\)"
+    r"|\[(?P<link_text>[^\]\[*_`|<>\\]+)\]\((?P<link_url>[^)\s`<>]+)\)"
     r"|\*\*(?P<bold>[^*]+?)\*\*"
     r"|__(?P<bold2>[^_]+?)__"
     r"|(?<![\w*])\*(?P<ital>[^*\s][^*]*?)\*(?![\w*])"
     r"|(?<![\w_])_(?P<ital2>[^_\s][^_]*?)_(?![\w_])"
     r"|<br\s*/?>"
-    r"|(?P<url>https?://[^\s<>)|]+)"
+    r"|(?P<url>https?://[^\s<>)|`*\[\]\\]+)"
 )
 
 
@@ -52,9 +52,11 @@ def inline(text: str) -> str:
             label = m.group("link_text").replace("`", "").replace("<", "").replace(">", "")
             out.append(f"`{label} <{m.group('link_url')}>`__")
         elif m.group("bold") or m.group("bold2"):
-            out.append(f"**{_escape(m.group('bold') or m.group('bold2')).strip()}**")
+            body = _escape((m.group("bold") or m.group("bold2")).strip())
+            out.append(f"**{body}**" if body and not body.endswith("\\") else _escape(m.group(0)))
         elif m.group("ital") or m.group("ital2"):
-            out.append(f"*{_escape(m.group('ital') or m.group('ital2')).strip()}*")
+            body = _escape((m.group("ital") or m.group("ital2")).strip())
+            out.append(f"*{body}*" if body and not body.endswith("\\") else _escape(m.group(0)))
         elif m.group("url"):
             out.append(f"`{m.group('url')} <{m.group('url')}>`__")
         else:  # <br>
