@@ -21,6 +21,13 @@ def _arange_like(n: int, ref: Tensor) -> Tensor:
     return torch.arange(n, device=ref.device, dtype=torch.int64)
 
 
+def _stable_argsort(keys: Tensor, bound: int) -> Tensor:
+    """Stable argsort of int64 ``keys`` in ``[0, bound)``; sorts int32 copies when they fit (about 2x faster)."""
+    if bound < 2**31:
+        return torch.argsort(keys.int(), stable=True)
+    return torch.argsort(keys, stable=True)  # pragma: no cover - more than 2**31 nodes
+
+
 def csr_from_edge_index(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor]:
     """Return ``(rowptr, col, perm)`` of the target-sorted CSR of ``edge_index``.
 
@@ -29,7 +36,7 @@ def csr_from_edge_index(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Ten
     """
     src = edge_index[0].long()
     dst = edge_index[1].long()
-    perm = torch.argsort(dst, stable=True)
+    perm = _stable_argsort(dst, num_nodes)
     col = src[perm]
     rowptr = torch.searchsorted(dst[perm], _arange_like(num_nodes + 1, dst))
     return rowptr, col, perm
@@ -68,7 +75,7 @@ def transpose_csr(rowptr: Tensor, col: Tensor, num_src_nodes: int) -> tuple[Tens
     """
     col = col.long()
     row = row_index(rowptr, col.numel())
-    perm_t = torch.argsort(col, stable=True)
+    perm_t = _stable_argsort(col, num_src_nodes)
     col_t = row[perm_t]
     rowptr_t = torch.searchsorted(col[perm_t], _arange_like(num_src_nodes + 1, col))
     return rowptr_t, col_t, perm_t
