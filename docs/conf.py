@@ -99,11 +99,9 @@ html_theme = "furo"
 html_title = f"graphvision {release}"
 html_static_path = ["_static"]
 html_css_files = ["custom.css"]
-html_theme_options = {
-    "source_repository": "https://github.com/graphvision/graphvision/",
-    "source_branch": "main",
-    "source_directory": "docs/",
-}
+# No "edit this page" links: set furo's source_repository / source_branch / source_directory here
+# once the project has a public repository URL.
+html_theme_options: dict[str, str] = {}
 
 # -- Warnings ----------------------------------------------------------------------------------
 # Warnings are errors in CI (-W). Torch emits import-time warnings of its own; they are not ours.
