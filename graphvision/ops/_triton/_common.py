@@ -30,6 +30,18 @@ def next_pow2(n: int) -> int:
     return 1 << (n - 1).bit_length()
 
 
+#: Smallest tile width along the feature / head axis. Triton 3.6 fails to compile (sm_90,
+#: ``TritonGPURemoveLayoutConversions``: "mask type matches ptr type") tiles of shape (32, 1);
+#: found by the H200 run of benchmarks/run_gpu.sh and reproduced on the CPU by compiling
+#: ahead of time for sm_90 (tests/ops/test_triton_aot_compile.py). Masked lanes cost nothing.
+MIN_LANES = 16
+
+
+def lane_block(n: int, max_block: int, min_block: int = MIN_LANES) -> int:
+    """Tile width for an axis of ``n`` lanes: next power of two, clamped to ``[min_block, max_block]``."""
+    return max(min_block, min(next_pow2(n), max_block))
+
+
 def cdiv(a: int, b: int) -> int:
     """Ceiling division."""
     return -(-a // b)

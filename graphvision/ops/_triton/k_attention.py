@@ -41,6 +41,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    lane_block,
     acc_type,
     cdiv,
     check_device,
@@ -268,24 +269,34 @@ if HAS_TRITON:
         for d in range(0, tl.max(deg, axis=0)):
             emask = d < deg
             q = start + d
+            m2 = emask[:, None] & fmask[None, :]
             i = tl.load(col_t_ptr + q, mask=emask, other=0).to(tl.int64)
             p = tl.load(perm_t_ptr + q, mask=emask, other=0).to(tl.int64)
-            c = tl.load(attn_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
+            # The per-edge coefficient is loaded as a 2-D tile broadcast over the feature lanes
+            # (same address in every lane, so no extra memory traffic): Triton 3.6 fails to
+            # compile this loop for sm_90 when it mixes 1-D masked loads and the 2-D tile
+            # ("mask type matches ptr type"). Found by tests/ops/test_triton_aot_compile.py.
+            pk = (p * K + k)[:, None] + fo[None, :] * 0
+            c = tl.load(attn_ptr + pk, mask=m2, other=0.0).to(ACC)
             if W_MODE == 1:
-                c = c * tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
+                c = c * tl.load(w_ptr + p[:, None] + fo[None, :] * 0, mask=m2, other=0.0).to(ACC)
             elif W_MODE == 2:
-                c = c * tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
-            gas += tl.load(ds_ptr + p * K + k, mask=emask, other=0.0)
-            g = tl.load(
-                gout_ptr + (i * K + k)[:, None] * F + fo[None, :], mask=emask[:, None] & fmask[None, :], other=0.0
-            ).to(ACC)
-            acc += c[:, None] * g
+                c = c * tl.load(w_ptr + pk, mask=m2, other=0.0).to(ACC)
+            g = tl.load(gout_ptr + (i * K + k)[:, None] * F + fo[None, :], mask=m2, other=0.0).to(ACC)
+            acc += c * g
         tl.store(
             gx_ptr + (rows * K + k)[:, None] * F + fo[None, :],
             acc.to(gx_ptr.dtype.element_ty),
             mask=rmask[:, None] & fmask[None, :],
         )
-        tl.store(gasrc_ptr + rows * K + k, gas.to(gasrc_ptr.dtype.element_ty), mask=rmask & (rows * 0 + pid_f == 0))
+        # grad of alpha_src in a loop of its own (feature block 0 only): Triton 3.6 miscompiles
+        # (sm_90, RemoveLayoutConversions) a loop that carries this 1-D sum beside the 2-D tile.
+        if pid_f == 0:
+            for d in range(0, tl.max(deg, axis=0)):
+                emask = d < deg
+                p = tl.load(perm_t_ptr + start + d, mask=emask, other=0).to(tl.int64)
+                gas += tl.load(ds_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
+            tl.store(gasrc_ptr + rows * K + k, gas.to(gasrc_ptr.dtype.element_ty), mask=rmask)
 
 
 def _check_common(
@@ -365,7 +376,7 @@ def attention_forward_csr(
         feats_grid = 1  # still launch once to write attn
     else:
         feats_grid = None
-    block_f = min(next_pow2(feats), MAX_BLOCK_F)
+    block_f = lane_block(feats, MAX_BLOCK_F)
     grid = (cdiv(n_dst, BLOCK_ROWS), heads, feats_grid or cdiv(feats, block_f))
     _attention_fwd_kernel[grid](
         rowptr,
@@ -507,11 +518,11 @@ def attention_backward_csr(
             F=feats,
             W_MODE=w_mode,
             BLOCK_R=BLOCK_ROWS,
-            BLOCK_F=min(next_pow2(feats), BWD_BLOCK_F),
+            BLOCK_F=lane_block(feats, BWD_BLOCK_F),
             ACC=acc_type(x.dtype), num_warps=NUM_WARPS,
         )
     if n_src > 0:
-        block_f = min(next_pow2(feats), MAX_BLOCK_F)
+        block_f = lane_block(feats, MAX_BLOCK_F)
         _attention_bwd_src_kernel[(cdiv(n_src, BLOCK_ROWS), heads, max(cdiv(feats, block_f), 1))](
             rowptr_t,
             col_t,

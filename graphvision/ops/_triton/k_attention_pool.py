@@ -21,6 +21,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    lane_block,
     acc_type,
     cdiv,
     check_device,
@@ -134,7 +135,7 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
         return out, weights
     if n == 0:
         return out.zero_(), weights
-    block_f = min(next_pow2(feats), MAX_BLOCK_F)
+    block_f = lane_block(feats, MAX_BLOCK_F)
     grid = (num_graphs, heads, max(cdiv(feats, block_f), 1))
     _attention_pool_kernel[grid](
         ptr, x, gate, out, weights, K=heads, F=feats, BLOCK_N=BLOCK_NODES, BLOCK_F=block_f,

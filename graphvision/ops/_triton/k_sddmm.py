@@ -18,6 +18,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    lane_block,
     acc_type,
     cdiv,
     check_device,
@@ -130,7 +131,7 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
         return out
     if feats == 0:
         return out.zero_()
-    block_f = min(next_pow2(feats), MAX_BLOCK_F)
+    block_f = lane_block(feats, MAX_BLOCK_F)
     grid = (cdiv(n_dst, BLOCK_ROWS), heads)
     _sddmm_csr_kernel[grid](
         rowptr, col, a, b, out, n_dst, K=heads, F=feats, BLOCK_R=BLOCK_ROWS, BLOCK_F=block_f,

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    lane_block,
     acc_type,
     cdiv,
     check_device,
@@ -148,7 +149,7 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
         if arg is not None:
             arg.fill_(-1)
         return shaped(out, arg)
-    block_f = min(next_pow2(feats), MAX_BLOCK_F)
+    block_f = lane_block(feats, MAX_BLOCK_F)
     grid = (cdiv(n_rows, BLOCK_ROWS), cdiv(feats, block_f))
     _segment_reduce_kernel[grid](
         rowptr,

@@ -156,7 +156,7 @@ def segment_softmax_csr(rowptr: Tensor, scores: Tensor) -> Tensor:
         return out.view(shape)
     n_rows = rowptr.numel() - 1
     _segment_softmax_fwd_kernel[(cdiv(n_rows, BLOCK_ROWS),)](
-        rowptr, s2, out, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads),
+        rowptr, s2, out, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=max(2, next_pow2(heads)),
         ACC=acc_type(s2.dtype), num_warps=NUM_WARPS,
     )
     return out.view(shape)
@@ -198,7 +198,7 @@ def segment_softmax_backward_csr(rowptr: Tensor, out: Tensor, grad: Tensor) -> T
         return gin.view(shape)
     n_rows = rowptr.numel() - 1
     _segment_softmax_bwd_kernel[(cdiv(n_rows, BLOCK_ROWS),)](
-        rowptr, o2, g2, gin, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=next_pow2(heads),
+        rowptr, o2, g2, gin, n_rows, K=heads, BLOCK_R=BLOCK_ROWS, BLOCK_K=max(2, next_pow2(heads)),
         ACC=acc_type(o2.dtype), num_warps=NUM_WARPS,
     )
     return gin.view(shape)

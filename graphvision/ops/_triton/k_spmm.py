@@ -23,6 +23,7 @@ from torch import Tensor
 
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import (
+    lane_block,
     acc_type,
     cdiv,
     check_device,
@@ -140,7 +141,7 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
         return out
     if num_edges == 0:
         return out.zero_()
-    block_f = min(next_pow2(feats), MAX_BLOCK_F)
+    block_f = lane_block(feats, MAX_BLOCK_F)
     grid = (cdiv(n_dst, BLOCK_ROWS), heads, cdiv(feats, block_f))
     _spmm_csr_kernel[grid](
         rowptr,
