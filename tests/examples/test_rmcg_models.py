@@ -109,7 +109,7 @@ def test_loss_term_is_half_lambda_squared_norm_of_last_weight(name: str) -> None
     ce = torch.nn.functional.cross_entropy(logits, target)
     total = M.regularized_loss(logits, target, last, lam)
     expected = lam / 2 * sum(float(w) ** 2 for w in last.weight.detach().flatten())
-    assert float(total - ce) == pytest.approx(expected, rel=1e-5)
+    assert (total - ce).item() == pytest.approx(expected, rel=1e-5)
     total.backward()
     torch.testing.assert_close(last.weight.grad, lam * last.weight.detach())  # d/dW of lambda/2 ||W||^2
     assert last.bias.grad is None  # the bias is not regularised

@@ -129,3 +129,30 @@ def test_torchrun_two_process_smoke(tmp_path: Path) -> None:
     assert proc.stdout.count("rmcg test") == 1  # only rank 0 reports and writes
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["epoch"] == 2 and len(ckpt["rng"]) == 2  # per-rank RNG states for an exact resume
+
+
+def test_compare_aggregates_seeds_into_a_table(tmp_path: Path) -> None:
+    from rmcg import compare as C
+
+    for model, accs in (("rmcg", (0.8, 0.9)), ("resnet18", (0.7, 0.7))):
+        for seed, acc in enumerate(accs):
+            run = tmp_path / model / f"seed{seed}"
+            run.mkdir(parents=True)
+            metrics = {"accuracy": acc, "precision_macro": acc, "recall_macro": acc, "f1_macro": acc}
+            (run / "metrics.json").write_text(json.dumps(
+                {"test": metrics, "val": metrics, "train_images_per_sec": 10.0 + seed, "num_parameters": 2_000_000}))
+    summary = C.aggregate(tmp_path, ["rmcg", "resnet18", "gcnii"], [0, 1])
+    assert summary["rmcg"]["accuracy"]["mean"] == pytest.approx(85.0)
+    assert summary["rmcg"]["accuracy"]["std"] == pytest.approx(7.0710678)  # sample std of 80, 90
+    assert summary["resnet18"]["accuracy"]["std"] == 0.0 and summary["gcnii"]["runs"] == 0
+    table = C.markdown_table(summary, "demo")
+    assert "| RMCG | 85.00 ± 7.07 | 85.00 ± 7.07 | 85.00 ± 7.07 | 85.00 ± 7.07 | 2 | 2.00 | 82.87 |" in table
+    assert "| GCNII | n/a | n/a | n/a | n/a | 0 | n/a | 81.59 |" in table
+
+
+def test_compare_speed_measurement() -> None:
+    from rmcg import compare as C
+
+    res = C.measure_speed(["rmcg", "resnet18"], image_size=16, batch_size=4, repeats=1, steps=1, width=8,
+                          hidden=8, heads=2, attention_heads=2, mi_topk=2)
+    assert set(res) == {"rmcg", "resnet18"} and all(r["median"] > 0 for r in res.values())
