@@ -105,8 +105,13 @@ def markdown_table(summary: dict[str, Any], title: str | None = None) -> str:
 
 
 def measure_speed(
-    models: list[str], image_size: int = 50, batch_size: int = 32, repeats: int = 3, steps: int = 2,
-    device: str = "cpu", **model_kwargs: Any,
+    models: list[str],
+    image_size: int = 50,
+    batch_size: int = 32,
+    repeats: int = 3,
+    steps: int = 2,
+    device: str = "cpu",
+    **model_kwargs: Any,
 ) -> dict[str, dict[str, float]]:
     """Training throughput (images/s, forward + backward + AdamW step) of each model on random batches.
 
@@ -136,7 +141,7 @@ def measure_speed(
         loss.backward()
         opt.step()
 
-    for name, (model, opt) in built.items():
+    for model, opt in built.values():
         step(model, opt)  # warm-up
     for _ in range(repeats):
         for name, (model, opt) in built.items():
@@ -157,7 +162,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     p.add_argument("--data", default=None, help="dataset root (default: scikit-learn digits)")
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -165,8 +172,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--rerun", action="store_true", help="rerun runs whose metrics.json exists")
     p.add_argument("--title", default=None, help="table title")
-    p.add_argument("--speed", nargs="*", default=None, metavar="MODEL",
-                   help="only measure training images/s of these models (default rmcg resnet18) and exit")
+    p.add_argument(
+        "--speed",
+        nargs="*",
+        default=None,
+        metavar="MODEL",
+        help="only measure training images/s of these models (default rmcg resnet18) and exit",
+    )
     p.add_argument("--speed-image-size", type=int, default=50)
     p.add_argument("--speed-batch-size", type=int, default=32)
     p.add_argument("--speed-width", type=int, default=64)
@@ -178,11 +190,23 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         torch.set_flush_denormal(True)
         names = args.speed or ["rmcg", "resnet18"]
-        res = measure_speed(names, args.speed_image_size, args.speed_batch_size, args.speed_repeats,
-                            device=args.device, width=args.speed_width)
-        info = {"device": args.device, "threads": torch.get_num_threads(), "image_size": args.speed_image_size,
-                "batch_size": args.speed_batch_size, "width": args.speed_width, "torch": torch.__version__,
-                "images_per_sec": res}
+        res = measure_speed(
+            names,
+            args.speed_image_size,
+            args.speed_batch_size,
+            args.speed_repeats,
+            device=args.device,
+            width=args.speed_width,
+        )
+        info = {
+            "device": args.device,
+            "threads": torch.get_num_threads(),
+            "image_size": args.speed_image_size,
+            "batch_size": args.speed_batch_size,
+            "width": args.speed_width,
+            "torch": torch.__version__,
+            "images_per_sec": res,
+        }
         Path(args.out).mkdir(parents=True, exist_ok=True)
         (Path(args.out) / f"speed_{args.device.replace(':', '')}.json").write_text(json.dumps(info, indent=2))
         for n, r in res.items():
@@ -199,8 +223,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             if (run / "metrics.json").is_file() and not args.rerun:
                 print(f"[compare] {model} seed {seed}: reusing {run / 'metrics.json'}", flush=True)
                 continue
-            cmd = [sys.executable, str(_HERE / "train.py"), "--model", model, "--seed", str(seed),
-                   "--epochs", str(args.epochs), "--out", str(run), "--no-progress", "--resume", *extra]
+            cmd = [
+                sys.executable,
+                str(_HERE / "train.py"),
+                "--model",
+                model,
+                "--seed",
+                str(seed),
+                "--epochs",
+                str(args.epochs),
+                "--out",
+                str(run),
+                "--no-progress",
+                "--resume",
+                *extra,
+            ]
             if args.data:
                 cmd += ["--data", args.data]
             print(f"[compare] {model} seed {seed}: {' '.join(cmd)}", flush=True)
@@ -209,7 +246,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             run.mkdir(parents=True, exist_ok=True)
             (run / "log.txt").write_text(proc.stdout + proc.stderr)
             if proc.returncode != 0:
-                failures[f"{model}/seed{seed}"] = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+                failures[f"{model}/seed{seed}"] = (
+                    proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"
+                )
                 print(f"[compare] {model} seed {seed} FAILED: {failures[f'{model}/seed{seed}']}", flush=True)
             else:
                 print(f"[compare] {model} seed {seed}: done in {time.time() - t0:.0f}s", flush=True)
@@ -220,8 +259,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         + (f"; train.py {' '.join(extra)}" if extra else "")
     )
     table = markdown_table(summary, title)
-    result = {"protocol": {"data": args.data, "epochs": args.epochs, "seeds": args.seeds, "train_args": extra},
-              "test": summary, "val": val_summary, "failures": failures, "wall_seconds": time.time() - started}
+    result = {
+        "protocol": {"data": args.data, "epochs": args.epochs, "seeds": args.seeds, "train_args": extra},
+        "test": summary,
+        "val": val_summary,
+        "failures": failures,
+        "wall_seconds": time.time() - started,
+    }
     (out / "results.json").write_text(json.dumps(result, indent=2))
     (out / "results.md").write_text(table + "\n\n" + markdown_table(val_summary, "Validation set (same runs)") + "\n")
     print(table)

@@ -127,7 +127,7 @@ def read_manifest(root: Path, manifest: Path) -> DatasetIndex:
         rows = list(reader)
     raw_labels = [r["label"].strip() for r in rows]
     names: dict[str, str] = {}
-    for r, lab in zip(rows, raw_labels):
+    for r, lab in zip(rows, raw_labels, strict=True):
         if r.get("label_name"):
             names.setdefault(lab, r["label_name"].strip())
     if all(re.fullmatch(r"-?\d+", lab) for lab in raw_labels):
@@ -137,7 +137,7 @@ def read_manifest(root: Path, manifest: Path) -> DatasetIndex:
     to_idx = {k: i for i, k in enumerate(keys)}
     classes = [names.get(k, k) for k in keys]
     samples = []
-    for r, lab in zip(rows, raw_labels):
+    for r, lab in zip(rows, raw_labels, strict=True):
         split = (r.get("split") or "").strip().lower() or None
         if split is not None and split not in SPLITS:
             raise ValueError(f"Expected split in {SPLITS} in {manifest} (got {split!r} for {r['path']})")
@@ -210,7 +210,11 @@ def read_class_folders(root: Path, magnification: str | None) -> DatasetIndex:
     for d in dirs:
         imgs = sorted(p for p in d.rglob("*") if _is_image(p))
         if mag is not None:
-            imgs = [p for p in imgs if any(_norm_mag(x) == mag for x in p.relative_to(d).parts[:-1] if _MAGNIFICATION.match(x))]
+            imgs = [
+                p
+                for p in imgs
+                if any(_norm_mag(x) == mag for x in p.relative_to(d).parts[:-1] if _MAGNIFICATION.match(x))
+            ]
         if not imgs:
             continue
         label = len(classes)
@@ -338,7 +342,9 @@ class ImageDataset(torch.utils.data.Dataset):
                     f"(got sizes {sorted({tuple(t.shape) for t in imgs})}); pass --image-size"
                 )
             samples = good
-            self.images = torch.stack(imgs) if imgs else torch.empty(0, 3, image_size or 1, image_size or 1, dtype=torch.uint8)
+            self.images = (
+                torch.stack(imgs) if imgs else torch.empty(0, 3, image_size or 1, image_size or 1, dtype=torch.uint8)
+            )
         self.samples = list(samples)
         self.labels = torch.tensor([s.label for s in self.samples], dtype=torch.long)
 
@@ -377,7 +383,7 @@ def collate_skip_none(batch: list) -> tuple[Tensor, Tensor, Tensor] | None:
     batch = [b for b in batch if b is not None]
     if not batch:
         return None
-    images, labels, idx = zip(*batch)
+    images, labels, idx = zip(*batch, strict=True)
     return torch.stack(images), torch.stack(labels), torch.tensor(idx)
 
 
@@ -391,8 +397,7 @@ def load_digits_dataset(image_size: int = 32, seed: int = 0) -> tuple[list[str],
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover
         raise ImportError(
-            "The default dataset needs scikit-learn (pip install scikit-learn, or '.[examples]'); "
-            "or pass --data DIR"
+            "The default dataset needs scikit-learn (pip install scikit-learn, or '.[examples]'); or pass --data DIR"
         ) from exc
     d = load_digits()
     x = torch.as_tensor(d.images, dtype=torch.float32).unsqueeze(1) * (255.0 / 16.0)
@@ -444,7 +449,8 @@ def build_datasets(
             test_index = discover(test_data, magnification, breakhis_task)
             if test_index.classes != index.classes:
                 raise ValueError(
-                    f"Expected the same classes in --test-data as in --data (got {test_index.classes} vs {index.classes})"
+                    f"Expected the same classes in --test-data as in --data "
+                    f"(got {test_index.classes} vs {index.classes})"
                 )
             for s in test_index.samples:
                 s.split = "test"

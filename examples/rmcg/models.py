@@ -65,8 +65,8 @@ class ResNet18(nn.Module):
 
     Output stride: layer1 4, layer2 8, layer3 16, layer4 32 (a 50x50 patch gives 13x13, 7x7, 4x4,
     2x2 maps). ``width`` is the stem width (64: the standard ResNet18; 32: a half-width variant with
-    about a quarter of the compute, for CPU experiments). ``features(x)`` returns the map; ``forward`` adds global average pooling and ``fc``
-    when ``num_classes`` is given.
+    about a quarter of the compute, for CPU experiments). ``features(x)`` returns the map;
+    ``forward`` adds global average pooling and ``fc`` when ``num_classes`` is given.
     """
 
     def __init__(
@@ -88,7 +88,9 @@ class ResNet18(nn.Module):
         inplanes = width
         for i, planes in enumerate(tuple(width * m for m in (1, 2, 4, 8))[:depth]):
             stride = 1 if i == 0 else 2
-            setattr(self, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes)))
+            setattr(
+                self, f"layer{i + 1}", nn.Sequential(BasicBlock(inplanes, planes, stride), BasicBlock(planes, planes))
+            )
             inplanes = planes
         self.depth = depth
         self.fc = nn.Linear(self.out_channels, num_classes) if num_classes is not None else None
@@ -101,9 +103,7 @@ class ResNet18(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != self.conv1.in_channels:
-            raise ValueError(
-                f"Expected 'image' of shape (B, {self.conv1.in_channels}, H, W) (got {tuple(x.shape)})"
-            )
+            raise ValueError(f"Expected 'image' of shape (B, {self.conv1.in_channels}, H, W) (got {tuple(x.shape)})")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for i in range(self.depth):
             x = getattr(self, f"layer{i + 1}")(x)
@@ -168,7 +168,9 @@ class AlexNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         if x.dim() != 4 or x.shape[1] != 3 or min(x.shape[-2:]) < 16:
-            raise ValueError(f"Expected 'image' of shape (B, 3, H, W) with H, W >= 16 for AlexNet (got {tuple(x.shape)})")
+            raise ValueError(
+                f"Expected 'image' of shape (B, 3, H, W) with H, W >= 16 for AlexNet (got {tuple(x.shape)})"
+            )
         return self.features_body(x)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -362,7 +364,7 @@ class GraphClassifier(nn.Module):
             x = F.relu(self.lin_in(F.dropout(x, self.dropout, self.training)))
         x0 = x
         node_attention = None
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms, strict=True)):
             h_in = F.dropout(x, self.dropout, self.training)
             if self.kind == "gcn":
                 out = conv(h_in, edge_index)
@@ -384,8 +386,9 @@ class GraphClassifier(nn.Module):
             x = F.relu(norm(out))
         scores = None
         if self.pool is not None:
-            pooled, scores = self.pool(x, torch.arange(b, device=x.device).repeat_interleave(n), num_graphs=b,
-                                       return_attention=True)
+            pooled, scores = self.pool(
+                x, torch.arange(b, device=x.device).repeat_interleave(n), num_graphs=b, return_attention=True
+            )
             scores = scores.mean(-1)
         else:
             pooled = _gv("global_mean_pool", "functional")(x)
@@ -467,7 +470,9 @@ def create_model(
         if name.startswith("resnet18-") or name == "rmcg":
             backbone = "resnet18"
         kind = {"resnet18-gcn": "gcn", "resnet18-gat": "gat", "ecc": "ecc", "gcnii": "gcnii", "rmcg": "rmcg"}[name]
-        model = GraphClassifier(kind, num_classes, backbone=backbone, feature_level=feature_level, width=width, **kwargs)
+        model = GraphClassifier(
+            kind, num_classes, backbone=backbone, feature_level=feature_level, width=width, **kwargs
+        )
         arch = backbone
     model.pretrained_status = load_pretrained(model.backbone, arch) if pretrained else "random init"
     return model

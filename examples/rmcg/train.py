@@ -54,11 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")
-    d.add_argument("--data", default=None, help="dataset root (MANIFEST.csv, Databiox, BreakHis, class folders); default: digits")
+    d.add_argument(
+        "--data", default=None, help="dataset root (MANIFEST.csv, Databiox, BreakHis, class folders); default: digits"
+    )
     d.add_argument("--test-data", default=None, help="separate test root (then --data is split into train/val)")
     d.add_argument("--magnification", default=None, help="Databiox / BreakHis magnification, e.g. 4X, 10X, 20X, 40X")
     d.add_argument("--breakhis-task", default="binary", choices=("binary", "subtype"))
-    d.add_argument("--image-size", type=int, default=None, help="resize images to SxS (default: 32 for digits, native otherwise)")
+    d.add_argument(
+        "--image-size", type=int, default=None, help="resize images to SxS (default: 32 for digits, native otherwise)"
+    )
     d.add_argument("--val-fraction", type=float, default=0.15)
     d.add_argument("--test-fraction", type=float, default=0.15)
     d.add_argument("--limit", type=int, default=None, help="at most this many images per split (smoke runs)")
@@ -66,19 +70,31 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-cache", action="store_true", help="decode images every epoch instead of caching them")
     d.add_argument("--workers", type=int, default=0, help="DataLoader workers (with --no-cache)")
     d.add_argument("--no-augment", action="store_true", help="disable rotations/translations")
-    d.add_argument("--rotate", default=None, action=argparse.BooleanOptionalAction,
-                   help="random 90/180/270 degree rotations (default: on, off for the digits, where 6 and 9 differ)")
+    d.add_argument(
+        "--rotate",
+        default=None,
+        action=argparse.BooleanOptionalAction,
+        help="random 90/180/270 degree rotations (default: on, off for the digits, where 6 and 9 differ)",
+    )
     d.add_argument("--max-shift", type=float, default=0.1, help="largest translation, fraction of the image size")
     d.add_argument("--flip", action="store_true", help="add random horizontal/vertical flips")
 
     m = p.add_argument_group("model")
     m.add_argument("--model", default="rmcg", choices=MODELS)
     m.add_argument("--backbone", default="resnet18", choices=("resnet18", "alexnet"), help="features of gcnii / ecc")
-    m.add_argument("--feature-level", default="layer2", choices=FEATURE_LEVELS, help="ResNet18 stage that becomes the pixel graph")
-    m.add_argument("--width", type=int, default=None,
-                   help="ResNet18 stem width: 64 = standard ResNet18 (default), 32 = a quarter of the compute "
-                        "(default for the built-in digits)")
-    m.add_argument("--pretrained", action="store_true", help="ImageNet weights from torchvision, when installed and available")
+    m.add_argument(
+        "--feature-level", default="layer2", choices=FEATURE_LEVELS, help="ResNet18 stage that becomes the pixel graph"
+    )
+    m.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="ResNet18 stem width: 64 = standard ResNet18 (default), 32 = a quarter of the compute "
+        "(default for the built-in digits)",
+    )
+    m.add_argument(
+        "--pretrained", action="store_true", help="ImageNet weights from torchvision, when installed and available"
+    )
     m.add_argument("--hidden", type=int, default=64)
     m.add_argument("--num-layers", type=int, default=2, help="graph convolution layers")
     m.add_argument("--heads", type=int, default=4)
@@ -86,7 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--mi-bins", type=int, default=8)
     m.add_argument("--mi-grad", action="store_true", help="back-propagate through the MI adjacency")
     m.add_argument("--mi-topk", type=int, default=8)
-    m.add_argument("--graph", default=None, choices=("grid", "mi"), help="override the pixel graph (default: mi for rmcg, grid otherwise)")
+    m.add_argument(
+        "--graph",
+        default=None,
+        choices=("grid", "mi"),
+        help="override the pixel graph (default: mi for rmcg, grid otherwise)",
+    )
 
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=int, default=6)
@@ -98,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     t.add_argument("--out", default="runs/rmcg", help="run directory")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
-    t.add_argument("--stop-after", type=int, default=None, help="stop after this many epochs (simulates an interruption)")
+    t.add_argument(
+        "--stop-after", type=int, default=None, help="stop after this many epochs (simulates an interruption)"
+    )
     t.add_argument("--eval-every", type=int, default=1, help="validate every N epochs (0: only at the end)")
     t.add_argument("--select", default="best", choices=("best", "last"), help="weights evaluated at the end")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -271,7 +294,7 @@ def predict(model: nn.Module, ds: ImageDataset, batch_size: int, env: Dist, norm
     total_loss = 0.0
     for i, y, p, ls in parts:
         total_loss += ls
-        for a, b, c in zip(i, y, p):
+        for a, b, c in zip(i, y, p, strict=True):
             order[a] = (b, c)
     keys = sorted(order)
     labels = [order[k][0] for k in keys]
@@ -294,15 +317,27 @@ def plot_confusion(results: dict[str, dict], classes: list[str], path: Path) -> 
 
     names = [k for k in ("val", "test") if results.get(k)]
     fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names) + 0.5, 4), squeeze=False)
-    for ax, name in zip(axes[0], names):
+    for ax, name in zip(axes[0], names, strict=True):
         cm = torch.tensor(results[name]["confusion_matrix"], dtype=torch.float)
         rel = cm / cm.sum(1, keepdim=True).clamp_min(1)
         ax.imshow(rel.numpy(), cmap="Blues", vmin=0, vmax=1)
         for i in range(cm.shape[0]):
             for j in range(cm.shape[1]):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", color="white" if rel[i, j] > 0.5 else "black",
-                        fontsize=8 if len(classes) > 5 else 10)
-        ax.set_xticks(range(len(classes)), classes, rotation=45 if len(classes) > 3 else 0, ha="right" if len(classes) > 3 else "center")
+                ax.text(
+                    j,
+                    i,
+                    int(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    color="white" if rel[i, j] > 0.5 else "black",
+                    fontsize=8 if len(classes) > 5 else 10,
+                )
+        ax.set_xticks(
+            range(len(classes)),
+            classes,
+            rotation=45 if len(classes) > 3 else 0,
+            ha="right" if len(classes) > 3 else "center",
+        )
         ax.set_yticks(range(len(classes)), classes)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
@@ -333,7 +368,9 @@ def plot_heatmaps(model: nn.Module, ds: ImageDataset, n: int, classes: list[str]
         return False
     preds = logits.argmax(1).tolist()
     s = images.shape[-1]
-    fig, axes = plt.subplots(len(items), 1 + len(maps), figsize=(2.3 * (1 + len(maps)), 2.3 * len(items)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(items), 1 + len(maps), figsize=(2.3 * (1 + len(maps)), 2.3 * len(items)), squeeze=False
+    )
     for r in range(len(items)):
         img = images[r].permute(1, 2, 0).numpy()
         axes[r][0].imshow(img)
@@ -393,9 +430,17 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
     if args.width is None:  # the digits demo uses a half-width ResNet18 so it runs in about two minutes
         args.width = 32 if args.data is None else 64
     classes, sets, notes = build_datasets(
-        args.data, image_size, seed=args.seed, magnification=args.magnification, test_data=args.test_data,
-        breakhis_task=args.breakhis_task, cache=not args.no_cache, limit=args.limit,
-        val_fraction=args.val_fraction, test_fraction=args.test_fraction, train_limit=args.train_limit,
+        args.data,
+        image_size,
+        seed=args.seed,
+        magnification=args.magnification,
+        test_data=args.test_data,
+        breakhis_task=args.breakhis_task,
+        cache=not args.no_cache,
+        limit=args.limit,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        train_limit=args.train_limit,
     )
     for note in notes:
         say(note)
@@ -404,17 +449,36 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
     seed_everything(args.seed)  # identical initial weights on every rank
     extra = {}
     if args.model in GRAPH_MODELS:
-        extra = dict(hidden=args.hidden, num_layers=args.num_layers, heads=args.heads, dropout=args.dropout,
-                     mi_bins=args.mi_bins, mi_topk=args.mi_topk, graph=args.graph, mi_grad=args.mi_grad)
-    model = create_model(args.model, len(classes), backbone=args.backbone, feature_level=args.feature_level,
-                         pretrained=args.pretrained, width=args.width, **extra).to(env.device)
+        extra = dict(
+            hidden=args.hidden,
+            num_layers=args.num_layers,
+            heads=args.heads,
+            dropout=args.dropout,
+            mi_bins=args.mi_bins,
+            mi_topk=args.mi_topk,
+            graph=args.graph,
+            mi_grad=args.mi_grad,
+        )
+    model = create_model(
+        args.model,
+        len(classes),
+        backbone=args.backbone,
+        feature_level=args.feature_level,
+        pretrained=args.pretrained,
+        width=args.width,
+        **extra,
+    ).to(env.device)
     pretrained_status = model.pretrained_status
     num_params = sum(p.numel() for p in model.parameters())
-    say(f"model {args.model}: {num_params / 1e6:.2f} M parameters ({pretrained_status}); device {env.device}, "
-        f"{env.world} process(es)")
+    say(
+        f"model {args.model}: {num_params / 1e6:.2f} M parameters ({pretrained_status}); device {env.device}, "
+        f"{env.world} process(es)"
+    )
     last_layer = model.last_layer
     if env.enabled:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[env.device.index] if env.device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     mean, std = channel_stats(sets["train"], args.pretrained)
@@ -440,17 +504,25 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
         if len(states) == env.world:
             set_rng_state(states[env.rank], aug)
         else:
-            say(f"note: checkpoint has RNG states of {len(states)} processes, this run has {env.world}; "
-                "continuing with fresh random streams")
+            say(
+                f"note: checkpoint has RNG states of {len(states)} processes, this run has {env.world}; "
+                "continuing with fresh random streams"
+            )
         say(f"resumed from {ckpt_path} after epoch {start_epoch}")
     elif args.resume:
         say(f"--resume: no checkpoint at {ckpt_path}, starting from scratch")
 
     train_ds = sets["train"]
-    sampler = torch.utils.data.DistributedSampler(train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=args.seed)
+    sampler = torch.utils.data.DistributedSampler(
+        train_ds, num_replicas=env.world, rank=env.rank, shuffle=True, seed=args.seed
+    )
     loader = torch.utils.data.DataLoader(
-        train_ds, batch_size=args.batch_size, sampler=sampler, collate_fn=collate_skip_none,
-        num_workers=args.workers if args.no_cache else 0, persistent_workers=False,
+        train_ds,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        collate_fn=collate_skip_none,
+        num_workers=args.workers if args.no_cache else 0,
+        persistent_workers=False,
     )
     end_epoch = args.epochs if args.stop_after is None else min(args.epochs, args.stop_after)
     for epoch in range(start_epoch, end_epoch):
@@ -488,7 +560,9 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
         seen_all = sum(t[0] for t in totals)
         train_time_max = max(t[3] for t in totals)
         do_eval = args.eval_every > 0 and ((epoch + 1) % args.eval_every == 0 or epoch + 1 == args.epochs)
-        v_labels, v_preds, v_loss = predict(model, sets["val"], args.batch_size * 2, env, norm) if do_eval else ([], [], 0.0)
+        v_labels, v_preds, v_loss = (
+            predict(model, sets["val"], args.batch_size * 2, env, norm) if do_eval else ([], [], 0.0)
+        )
         val = classification_metrics(v_labels, v_preds, len(classes)) if v_labels else None
         row = {
             "epoch": epoch + 1,
@@ -510,17 +584,27 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
                 atomic_save({"model": unwrap(model).state_dict(), "epoch": epoch + 1}, best_path)
             atomic_save(
                 {
-                    "model_name": args.model, "classes": classes, "epoch": epoch + 1,
-                    "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "best": best, "history": history, "rng": rngs,
+                    "model_name": args.model,
+                    "classes": classes,
+                    "epoch": epoch + 1,
+                    "model": unwrap(model).state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "best": best,
+                    "history": history,
+                    "rng": rngs,
                     "args": vars(args),
                 },
                 ckpt_path,
             )
         env.barrier()
         va = f"{100 * row['val_accuracy']:.2f}%" if val else "n/a"
-        say(f"epoch {epoch + 1}/{args.epochs}: loss {row['train_loss']:.4f} train acc {100 * row['train_accuracy']:.2f}% "
-            f"val acc {va} ({row['train_images_per_sec']:.1f} img/s, {train_time_max:.1f}s)", flush=True)
+        say(
+            f"epoch {epoch + 1}/{args.epochs}: loss {row['train_loss']:.4f} "
+            f"train acc {100 * row['train_accuracy']:.2f}% "
+            f"val acc {va} ({row['train_images_per_sec']:.1f} img/s, {train_time_max:.1f}s)",
+            flush=True,
+        )
 
     if end_epoch < args.epochs:
         say(f"stopped after epoch {end_epoch} of {args.epochs} (--stop-after); continue with --resume")
@@ -566,7 +650,10 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
         for split in ("val", "test"):
             if results[split]:
                 print(format_metrics(f"{args.model} {split} ({chosen})", results[split], classes))
-        print(f"wrote {out / 'metrics.json'}, {out / 'confusion_matrix.png'}" + (f", {out / 'heatmaps.png'}" if wrote else ""))
+        print(
+            f"wrote {out / 'metrics.json'}, {out / 'confusion_matrix.png'}"
+            + (f", {out / 'heatmaps.png'}" if wrote else "")
+        )
     env.barrier()
     return report
 

@@ -140,7 +140,15 @@ def test_manifest_with_split(tmp_path: Path) -> None:
         split = ("train", "val", "test")[i % 3]
         rel = f"{label}_x/p{i // 4}_{i}.png"
         _png(tmp_path / rel, i)
-        rows.append({"path": rel, "label": label, "label_name": ["neg", "pos"][label], "patient_id": f"p{i // 4}", "split": split})
+        rows.append(
+            {
+                "path": rel,
+                "label": label,
+                "label_name": ["neg", "pos"][label],
+                "patient_id": f"p{i // 4}",
+                "split": split,
+            }
+        )
     _corrupt(tmp_path / "1_x" / "bad.png")
     rows.append({"path": "1_x/bad.png", "label": 1, "label_name": "pos", "patient_id": "p9", "split": "train"})
     _write_manifest(tmp_path, rows, ["path", "label", "label_name", "patient_id", "split"])
@@ -222,8 +230,13 @@ def test_digits_default_dataset() -> None:
 
 # ------------------------------------------------------------------------------------------- augmentation
 @settings(max_examples=15, deadline=None)
-@given(b=st.integers(0, 5), s=st.integers(2, 12), shift=st.sampled_from([0.0, 0.1, 0.3]), seed=st.integers(0, 2**16),
-       flip=st.booleans())
+@given(
+    b=st.integers(0, 5),
+    s=st.integers(2, 12),
+    shift=st.sampled_from([0.0, 0.1, 0.3]),
+    seed=st.integers(0, 2**16),
+    flip=st.booleans(),
+)
 def test_augment_rotations_and_shifts(b: int, s: int, shift: float, seed: int, flip: bool) -> None:
     x = torch.randn(b, 3, s, s).transpose(2, 3)  # non-contiguous
     g1, g2 = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
@@ -233,7 +246,9 @@ def test_augment_rotations_and_shifts(b: int, s: int, shift: float, seed: int, f
     m = min(int(shift * s), s - 1)
     if m == 0 and not flip:
         for i in range(b):  # a pure rotation: one of the four rot90's of the input
-            assert any(torch.equal(out[i].contiguous(), torch.rot90(x[i], k, dims=(1, 2)).contiguous()) for k in range(4))
+            assert any(
+                torch.equal(out[i].contiguous(), torch.rot90(x[i], k, dims=(1, 2)).contiguous()) for k in range(4)
+            )
     # every output pixel is an input pixel (reflect padding, no fill values)
     for i in range(b):
         assert torch.isin(out[i].reshape(-1), x[i].reshape(-1)).all()

@@ -17,7 +17,9 @@ from rmcg import models as M  # noqa: E402
 from rmcg.data import load_image  # noqa: E402
 
 IDC = Path(os.environ.get("GRAPHVISION_IDC_DATA", ROOT.parent / "shared" / "data" / "breast_idc_patches"))
-needs_idc = pytest.mark.skipif(not (IDC / "MANIFEST.csv").is_file(), reason="shared breast_idc_patches data not present")
+needs_idc = pytest.mark.skipif(
+    not (IDC / "MANIFEST.csv").is_file(), reason="shared breast_idc_patches data not present"
+)
 
 TINY = dict(hidden=16, num_layers=2, heads=2, attention_heads=2, dropout=0.1, mi_bins=8, mi_topk=4)
 
@@ -132,12 +134,25 @@ def test_resnet18_matches_torchvision_layout() -> None:
     net = M.ResNet18(10, "layer4")
     keys = set(net.state_dict())
     # parameter names of torchvision.models.resnet18 (a sample), so --pretrained copies them by name
-    for k in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer2.0.downsample.0.weight",
-              "layer2.0.downsample.1.bias", "layer4.1.bn2.weight", "fc.weight", "fc.bias"):
+    for k in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.bias",
+        "layer4.1.bn2.weight",
+        "fc.weight",
+        "fc.bias",
+    ):
         assert k in keys
     assert sum(p.numel() for p in net.parameters()) == 11_181_642  # torchvision resnet18(num_classes=10)
     sizes = {lvl: M.ResNet18(None, lvl).features(torch.randn(1, 3, 50, 50)).shape for lvl in M.FEATURE_LEVELS}
-    assert sizes == {"layer1": (1, 64, 13, 13), "layer2": (1, 128, 7, 7), "layer3": (1, 256, 4, 4), "layer4": (1, 512, 2, 2)}
+    assert sizes == {
+        "layer1": (1, 64, 13, 13),
+        "layer2": (1, 128, 7, 7),
+        "layer3": (1, 256, 4, 4),
+        "layer4": (1, 512, 2, 2),
+    }
     alex = M.AlexNet(10)
     assert sum(p.numel() for p in alex.parameters()) == 57_044_810  # torchvision alexnet(num_classes=10)
     assert alex(torch.randn(2, 3, 50, 50)).shape == (2, 10)
