@@ -44,7 +44,7 @@ def _aot_run(self: JITFunction, *args, grid=None, warmup=False, **kwargs):  # no
     names = self.arg_names
     bound = dict(zip(names, args))
     bound.update({k: v for k, v in kwargs.items() if k in names})
-    sig, consts = {}, {}
+    sig, consts, attrs = {}, {}, {}
     for i, name in enumerate(names):
         v = bound.get(name)
         if i in self.constexprs:
@@ -52,10 +52,16 @@ def _aot_run(self: JITFunction, *args, grid=None, warmup=False, **kwargs):  # no
             consts[name] = v
         elif isinstance(v, torch.Tensor):
             sig[name] = "*" + _DT[v.dtype]
+            attrs[(i,)] = [["tt.divisibility", 16]]  # as the JIT specialises 16-byte aligned pointers
         elif isinstance(v, bool):
             sig[name] = "i1"
+        elif isinstance(v, int) and v == 1:
+            sig[name] = "constexpr"  # the JIT specialises integer arguments equal to 1
+            consts[name] = 1
         elif isinstance(v, int):
             sig[name] = "i64" if abs(v) >= 2**31 else "i32"
+            if v % 16 == 0:
+                attrs[(i,)] = [["tt.divisibility", 16]]
         elif isinstance(v, float):
             sig[name] = "fp32"
         elif v is None:
@@ -63,14 +69,19 @@ def _aot_run(self: JITFunction, *args, grid=None, warmup=False, **kwargs):  # no
             consts[name] = None
         else:
             raise TypeError(f"{self.fn.__name__}: cannot type argument {name}={v!r}")
-    key = (self.fn.__name__, tuple(sorted(sig.items())), tuple(sorted((k, str(v)) for k, v in consts.items())))
+    key = (
+        self.fn.__name__,
+        tuple(sorted(sig.items())),
+        tuple(sorted((k, str(v)) for k, v in consts.items())),
+        tuple(sorted(attrs)),
+    )
     if key in seen:
         return None
     seen.add(key)
     opts = {k: kwargs[k] for k in ("num_warps", "num_stages") if k in kwargs}
     shown = {k: v for k, v in consts.items() if k.isupper()}
     try:
-        triton.compile(ASTSource(fn=self, signature=sig, constexprs=consts), target=TARGET, options=opts)
+        triton.compile(ASTSource(fn=self, signature=sig, constexprs=consts, attrs=attrs), target=TARGET, options=opts)
     except Exception as exc:  # report every failing specialisation, then fail at the end
         failures.append(f"{self.fn.__name__} {shown}: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}")
         print(f"FAILED {failures[-1]}", flush=True)
@@ -83,14 +94,15 @@ def _aot_run(self: JITFunction, *args, grid=None, warmup=False, **kwargs):  # no
 JITFunction.run = _aot_run
 
 
-def csr(n: int, idx: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    dst = torch.tensor([0, 1, 1, 2, 2, 2][: max(n, 0)], dtype=torch.int64)
-    src = torch.tensor([1, 0, 2, 0, 1, 2][: max(n, 0)], dtype=torch.int64)
-    rowptr = torch.zeros(4, dtype=torch.int64)
-    rowptr[1:] = torch.cumsum(torch.bincount(dst, minlength=3), 0)
+def csr(n: int, idx: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """A small graph on ``n`` nodes: node 0 isolated, every other node receives from two others."""
+    dst = torch.arange(1, n).repeat_interleave(2)
+    src = torch.stack([(torch.arange(1, n) + 1) % n, (torch.arange(1, n) + 2) % n], 1).reshape(-1)
+    rowptr = torch.zeros(n + 1, dtype=torch.int64)
+    rowptr[1:] = torch.cumsum(torch.bincount(dst, minlength=n), 0)
     order = torch.argsort(src, stable=True)
-    rowptr_t = torch.zeros(4, dtype=torch.int64)
-    rowptr_t[1:] = torch.cumsum(torch.bincount(src, minlength=3), 0)
+    rowptr_t = torch.zeros(n + 1, dtype=torch.int64)
+    rowptr_t[1:] = torch.cumsum(torch.bincount(src, minlength=n), 0)
     return rowptr.to(idx), src.to(idx), rowptr_t.to(idx), dst[order].to(idx), order.to(idx)
 
 
@@ -98,30 +110,33 @@ def main() -> int:
     # A few specialisations cover every kernel: width-1 and odd feature/head axes, int32 and
     # int64 indices, float32 and half inputs (each compile takes about a second).
     combos = (
-        (torch.int64, torch.float32, 1, 1),
-        (torch.int64, torch.float32, 4, 130),
-        (torch.int64, torch.bfloat16, 2, 3),
-        (torch.int32, torch.float16, 1, 64),
+        (3, torch.int64, torch.float32, 1, 1),
+        (3, torch.int64, torch.float32, 4, 130),
+        (16, torch.int64, torch.bfloat16, 2, 3),
+        (3, torch.int32, torch.float16, 1, 64),
+        (16, torch.int64, torch.float32, 1, 1024),  # a shared-graph batch folded into features
+        (32, torch.int32, torch.float32, 4, 64),
     )
-    for idx, dtype, heads, feats in combos:
-        rowptr, col, rowptr_t, col_t, perm_t = csr(6, idx)
-        x = torch.randn(3, heads, feats, dtype=dtype)
-        for w in (None, torch.rand(6, dtype=dtype), torch.rand(6, heads, dtype=dtype)):
+    for n, idx, dtype, heads, feats in combos:
+        rowptr, col, rowptr_t, col_t, perm_t = csr(n, idx)
+        e = col.numel()
+        x = torch.randn(n, heads, feats, dtype=dtype)
+        for w in (None, torch.rand(e, dtype=dtype), torch.rand(e, heads, dtype=dtype)):
             k_spmm.spmm_csr(rowptr, col, w, x)
         k_sddmm.sddmm_csr(rowptr, col, x, x)
-        scores = torch.randn(6, heads, dtype=dtype)
+        scores = torch.randn(e, heads, dtype=dtype)
         sm = k_segment_softmax.segment_softmax_csr(rowptr, scores)
         k_segment_softmax.segment_softmax_backward_csr(rowptr, sm, scores)
         for reduce in ("sum", "max"):
-            k_segment_reduce.segment_reduce_csr(rowptr, x.reshape(3, -1).repeat(2, 1), reduce)
-        a = torch.randn(3, heads, dtype=dtype)
-        for w in (None, torch.rand(6, dtype=dtype)):
+            k_segment_reduce.segment_reduce_csr(rowptr, torch.randn(e, heads * feats, dtype=dtype), reduce)
+        a = torch.randn(n, heads, dtype=dtype)
+        for w in (None, torch.rand(e, dtype=dtype)):
             out, attn = k_attention.attention_forward_csr(rowptr, col, x, a, a, w, 0.2)
             k_attention.attention_backward_csr(
                 rowptr, col, rowptr_t, col_t, perm_t, x, a, a, w, attn, torch.randn_like(out), 0.2
             )
-        ptr = torch.tensor([0, 1, 3], dtype=idx)
-        k_attention_pool.attention_pool_ptr(ptr, x.reshape(3, -1), a)
+        ptr = torch.tensor([0, 1, n], dtype=idx)
+        k_attention_pool.attention_pool_ptr(ptr, x.reshape(n, -1), a)
     if failures:
         print(f"AOT FAILED {len(failures)} of {count + len(failures)} specialisations:")
         print("\n".join(failures))

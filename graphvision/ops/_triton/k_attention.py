@@ -103,14 +103,21 @@ if HAS_TRITON:
         ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(ACC)
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
-        m = tl.full((BLOCK_R,), float("-inf"), dtype=ACC)
-        l = tl.zeros((BLOCK_R,), dtype=ACC)
+        # Everything in this loop is a 2-D tile, the per-row running max ``m`` and sum ``l`` and
+        # the per-edge values broadcast over the feature lanes (one address per row, so no extra
+        # traffic): Triton 3.6 fails to compile the loop for sm_90 with 1-D masked loads once
+        # there are several feature blocks ("mask type matches ptr type"). Found on the H200;
+        # tests/ops/test_triton_aot_compile.py compiles every kernel for sm_90 on the CPU.
+        zero_f = fo[None, :] * 0
+        ad2 = ad[:, None] + zero_f.to(ACC)
+        m = tl.full((BLOCK_R, BLOCK_F), float("-inf"), dtype=ACC)
+        l = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)
         acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)
         for d in range(0, max_deg):
-            emask = d < deg
-            p = start + d
+            emask = (d < deg)[:, None] & (zero_f == 0)
+            p = (start + d)[:, None] + zero_f
             j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(ACC) + ad
+            s = tl.load(asrc_ptr + j * K + k, mask=emask, other=0.0).to(ACC) + ad2
             s = tl.where(s > 0, s, s * negative_slope)
             s = tl.where(emask, s, float("-inf"))
             m_new = tl.maximum(m, s)
@@ -122,20 +129,21 @@ if HAS_TRITON:
                 pe = pe * tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
             elif W_MODE == 2:
                 pe = pe * tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
-            xv = tl.load(
-                x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=emask[:, None] & fmask[None, :], other=0.0
-            ).to(ACC)
-            acc = acc * scale[:, None] + pe[:, None] * xv
+            xv = tl.load(x_ptr + (j * K + k) * F + fo[None, :], mask=emask & fmask[None, :], other=0.0).to(ACC)
+            acc = acc * scale + pe * xv
             m = m_new
-        inv = 1.0 / tl.where(l == 0, 1.0, l)
-        acc = acc * inv[:, None]
+        inv2 = 1.0 / tl.where(l == 0, 1.0, l)
+        acc = acc * inv2
         tl.store(
             out_ptr + (rows * K + k)[:, None] * F + fo[None, :],
             acc.to(out_ptr.dtype.element_ty),
             mask=rmask[:, None] & fmask[None, :],
         )
-        # attention coefficients: written once, by the first feature block
-        m_safe = tl.where(m == float("-inf"), 0.0, m)
+        # attention coefficients: written once, by the first feature block (the lanes of m and
+        # inv2 hold the same value in every column)
+        m1 = tl.max(m, axis=1)
+        inv = tl.max(inv2, axis=1)
+        m_safe = tl.where(m1 == float("-inf"), 0.0, m1)
         deg = tl.where(rows * 0 + pid_f == 0, deg, 0)
         for d in range(0, tl.max(deg, axis=0)):
             emask = d < deg

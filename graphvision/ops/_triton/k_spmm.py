@@ -78,19 +78,21 @@ if HAS_TRITON:
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
         acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)
+        zero_f = fo[None, :] * 0
         for d in range(0, tl.max(deg, axis=0)):
             emask = d < deg
-            p = start + d
-            j = tl.load(col_ptr + p, mask=emask, other=0).to(tl.int64)
-            xv = tl.load(
-                x_ptr + (j * K + k)[:, None] * F + fo[None, :], mask=emask[:, None] & fmask[None, :], other=0.0
-            ).to(ACC)
+            m2 = emask[:, None] & fmask[None, :]
+            p = (start + d)[:, None] + zero_f
+            # Per-edge values are loaded as 2-D tiles broadcast over the feature lanes (one
+            # address per row, so no extra traffic): Triton 3.6 fails to compile this loop for
+            # sm_90 with 1-D masked loads once there are several feature blocks ("mask type
+            # matches ptr type"). Found on the H200; tests/ops/test_triton_aot_compile.py.
+            j = tl.load(col_ptr + p, mask=m2, other=0).to(tl.int64)
+            xv = tl.load(x_ptr + (j * K + k) * F + fo[None, :], mask=m2, other=0.0).to(ACC)
             if W_MODE == 1:
-                w = tl.load(w_ptr + p, mask=emask, other=0.0).to(ACC)
-                xv = xv * w[:, None]
+                xv = xv * tl.load(w_ptr + p, mask=m2, other=0.0).to(ACC)
             elif W_MODE == 2:
-                w = tl.load(w_ptr + p * K + k, mask=emask, other=0.0).to(ACC)
-                xv = xv * w[:, None]
+                xv = xv * tl.load(w_ptr + p * K + k, mask=m2, other=0.0).to(ACC)
             acc += xv
         tl.store(
             out_ptr + (rows * K + k)[:, None] * F + fo[None, :],
