@@ -158,6 +158,32 @@ def ref_attention(g: Csr, x: Tensor, a_src: Tensor, a_dst: Tensor, weight: Tenso
     return out, attn
 
 
+def ref_attention_backward(g: Csr, x: Tensor, a_src: Tensor, a_dst: Tensor, weight: Tensor | None, attn: Tensor,
+                           grad: Tensor, slope: float) -> list[Tensor | None]:
+    """Gradients of the attention aggregation *given* the saved coefficients ``attn``.
+
+    The analytic formulas (softmax and leaky-ReLU backward written out), evaluated in the inputs'
+    dtype: with float64 inputs and a low-precision kernel's own rounded ``attn`` this checks the
+    backward kernel's arithmetic without charging it for the rounding of ``attn`` itself (which the
+    forward test checks). For float32/float64 the tests use autograd through :func:`ref_attention`.
+    """
+    k = x.size(1)
+    w = torch.ones_like(attn) if weight is None else (weight[:, None].expand_as(attn) if weight.dim() == 1 else weight)
+    dot = (grad[g.row] * x[g.col]).sum(-1)  # (E, K)
+    d_attn = w * dot
+    row_sum = attn.new_zeros(g.n_dst, k).index_add(0, g.row, attn * d_attn)
+    ds = attn * (d_attn - row_sum[g.row])
+    ds = torch.where(a_src[g.col] + a_dst[g.row] > 0, ds, ds * slope)
+    grad_x = x.new_zeros(x.shape).index_add(0, g.col, (attn * w)[..., None] * grad[g.row])
+    grad_as = a_src.new_zeros(a_src.shape).index_add(0, g.col, ds)
+    grad_ad = a_dst.new_zeros(a_dst.shape).index_add(0, g.row, ds)
+    grad_w = None
+    if weight is not None:
+        grad_w = attn * dot
+        grad_w = grad_w.sum(-1) if weight.dim() == 1 else grad_w
+    return [grad_x, grad_as, grad_ad, grad_w]
+
+
 def ref_attention_pool(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
     b = ptr.numel() - 1
     batch = torch.repeat_interleave(torch.arange(b, device=x.device), ptr.diff().long())
@@ -185,7 +211,7 @@ def block_sizes(small: bool) -> Iterator[None]:
         k_spmm,
     )
 
-    patches = {
+    patches: dict[tuple[object, str], object] = {
         (k_spmm, "BLOCK_ROWS"): 4,
         (k_spmm, "MAX_BLOCK_F"): 4,
         (k_sddmm, "BLOCK_ROWS"): 4,
@@ -202,6 +228,18 @@ def block_sizes(small: bool) -> Iterator[None]:
     if not small:
         yield
         return
+    if DEVICE.type != "cuda":
+        # Tiles narrower than graphvision.ops._triton._common.MIN_LANES do not compile on sm_90
+        # (Triton 3.6), so the launchers never use them on a GPU; in the interpreter they let tiny
+        # feature widths exercise the several-feature-block paths (pid_f > 0) that C=256 takes.
+        from graphvision.ops._triton._common import next_pow2
+
+        def narrow(n: int, max_block: int, min_block: int = 1) -> int:
+            return max(min_block, min(next_pow2(n), max_block))
+
+        for mod in (k_spmm, k_sddmm, k_segment_reduce, k_attention, k_attention_pool):
+            if hasattr(mod, "lane_block"):
+                patches[(mod, "lane_block")] = narrow
     old = {key: getattr(*key) for key in patches}
     try:
         for (mod, name), value in patches.items():
