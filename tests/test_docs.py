@@ -222,8 +222,16 @@ def test_benchmark_scripts_format(tmp_path) -> None:
                            "conversion_ms": 1.7}],
                "rows": rows}
     (res / "ops_cpu_quick.json").write_text(json.dumps(payload))
+    run = res / "h200_run1_2026-11-28"  # a run folder with its README, shown as one section
+    run.mkdir()
+    (run / "ops_cuda.json").write_text(json.dumps(payload))
+    (run / "ops_cuda.md").write_text("| twin | of the json |\n|---|---|\n")
+    (run / "README.md").write_text("# H200 run 1\n\nThe Triton rows **failed** to compile in this run.\n")
     out = tmp_path / "out"
     rst = gv_bench.render_benchmarks(str(res), str(out), "/api/generated")
+    assert rst.index("ops cpu quick") < rst.index("Run h200_run1_2026-11-28") < rst.index("**failed**")
+    assert rst.index("**failed**") < rst.index("ops cuda") and "of the json" not in rst
+    assert (out / "bench_h200_run1_2026-11-28__ops_cuda.png").exists()
     assert "**spmm**" in rst and "**attention\\_aggregate**" in rst
     assert "**graphvision[torch]**" in rst and "1 (1-1.2)" in rst and "3.5 / 5" in rst
     assert "ImportError: no" in rst and "commit abc" in rst and "build ms" in rst

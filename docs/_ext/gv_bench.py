@@ -303,8 +303,49 @@ def _render_ops(data: dict, name: str, outdir: str, rel_prefix: str) -> list[str
     return lines
 
 
+_SECTION = "-~^"
+
+
+def _render_file(path: str, results_dir: str, outdir: str, rel_prefix: str, level: int) -> list[str]:
+    """One result file (JSON, or Markdown without a JSON twin) as a section of depth ``level``."""
+    rel = os.path.relpath(path, results_dir)
+    stem = os.path.splitext(os.path.basename(rel))[0]
+    name = os.path.splitext(rel)[0].replace(os.sep, "__")
+    title = stem.replace("_", " ")
+    lines = [title, _SECTION[level] * max(len(title), 4), ""]
+    if path.endswith(".md"):
+        with open(path, encoding="utf-8") as f:
+            return lines + [md_to_rst(f.read(), top_level=-level), ""]
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = json.load(f)
+        if _is_ops_format(raw):
+            return lines + [f"Source: ``benchmarks/results/{rel}``.", ""] + _render_ops(raw, name, outdir, rel_prefix)
+        meta, records = load_results(path)
+    except Exception as exc:  # never fail the build on a result file
+        return lines + [f"*Could not read* ``{rel}``: {_fmt(type(exc).__name__)}.", ""]
+    lines += [f"Source: ``benchmarks/results/{rel}``.", ""]
+    if meta:
+        shown = list(meta.items())[:12]
+        lines += [f":{_fmt(k).replace(':', ' ')}: {_fmt(v) or '-'}" for k, v in shown] + [""]
+    if not records:
+        return lines + ["No records in this file.", ""]
+    png = f"bench_{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.png"
+    try:
+        plotted = _plot(records, os.path.join(outdir, png), title)
+    except Exception:  # a plot is a bonus; the table is the result
+        plotted = False
+    if plotted:
+        lines += [f".. image:: {rel_prefix}/{png}", f"   :alt: {title}", ""]
+    return lines + _table(records, _columns(records))
+
+
 def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str) -> str:
     """reST for every result file in ``results_dir``; plots are written to ``outdir``.
+
+    Files directly in ``results_dir`` come first, one section each. Each run folder
+    (``results/h200_run1_<date>/``) is one section, opened by its ``README.md`` and holding its
+    files as subsections. A Markdown file is shown only when it has no JSON twin.
 
     Args:
         results_dir: ``benchmarks/results``.
@@ -314,52 +355,35 @@ def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str) -> str:
     Returns:
         reST source (a note when there are no results).
     """
-    files = sorted(glob.glob(os.path.join(results_dir, "*.json")))
-    md_files = sorted(glob.glob(os.path.join(results_dir, "*.md")))
-    if not files and not md_files:
+    found = glob.glob(os.path.join(results_dir, "**", "*.json"), recursive=True)
+    found += glob.glob(os.path.join(results_dir, "**", "*.md"), recursive=True)
+    json_stems = {os.path.splitext(p)[0] for p in found if p.endswith(".json")}
+    shown = sorted(
+        p for p in found
+        if p.endswith(".json")
+        or (os.path.splitext(p)[0] not in json_stems and os.path.basename(p).lower() != "readme.md")
+    )
+    if not shown:
         return (
             ".. note::\n\n   No benchmark results are committed yet. Run the benchmarks (see\n"
             "   ``benchmarks/README.md``) and rebuild the docs; they are read from\n"
             "   ``benchmarks/results/*.json``.\n"
         )
     lines: list[str] = []
-    for path in files:
-        name = os.path.splitext(os.path.basename(path))[0]
-        title = name.replace("_", " ")
-        lines += [title, "-" * len(title), ""]
-        try:
-            with open(path) as f:
-                raw = json.load(f)
-            if _is_ops_format(raw):
-                lines += [f"Source: ``benchmarks/results/{os.path.basename(path)}``.", ""]
-                lines += _render_ops(raw, name, outdir, rel_prefix)
-                continue
-            meta, records = load_results(path)
-        except Exception as exc:  # never fail the build on a result file
-            lines += [f"*Could not read* ``{os.path.basename(path)}``: {_fmt(type(exc).__name__)}.", ""]
-            continue
-        lines += [f"Source: ``benchmarks/results/{os.path.basename(path)}``.", ""]
-        if meta:
-            shown = list(meta.items())[:12]
-            lines += [f":{_fmt(k).replace(':', ' ')}: {_fmt(v) or '-'}" for k, v in shown] + [""]
-        if not records:
-            lines += ["No records in this file.", ""]
-            continue
-        png = f"bench_{re.sub(r'[^A-Za-z0-9_-]', '_', name)}.png"
-        try:
-            plotted = _plot(records, os.path.join(outdir, png), title)
-        except Exception:  # a plot is a bonus; the table is the result
-            plotted = False
-        if plotted:
-            lines += [f".. image:: {rel_prefix}/{png}", f"   :alt: {title}", ""]
-        lines += _table(records, _columns(records))
-    json_stems = {os.path.splitext(os.path.basename(p))[0] for p in files}
-    for path in md_files:
-        stem = os.path.splitext(os.path.basename(path))[0]
-        if stem in json_stems or stem.lower() == "readme":
-            continue  # the JSON twin is already shown
-        title = stem.replace("_", " ")
-        lines += [title, "-" * len(title), ""]
-        with open(path) as f:
-            lines += [md_to_rst(f.read(), top_level=0), ""]
+    folders: dict[str, list[str]] = {}
+    for path in shown:
+        folder = os.path.relpath(os.path.dirname(path), results_dir)
+        folders.setdefault("" if folder == "." else folder, []).append(path)
+    for path in folders.pop("", []):
+        lines += _render_file(path, results_dir, outdir, rel_prefix, level=0)
+    for folder in sorted(folders, reverse=True):  # run folders named by date: newest first
+        readme = os.path.join(results_dir, folder, "README.md")
+        title = f"Run {folder}"
+        lines += [title, _SECTION[0] * len(title), ""]
+        if os.path.exists(readme):
+            with open(readme, encoding="utf-8") as f:
+                body = md_to_rst(f.read(), top_level=0)
+            lines += [body, ""]
+        for path in folders[folder]:
+            lines += _render_file(path, results_dir, outdir, rel_prefix, level=1)
     return "\n".join(lines)
