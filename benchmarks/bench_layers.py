@@ -200,7 +200,7 @@ def run_layer(layer: str, cfg: tuple, inp: dict[str, Any], device: torch.device,
         print(f"  {name:32s} fwd {fmt(row['fwd_ms'])} ms  fwd+bwd {fmt(row['full_ms'])} ms  "
               f"peak {fmt(row.get('peak_fwd_mb'))} / {fmt(row.get('peak_full_mb'))} MB")
         rows.append(row)
-    base = next((r for r in rows if r["provider"].startswith("pyg") and "fwd_ms" in r), None)
+    base = next((r for r in rows if r["provider"] == "pyg" and "fwd_ms" in r), None)  # not a mere reference point
     for r in rows:
         if base is not None and "fwd_ms" in r and not r["provider"].startswith("pyg"):
             r["speedup"] = {"fwd": base["fwd_ms"] / r["fwd_ms"], "full": base["full_ms"] / r["full_ms"]}
