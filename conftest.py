@@ -24,6 +24,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# Under pytest-xdist every worker gets one intra-op thread: with `-n 2` on a 2-core machine, two
+# workers with two threads each oversubscribe the cores and tiny graph ops run ~35x slower.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 settings.register_profile(
     "dev", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )

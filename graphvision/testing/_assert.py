@@ -58,8 +58,9 @@ def assert_close(
     else:
         rtol = 0.0 if rtol is None else rtol
         atol = 0.0 if atol is None else atol
-        a = actual.detach().cpu()
-        e = expected.detach().to("cpu", actual.dtype)
+        # integers and bools compare exactly (as int64: bool tensors cannot be subtracted)
+        a = actual.detach().cpu().to(torch.int64)
+        e = expected.detach().cpu().to(torch.int64)
     nan_a, nan_e = torch.isnan(a) if a.is_floating_point() else None, torch.isnan(e) if e.is_floating_point() else None
     if nan_a is not None and nan_e is not None and not torch.equal(nan_a, nan_e):
         idx = (nan_a != nan_e).nonzero()[:5].tolist()
