@@ -142,6 +142,9 @@ raw
 > a quote | with a pipe
 ---
 Trailing text with * star and |pipe| and `code`.
+
+A code span across a line break (`compare.py --speed
+--speed-width 64`) stays one span.
 """
 
 
@@ -152,6 +155,7 @@ def test_md_to_rst_results_table_is_clean_rest() -> None:
     assert "     - 81.2 ± 1.1" in rst and "**0.80**" in rst
     assert "`the paper <https://arxiv.org/abs/2000.00000>`__" in rst
     assert ".. code:: bash" in rst and ".. code:: text" in rst
+    assert "``compare.py --speed --speed-width 64``" in rst
 
 
 _MD_PIECES = list("ab _*`|#-[]()<>!:\\\n1.") + [

@@ -190,22 +190,26 @@ def md_to_rst(md: str, *, top_level: int = 1) -> str:
         item = re.match(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$", line)
         if item:
             blank()
+            # Items are collected as raw text first (continuation lines joined), so inline markup
+            # that spans a line break converts as one span. Nested lists are flattened: the result
+            # files use one level, and flat is always valid.
+            items: list[tuple[str, str]] = []
             while i < len(lines):
                 m = re.match(r"^(\s*)([-*+]|\d+[.)])\s+(.*)$", lines[i])
                 if not m:
-                    if lines[i].strip() and lines[i].startswith("  ") and out and out[-1].startswith(("- ", "#. ")):
-                        out[-1] += " " + inline(lines[i].strip())  # continuation line
+                    if lines[i].strip() and lines[i].startswith("  ") and items:
+                        items[-1] = (items[-1][0], items[-1][1] + " " + lines[i].strip())  # continuation
                         i += 1
                         continue
                     break
-                # Nested lists are flattened: the result files use one level, and flat is always valid.
-                bullet = "-" if m.group(2) in "-*+" else "#."
+                items.append(("-" if m.group(2) in "-*+" else "#.", m.group(3).strip()))
                 i += 1
-                if not m.group(3).strip():
+            for bullet, text in items:
+                if not text:
                     continue  # an empty item
                 if out and out[-1] and not out[-1].startswith(bullet):
                     out.append("")  # a list of another kind starts: separate it
-                out.append(f"{bullet} {block(m.group(3).strip())}")
+                out.append(f"{bullet} {block(text)}")
             out.append("")
             continue
         if stripped.startswith(">"):
@@ -226,12 +230,14 @@ def md_to_rst(md: str, *, top_level: int = 1) -> str:
             and not re.match(r"^(#{1,6}\s|```|~~~|\s*[-*+]\s|\s*\d+[.)]\s|\s*\||\s*>)", lines[i])
             and not re.fullmatch(r"\s*([-=*_])\1{2,}\s*", lines[i])
         ):
-            para.append(block(lines[i].strip()))
+            para.append(lines[i].strip())
             i += 1
         if not para:  # a line no rule took: keep it as text
             if not re.fullmatch(r"\s*([-=*_])\1{2,}\s*", line):
-                para.append(block(stripped))
+                para.append(stripped)
             i += 1
         blank()
-        out += para + [""]
+        if para:
+            # One reST line per paragraph: inline markup may span the Markdown line breaks.
+            out += [block(" ".join(para)), ""]
     return "\n".join(out).strip() + "\n"
