@@ -224,6 +224,7 @@ def block_sizes(small: bool) -> Iterator[None]:
         (k_attention, "BWD_BLOCK_F"): 4,
         (k_attention_pool, "BLOCK_NODES"): 4,
         (k_attention_pool, "MAX_BLOCK_F"): 4,
+        (k_attention_pool, "NODES_PER_SPLIT"): 2,  # several node chunks per graph (the split path)
     }
     if not small:
         yield
