@@ -6,7 +6,11 @@
 One program per (graph ``b``, head ``k``, block of ``BLOCK_F`` features) walks the graph's
 nodes in tiles of ``BLOCK_N`` with an online softmax (running max and sum, float32), so the
 ``(N, K, F)`` weighted-feature tensor is never formed; the first feature block then writes the
-``(N, K)`` weights. No atomics: **deterministic**.
+``(N, K)`` weights. Large graphs (more than ``NODES_PER_SPLIT`` nodes per graph on average)
+are split into ``S`` node chunks instead: one program per (chunk, head, feature block) computes
+a partial (max, sum, weighted sum), a combine kernel merges the ``S`` partials of each graph in
+a fixed order, and a third pass writes the weights. No atomics in either path:
+**deterministic**.
 
 Equivalent PyTorch code (``batch`` = the graph of each node)::
 
