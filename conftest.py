@@ -24,6 +24,10 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# Scripts run in subprocesses by the tests, not test modules: never import them in the test
+# process (pytest --doctest-modules would, and the AOT driver patches Triton when installed).
+collect_ignore = ["tests/ops/_aot_compile_driver.py"]
+
 # Under pytest-xdist every worker gets one intra-op thread: with `-n 2` on a 2-core machine, two
 # workers with two threads each oversubscribe the cores and tiny graph ops run ~35x slower.
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -478,7 +478,8 @@ import os, sys
 os.environ.pop("TRITON_INTERPRET", None)
 import torch
 from graphvision.ops._triton import k_mutual_information as k  # real triton.jit kernels
-import tests.ops._aot_compile_driver as d  # JITFunction.run -> ahead-of-time compile for sm_90
+import tests.ops._aot_compile_driver as d
+d.install()  # JITFunction.run -> ahead-of-time compile for sm_90
 for prec in ("highest", "high"):  # IEEE fp32 and TF32 dots
     torch.set_float32_matmul_precision(prec)
     a = torch.softmax(torch.randn(2, 50, 16, 64), dim=2)  # the benchmark's bins / channels

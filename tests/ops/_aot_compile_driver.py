@@ -16,22 +16,10 @@ import os
 import sys
 import warnings
 
-os.environ.pop("TRITON_INTERPRET", None)
-warnings.filterwarnings("ignore")
+import torch
 
-import torch  # noqa: E402
-import triton  # noqa: E402
-from triton.backends.compiler import GPUTarget  # noqa: E402
-from triton.compiler import ASTSource  # noqa: E402
-from triton.runtime.jit import JITFunction  # noqa: E402
-
-from graphvision.ops._triton import k_attention, k_attention_pool, k_sddmm, k_segment_reduce  # noqa: E402
-from graphvision.ops._triton import k_segment_softmax, k_spmm  # noqa: E402
-
-# Kernels are imported as JIT functions; now let the launchers accept CPU tensors.
-os.environ["TRITON_INTERPRET"] = "1"
-
-TARGET = GPUTarget("cuda", 90, 32)
+# Importing this module has no side effects (pytest --doctest-modules imports every file under
+# tests/): the kernels are imported and JITFunction.run is replaced only by install().
 _DT = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16", torch.float64: "fp64",
        torch.int32: "i32", torch.int64: "i64", torch.bool: "i1", torch.int8: "i8", torch.uint8: "u8"}
 seen: set[tuple] = set()
@@ -39,7 +27,7 @@ failures: list[str] = []
 count = 0
 
 
-def _aot_run(self: JITFunction, *args, grid=None, warmup=False, **kwargs):  # noqa: ANN001, ANN002, ANN003
+def _aot_run(self, *args, grid=None, warmup=False, **kwargs):  # noqa: ANN001, ANN002, ANN003
     global count
     names = self.arg_names
     bound = dict(zip(names, args))
@@ -80,8 +68,13 @@ def _aot_run(self: JITFunction, *args, grid=None, warmup=False, **kwargs):  # no
     seen.add(key)
     opts = {k: kwargs[k] for k in ("num_warps", "num_stages") if k in kwargs}
     shown = {k: v for k, v in consts.items() if k.isupper()}
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
     try:
-        triton.compile(ASTSource(fn=self, signature=sig, constexprs=consts, attrs=attrs), target=TARGET, options=opts)
+        target = GPUTarget("cuda", 90, 32)
+        triton.compile(ASTSource(fn=self, signature=sig, constexprs=consts, attrs=attrs), target=target, options=opts)
     except Exception as exc:  # report every failing specialisation, then fail at the end
         failures.append(f"{self.fn.__name__} {shown}: {type(exc).__name__}: {str(exc).strip().splitlines()[-1][:200]}")
         print(f"FAILED {failures[-1]}", flush=True)
@@ -91,7 +84,28 @@ def _aot_run(self: JITFunction, *args, grid=None, warmup=False, **kwargs):  # no
     return None
 
 
-JITFunction.run = _aot_run
+def install() -> None:
+    """Make Triton kernels imported from now on real JIT functions, whose launches compile for sm_90.
+
+    Call it first thing in a fresh process: it unsets TRITON_INTERPRET (kernels decorated after
+    this are compiled, not interpreted), imports the kernel modules, then sets TRITON_INTERPRET=1
+    again so the launchers accept CPU tensors.
+    """
+    os.environ.pop("TRITON_INTERPRET", None)
+    warnings.filterwarnings("ignore")
+    from triton.runtime.jit import JITFunction
+
+    from graphvision.ops._triton import (  # noqa: F401
+        k_attention,
+        k_attention_pool,
+        k_sddmm,
+        k_segment_reduce,
+        k_segment_softmax,
+        k_spmm,
+    )
+
+    os.environ["TRITON_INTERPRET"] = "1"
+    JITFunction.run = _aot_run
 
 
 def csr(n: int, idx: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -107,6 +121,15 @@ def csr(n: int, idx: torch.dtype) -> tuple[torch.Tensor, ...]:
 
 
 def main() -> int:
+    from graphvision.ops._triton import (
+        k_attention,
+        k_attention_pool,
+        k_sddmm,
+        k_segment_reduce,
+        k_segment_softmax,
+        k_spmm,
+    )
+
     # A few specialisations cover every kernel: width-1 and odd feature/head axes, int32 and
     # int64 indices, float32 and half inputs (each compile takes about a second).
     combos = (
@@ -153,4 +176,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    install()
     sys.exit(main())
