@@ -66,6 +66,9 @@ class MultiChannelAttention(nn.Module):
         (torch.Size([2, 49, 16]), torch.Size([2, 4, 4, 4]))
     """
 
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "n/a", "fused_kernel": False, "compile_safe": True, "deterministic": True}
+
     last_attention: Tensor | None
 
     def __init__(

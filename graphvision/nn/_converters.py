@@ -58,6 +58,9 @@ class ImageToGraph(nn.Module):
         (torch.Size([128, 3]), torch.Size([2, 448]))
     """
 
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "feature similarity (optional)", "fused_kernel": False, "compile_safe": True, "deterministic": True}
+
     def __init__(
         self,
         connectivity: int = 8,
@@ -117,6 +120,9 @@ class PatchGraph(nn.Module):
         >>> to_graph(torch.rand(2, 3, 16, 16)).edge_index.shape
         torch.Size([2, 96])
     """
+
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": False, "fused_kernel": False, "compile_safe": True, "deterministic": True}
 
     def __init__(
         self,
@@ -195,6 +201,9 @@ class KNNGraph(nn.Module):
         torch.Size([2, 20])
     """
 
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "batch vector", "edge_weight": False, "fused_kernel": False, "compile_safe": True, "deterministic": True}
+
     def __init__(self, k: int, loop: bool = False, metric: str = "euclidean", chunk_size: int | None = None) -> None:
         super().__init__()
         self.k = check_positive_int(k, "k")
@@ -244,6 +253,9 @@ class RadiusGraph(nn.Module):
         tensor([[1, 0],
                 [0, 1]])
     """
+
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "batch vector", "edge_weight": False, "fused_kernel": False, "compile_safe": "with capture_dynamic_output_shape_ops", "deterministic": True}
 
     def __init__(
         self,
@@ -315,6 +327,9 @@ class SuperpixelGraph(nn.Module):
         torch.Size([1, 32, 32])
     """
 
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": False, "fused_kernel": False, "compile_safe": "with capture_dynamic_output_shape_ops", "deterministic": True}
+
     def __init__(
         self,
         n_segments: int = 100,
@@ -385,6 +400,9 @@ class NodesToImage(nn.Module):
         >>> to_image(torch.rand(2 * 16, 4)).shape
         torch.Size([2, 4, 32, 32])
     """
+
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "n/a", "fused_kernel": False, "compile_safe": True, "deterministic": True}
 
     def __init__(self, height: int, width: int, patch_size: int = 1, mode: str = "nearest") -> None:
         super().__init__()

@@ -44,6 +44,9 @@ class MutualInformationAdjacency(nn.Module):
         (2, 1)
     """
 
+    #: What the layer supports (read by the docs' capability table).
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "output", "fused_kernel": True, "compile_safe": "dense and fixed top-k; data-dependent sparse output needs capture_dynamic_output_shape_ops", "deterministic": True}
+
     def __init__(
         self,
         bins: int = 16,
