@@ -224,13 +224,15 @@ def test_compile_fullgraph_matches_eager() -> None:
     g = GraphStructure(EI, N).precompute()
     batch = torch.tensor([0, 0, 1, 1, 1, 1])
 
+    # decided outside the compiled function: an import attempt inside it is a graph break
+    mean_backend = "torch_scatter" if _has_ts() else "torch"
+
     def fn(x, a_s, a_d, w, ei):  # noqa: ANN001, ANN202
         out = ops.attention_aggregate(x, a_s, a_d, g, w)
         out2 = ops.attention_aggregate(x, a_s, a_d, ei, w[:, 0])
         y = ops.spmm(ei, w[:, 1], out.sum(1), N)
         s = ops.segment_softmax(w, ei[1], N)
-        m = ops.scatter(s, ei[1], N, "max") + ops.scatter(s, ei[1], N, "mean", backend="torch_scatter"
-                                                           if _has_ts() else "torch")
+        m = ops.scatter(s, ei[1], N, "max") + ops.scatter(s, ei[1], N, "mean", backend=mean_backend)
         p = ops.attention_pool(y, a_s, batch, 2)
         return out.sum() + out2.sum() + y.sum() + m.sum() + p.sum()
 
