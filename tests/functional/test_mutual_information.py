@@ -495,23 +495,10 @@ print("AOT OK", d.count)
 def test_kernels_compile_for_sm90():
     """The interpreter skips Triton's GPU passes: compile both kernels to a cubin for sm_90 (H100/H200)."""
     pytest.importorskip("triton")
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.ops._aot_compile_driver import run_aot
 
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "tests" / "ops" / "_aot_compile_driver.py").exists():
-        pytest.skip("tests/ops/_aot_compile_driver.py (the AOT compile helper) is not present")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run([sys.executable, "-c", _AOT_SCRIPT], capture_output=True, text=True, env=env,
-                          cwd=root, timeout=600)
-    tail = (proc.stdout + proc.stderr)[-3000:]
-    if proc.returncode != 0 and "ptxas" in tail.lower() and "not found" in tail.lower():
-        pytest.skip(f"Triton's ptxas is not available here: {tail[-300:]}")
-    assert proc.returncode == 0, tail
-    assert "AOT OK 4" in proc.stdout, tail
+    out = run_aot(["-c", _AOT_SCRIPT], timeout=600)
+    assert "AOT OK 4" in out, out[-3000:]
 
 
 # ---------------------------------------------------------------------------------------------

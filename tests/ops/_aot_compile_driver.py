@@ -84,6 +84,29 @@ def _aot_run(self, *args, grid=None, warmup=False, **kwargs):  # noqa: ANN001, A
     return None
 
 
+def run_aot(argv: list[str], timeout: int = 900) -> str:
+    """Run ``python *argv`` in a fresh process without TRITON_INTERPRET, from the repository root.
+
+    For the tests: skips when Triton's ptxas is missing, fails with the output's tail (the
+    per-specialisation "compiled" lines left out) when the process fails; returns stdout.
+    """
+    import subprocess
+    from pathlib import Path
+
+    import pytest
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env, cwd=root, timeout=timeout)
+    lines = (proc.stdout + proc.stderr).splitlines()
+    tail = "\n".join(line for line in lines if not line.startswith("compiled"))[-4000:]
+    if proc.returncode != 0 and "ptxas" in tail.lower() and "not found" in tail.lower():
+        pytest.skip(f"Triton's ptxas is not available here: {tail[-300:]}")
+    assert proc.returncode == 0, tail
+    return proc.stdout
+
+
 def install() -> None:
     """Make Triton kernels imported from now on real JIT functions, whose launches compile for sm_90.
 
