@@ -10,10 +10,12 @@ Kernel table
 Choice of backend, per call (:func:`resolve_backend`)
     1. the op's ``backend=`` argument, else :func:`graphvision.config.use_backend` /
        :func:`graphvision.config.set_backend`, else ``GRAPHVISION_BACKEND``, else ``"auto"``;
-    2. ``"auto"`` picks, by device, the first *available* backend in :data:`AUTO_ORDER`
-       (from the measurements in ``benchmarks/results/`` and ``../shared/PERF.md``): on CPU
-       always ``"torch"`` (the sparse-CSR fast path; never Triton, even under
-       ``TRITON_INTERPRET=1``); on CUDA ``"triton"`` when its kernel exists, else ``"torch"``;
+    2. ``"auto"`` picks, by device and op, the first *available* backend in
+       :data:`AUTO_ORDER_OPS` or :data:`AUTO_ORDER` (from the measurements in
+       ``benchmarks/results/`` and ``../shared/PERF.md``): on CPU always ``"torch"`` (the
+       sparse-CSR fast path; never Triton, even under ``TRITON_INTERPRET=1``); on CUDA
+       ``"triton"`` for the segment softmax (checked and timed on an H200) and ``"torch"`` for
+       the other ops (Triton there only with ``backend="triton"``);
     3. an explicitly requested backend that cannot run (not installed, wrong device, no kernel
        for this op) raises ``RuntimeError`` saying why.
 
@@ -31,7 +33,7 @@ import torch
 
 from graphvision import config
 
-__all__ = ["KERNELS", "AUTO_ORDER", "get_kernel", "resolve_backend", "backend_unusable_reason", "available_backends"]
+__all__ = ["KERNELS", "AUTO_ORDER", "AUTO_ORDER_OPS", "get_kernel", "resolve_backend", "backend_unusable_reason", "available_backends"]
 
 BACKEND_NAMES: tuple[str, ...] = ("torch", "triton", "torch_scatter", "torch_sparse")
 
@@ -61,9 +63,24 @@ KERNELS: dict[str, dict[str, Callable | str]] = {
 #: torch / torch_scatter / torch_sparse): spmm fwd 2.8 / 34.8 / 11.0, fwd+bwd 7.0 / 48.2 / 30.5;
 #: attention_aggregate fwd 10.0 / 28.9 / 21.9, fwd+bwd 35.5 / 90.0 / 96.8; segment_softmax
 #: 5.6 / 18.3 / 11.3; scatter sum 1.3 / 10.4 / 11.4 (the segment backends sort per call).
+#: On CUDA the default is ``"torch"`` too, except where :data:`AUTO_ORDER_OPS` says otherwise.
 AUTO_ORDER: dict[str, tuple[str, ...]] = {
     "cpu": ("torch",),
-    "cuda": ("triton", "torch"),
+    "cuda": ("torch",),
+}
+
+#: Per-op exceptions to :data:`AUTO_ORDER`, ``(device type, contract name) -> order``. Auto mode
+#: picks a Triton kernel on CUDA only where a GPU run checked it against the torch reference and
+#: timed it faster (``benchmarks/results/h200_run1_2026-11-28/``, H200, B=64 56x56, K=4):
+#: segment_softmax 2.05x torch forward and 2.85x forward+backward. There the Triton scatter
+#: was 0.55-0.65x of torch forward+backward and attention_pool 0.74-0.99x, so they stay on torch.
+#: The Triton spmm, sddmm and attention kernels have not run on a GPU since their sm_90 compile
+#: fixes (only compiled ahead of time and run in the interpreter), so they are used only when asked
+#: for (``backend="triton"``); ``bash benchmarks/run_gpu.sh`` checks and times them, and its
+#: results decide whether they join this table.
+AUTO_ORDER_OPS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cuda", "segment_softmax_csr"): ("triton", "torch"),
+    ("cuda", "segment_softmax_backward_csr"): ("triton", "torch"),
 }
 
 _resolved: dict[tuple[str, str], Callable | None] = {}
@@ -205,7 +222,8 @@ def resolve_backend(op: str, device: torch.device, requested: str | None = None)
         if reason is not None:
             raise RuntimeError(f"graphvision.ops: backend {name!r} cannot run {op!r} on {device}: {reason}")
         return name
-    for cand in AUTO_ORDER.get(device.type, ("torch",)):
+    order = AUTO_ORDER_OPS.get((device.type, op), AUTO_ORDER.get(device.type, ("torch",)))
+    for cand in order:
         if cand == "triton" and device.type != "cuda":
             continue  # auto never picks the Triton interpreter
         if backend_unusable_reason(cand, device, op) is None:

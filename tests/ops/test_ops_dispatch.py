@@ -89,6 +89,21 @@ def test_available_backends_lists_torch() -> None:
     assert "triton" not in _dispatch.AUTO_ORDER["cpu"]
 
 
+def test_auto_on_cuda_uses_triton_only_where_a_gpu_run_validated_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Pretend Triton can run on CUDA: auto must still pick torch for the kernels that have not
+    # been checked and timed on a GPU, and Triton for the segment softmax, which has.
+    from graphvision.ops import _triton
+
+    if not _triton.HAS_TRITON:
+        pytest.skip("Triton is not installed")
+    monkeypatch.setattr(_triton, "unusable_reason", lambda device: None)
+    cuda = torch.device("cuda")
+    assert _dispatch.resolve_backend("segment_softmax_csr", cuda, "auto") == "triton"
+    for op in ("spmm_csr", "sddmm_csr", "attention_forward_csr", "segment_reduce_csr", "attention_pool_ptr"):
+        assert _dispatch.resolve_backend(op, cuda, "auto") == "torch", op
+    assert _dispatch.resolve_backend("spmm_csr", cuda, "triton") == "triton"  # still there when asked for
+
+
 # --------------------------------------------------------------------------- validation
 def test_index_out_of_range() -> None:
     with pytest.raises(IndexError, match=r"edge_index\[1\].*outside of \[0, 3\)"):
