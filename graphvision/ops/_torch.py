@@ -22,7 +22,7 @@ allow, and the product is written by ``addmm(out, A, x, beta=0, out=out)`` inste
 ``torch.sparse.mm`` (which zero-fills and copies its result). These index arrays (and the row
 index of each edge) are cached per index tensor, keyed on the tensor's identity and version
 counter, so a :class:`~graphvision.GraphStructure` reused across calls builds them once; the
-cache holds about ``4 * E * K`` int32 per structure and head count (and as much again for the
+cache holds about ``3 * E * K`` int32 per structure and head count (and as much again for the
 transposed CSR of the backward) and drops an entry when its structure is freed. Measured on the
 2-core CPU (B=8 28x28 8-neighbour grid, C=64, K=4, one thread, ``benchmarks/results/
 ops_cpu_quick.md``): attention forward+backward went from 2.2x to 3.2x faster than PyG's
@@ -154,7 +154,7 @@ def _csr_index(rowptr: Tensor, col: Tensor, k: int = 1) -> tuple[Tensor, Tensor,
     ``i*K + h`` holds the edges of row ``i`` for head ``h``, so ``x.view(N*K, F)`` and the
     output need no copy: ``(rowptr_k, col_k, idx_k, inv_k)`` with ``idx_k[q]`` the position in a
     flattened ``(E, K)`` per-edge tensor of expanded entry ``q`` and ``inv_k`` its inverse
-    (about ``4 * E * K`` integers).
+    (about ``3 * E * K`` integers).
     """
     return _cached(("csr", k), (rowptr, col), lambda: _build_csr_index(rowptr, col, k))
 
@@ -220,6 +220,23 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
         w = weight.to(acc)
         out = torch.stack([_sparse_mm(rowptr, col, w[:, h].contiguous(), xa[:, h], n_src) for h in range(k)], 1)
     return out.to(x.dtype)
+
+
+def _spmm_heads_permuted(rowptr: Tensor, col: Tensor, perm: Tensor, weight: Tensor, x: Tensor) -> Tensor:
+    """``spmm_csr(rowptr, col, weight.index_select(0, perm), x)`` for ``(E, K)`` weights on the CPU,
+    with the permutation folded into the cached gather index of the head-expanded CSR (one gather
+    of the weights instead of two). ``x``: ``(N_src, K, F)`` in the accumulation dtype."""
+    n_src, k, f = x.shape
+    n_dst = rowptr.numel() - 1
+    rowptr_k, col_k, idx_k, _ = _csr_index(rowptr, col, k)
+    assert idx_k is not None
+
+    def compose() -> Tensor:
+        q = idx_k.long()
+        return (perm.long().index_select(0, q // k) * k + q % k).to(idx_k.dtype)
+
+    values = weight.reshape(-1).index_select(0, _cached(("perm", k), (rowptr, col, perm), compose))
+    return _sparse_mm(rowptr_k, col_k, values, x.reshape(n_src * k, f), n_src * k).view(n_dst, k, f)
 
 
 def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -419,7 +436,10 @@ def attention_backward_csr(
     go = grad_out.to(acc)
     w = None if weight is None else _heads_weight(weight, e, k, acc, x.device)
     coef = a if w is None else a * w
-    grad_x = spmm_csr(rowptr_t, col_t, coef.index_select(0, perm_t), go)
+    if x.device.type == "cpu" and k > 1 and e > 0 and n_src > 0:
+        grad_x = _spmm_heads_permuted(rowptr_t, col_t, perm_t, coef, go)
+    else:
+        grad_x = spmm_csr(rowptr_t, col_t, coef.index_select(0, perm_t), go)
     g = sddmm_csr(rowptr, col, go, x.to(acc))  # (E, K): <grad_out[dst], x[src]>
     grad_w = None
     if weight is not None:
