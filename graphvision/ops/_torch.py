@@ -144,8 +144,10 @@ def _row(rowptr: Tensor, num_edges: int) -> Tensor:
     return _cached(("row", num_edges), (rowptr,), lambda: row_index(rowptr.long(), num_edges))
 
 
-def _csr_index(rowptr: Tensor, col: Tensor, k: int = 1) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
-    """CPU sparse-matmul indices of the CSR ``(rowptr, col)`` for ``K`` heads, cached.
+def _csr_index(
+    rowptr: Tensor, col: Tensor, n_src: int, k: int = 1
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """CPU sparse-matmul indices of the CSR ``(rowptr, col)`` (``col < n_src``) for ``K`` heads, cached.
 
     ``K == 1``: ``(rowptr, col, None, None)`` as int32 when the sizes allow (the CPU CSR kernels
     read int32 indices about 30% faster than int64).
@@ -156,15 +158,16 @@ def _csr_index(rowptr: Tensor, col: Tensor, k: int = 1) -> tuple[Tensor, Tensor,
     flattened ``(E, K)`` per-edge tensor of expanded entry ``q`` and ``inv_k`` its inverse
     (about ``3 * E * K`` integers).
     """
-    return _cached(("csr", k), (rowptr, col), lambda: _build_csr_index(rowptr, col, k))
+    return _cached(("csr", k, n_src), (rowptr, col), lambda: _build_csr_index(rowptr, col, n_src, k))
 
 
-def _build_csr_index(rowptr: Tensor, col: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+def _build_csr_index(
+    rowptr: Tensor, col: Tensor, n_src: int, k: int
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     e, n = col.numel(), rowptr.numel() - 1
     dev = col.device
     r64, c64 = rowptr.long(), col.long()
-    col_bound = int(c64.max()) + 1 if e > 0 else 0
-    small = max(e, n, col_bound) * k < 2**31
+    small = max(e, n, n_src) * k < 2**31
     if k == 1:
         return (r64.int(), c64.int(), None, None) if small else (r64, c64, None, None)
     deg_k = (r64[1:] - r64[:-1]).repeat_interleave(k)
@@ -208,34 +211,34 @@ def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> T
         weight = weight[:, 0]
     if weight is None or weight.dim() == 1:
         values = torch.ones(e, dtype=acc, device=x.device) if weight is None else weight.to(acc)
-        r, c = _csr_index(*index_in)[:2] if cpu else (rowptr, col)
+        r, c = _csr_index(*index_in, n_src)[:2] if cpu else (rowptr, col)
         out = _sparse_mm(r, c, values, xa.reshape(n_src, k * f), n_src).view(n_dst, k, f)
     elif cpu:
-        # One product with the head-expanded (block-diagonal) CSR: no per-head copies of x.
-        rowptr_k, col_k, idx_k, _ = _csr_index(*index_in, k)
-        assert idx_k is not None
-        values = weight.to(acc).reshape(-1).index_select(0, idx_k)
-        out = _sparse_mm(rowptr_k, col_k, values, xa.reshape(n_src * k, f), n_src * k).view(n_dst, k, f)
+        out = _spmm_heads_cpu(*index_in, weight.to(acc), xa)
     else:
         w = weight.to(acc)
         out = torch.stack([_sparse_mm(rowptr, col, w[:, h].contiguous(), xa[:, h], n_src) for h in range(k)], 1)
     return out.to(x.dtype)
 
 
-def _spmm_heads_permuted(rowptr: Tensor, col: Tensor, perm: Tensor, weight: Tensor, x: Tensor) -> Tensor:
-    """``spmm_csr(rowptr, col, weight.index_select(0, perm), x)`` for ``(E, K)`` weights on the CPU,
-    with the permutation folded into the cached gather index of the head-expanded CSR (one gather
-    of the weights instead of two). ``x``: ``(N_src, K, F)`` in the accumulation dtype."""
+def _spmm_heads_cpu(rowptr: Tensor, col: Tensor, weight: Tensor, x: Tensor, perm: Tensor | None = None) -> Tensor:
+    """CPU ``spmm_csr`` for ``(E, K)`` weights: one product with the head-expanded (block-diagonal)
+    CSR, no per-head copies of ``x``. With ``perm``, computes ``spmm_csr(rowptr, col,
+    weight.index_select(0, perm), x)`` with the permutation folded into the cached gather index
+    (one gather of the weights instead of two). ``weight`` and ``x`` ``(N_src, K, F)`` are in the
+    accumulation dtype; the graph has at least one edge and one source node."""
     n_src, k, f = x.shape
     n_dst = rowptr.numel() - 1
-    rowptr_k, col_k, idx_k, _ = _csr_index(rowptr, col, k)
+    rowptr_k, col_k, idx_k, _ = _csr_index(rowptr, col, n_src, k)
     assert idx_k is not None
-
-    def compose() -> Tensor:
-        q = idx_k.long()
-        return (perm.long().index_select(0, q // k) * k + q % k).to(idx_k.dtype)
-
-    values = weight.reshape(-1).index_select(0, _cached(("perm", k), (rowptr, col, perm), compose))
+    if perm is not None:
+        q = idx_k
+        idx_k = _cached(
+            ("perm", k, n_src),
+            (rowptr, col, perm),
+            lambda: (perm.long().index_select(0, q.long() // k) * k + q.long() % k).to(q.dtype),
+        )
+    values = weight.reshape(-1).index_select(0, idx_k)
     return _sparse_mm(rowptr_k, col_k, values, x.reshape(n_src * k, f), n_src * k).view(n_dst, k, f)
 
 
@@ -265,7 +268,7 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
         try:
             if a.device.type == "cpu":
                 # One SDDMM over the (head-expanded, int32) CSR; expanded order back to (E, K).
-                rowptr_k, col_k, _, inv_k = _csr_index(*index_in, k)
+                rowptr_k, col_k, _, inv_k = _csr_index(*index_in, n_src, k)
                 pattern = torch.sparse_csr_tensor(
                     rowptr_k, col_k, torch.zeros(e * k, dtype=acc), size=(n_dst * k, n_src * k), check_invariants=False
                 )
@@ -437,7 +440,7 @@ def attention_backward_csr(
     w = None if weight is None else _heads_weight(weight, e, k, acc, x.device)
     coef = a if w is None else a * w
     if x.device.type == "cpu" and k > 1 and e > 0 and n_src > 0:
-        grad_x = _spmm_heads_permuted(rowptr_t, col_t, perm_t, coef, go)
+        grad_x = _spmm_heads_cpu(rowptr_t, col_t, coef, go, perm=perm_t)
     else:
         grad_x = spmm_csr(rowptr_t, col_t, coef.index_select(0, perm_t), go)
     g = sddmm_csr(rowptr, col, go, x.to(acc))  # (E, K): <grad_out[dst], x[src]>
