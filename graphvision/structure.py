@@ -154,6 +154,9 @@ class GraphStructure:
         if edge_index.numel() > 0 and _checks.sync_checks_enabled():
             _checks.check_index(edge_index[0], num_src_nodes, "edge_index[0]", dim_name="num_src_nodes")
             _checks.check_index(edge_index[1], num_nodes, "edge_index[1]", dim_name="num_nodes")
+        self._init_trusted(edge_index, num_nodes, num_src_nodes)
+
+    def _init_trusted(self, edge_index: Tensor, num_nodes: int, num_src_nodes: int) -> None:
         self.edge_index = edge_index
         self.num_nodes = num_nodes
         self.num_src_nodes = num_src_nodes
@@ -286,7 +289,9 @@ class GraphStructure:
         return torch.stack([col, row_index(rowptr, col.numel())])
 
     @classmethod
-    def from_csr(cls, rowptr: Tensor, col: Tensor, num_src_nodes: int | None = None) -> GraphStructure:
+    def from_csr(
+        cls, rowptr: Tensor, col: Tensor, num_src_nodes: int | None = None, *, validate: bool = True
+    ) -> GraphStructure:
         """Build from a target-sorted CSR (``col[p]`` = source of the ``p``-th edge; no copy of ``col``).
 
         The edge order of the result is the CSR order, so ``perm`` is the identity.
@@ -295,7 +300,19 @@ class GraphStructure:
             rowptr: ``(N + 1,)`` non-decreasing row pointer, starting at 0 and ending at ``E``.
             col: ``(E,)`` source node of each edge.
             num_src_nodes: Number of source nodes (default ``N``).
+            validate: Check shapes, dtypes and index ranges. Converters that built the CSR
+                themselves pass ``False`` (no host synchronisation, nothing re-derived).
         """
+        if not validate:
+            n = rowptr.numel() - 1
+            rowptr = rowptr.long()
+            col = col.long()
+            row = row_index(rowptr, col.numel())
+            g = cls.__new__(cls)
+            g._init_trusted(torch.stack([col, row]), n, n if num_src_nodes is None else int(num_src_nodes))
+            g._csr = (rowptr, col, _arange_like(col.numel(), col))
+            g._identity_perm = True
+            return g
         _checks.check_shape(rowptr, ["N+1"], "rowptr")
         _checks.check_shape(col, ["E"], "col")
         for name, t in (("rowptr", rowptr), ("col", col)):
@@ -319,14 +336,28 @@ class GraphStructure:
         return g
 
     @classmethod
-    def from_neighbour_table(cls, nbr: Tensor, mask: Tensor | None = None, num_src_nodes: int | None = None) -> GraphStructure:
+    def from_neighbour_table(
+        cls, nbr: Tensor, mask: Tensor | None = None, num_src_nodes: int | None = None, *, validate: bool = True
+    ) -> GraphStructure:
         """Build from a padded neighbour table: node ``i`` receives from ``nbr[i, d]`` where ``mask[i, d]``.
 
         Args:
             nbr: ``(N, D)`` integer source ids.
             mask: ``(N, D)`` bool, ``None`` for all valid.
             num_src_nodes: Number of source nodes (default ``N``).
+            validate: Check shapes, dtypes and index ranges (``False`` for converters' own tables).
         """
+        if not validate:
+            n, d = nbr.shape
+            if mask is None:
+                rowptr = torch.arange(0, n * d + 1, d, device=nbr.device, dtype=torch.int64)
+                g = cls.from_csr(rowptr, nbr.reshape(-1), num_src_nodes, validate=False)
+                g._max_degree = d if n > 0 else 0
+                return g
+            counts = mask.sum(1)
+            rowptr = torch.zeros(n + 1, dtype=torch.int64, device=nbr.device)
+            rowptr[1:] = torch.cumsum(counts, 0)
+            return cls.from_csr(rowptr, nbr.long()[mask], num_src_nodes, validate=False)
         _checks.check_shape(nbr, ["N", "D"], "nbr")
         if nbr.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"Expected 'nbr' of dtype torch.int64 or torch.int32 (got {nbr.dtype})")
