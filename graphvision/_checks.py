@@ -26,7 +26,12 @@ __all__ = [
     "check_positive_int",
     "check_choice",
     "sync_checks_enabled",
+    "host_read",
+    "check_edge_index_range",
 ]
+
+#: Number of host reads made through :func:`host_read` (tests count the syncs of one call).
+HOST_READS = 0
 
 
 def is_compiling() -> bool:
@@ -83,13 +88,43 @@ def check_same_device(name_a: str, a: Tensor, name_b: str, b: Tensor | None) -> 
         )
 
 
+def host_read(t: Tensor) -> list:
+    """``t.tolist()``: the one way graphvision's checks read device values (one host sync, counted)."""
+    global HOST_READS
+    HOST_READS += 1
+    return t.tolist()
+
+
+def check_edge_index_range(edge_index: Tensor, num_src: int, num_dst: int, name: str = "edge_index") -> bool:
+    """Check ``edge_index[0] < num_src`` and ``edge_index[1] < num_dst`` with one host read.
+
+    Returns whether the targets are sorted (read in the same synchronisation). Call only when
+    :func:`sync_checks_enabled`; the caller checked shape and dtype.
+    """
+    if edge_index.numel() == 0:
+        return True
+    src_lo, src_hi = torch.aminmax(edge_index[0])
+    dst_lo, dst_hi = torch.aminmax(edge_index[1])
+    dst = edge_index[1]
+    unsorted = (dst[1:] < dst[:-1]).any()
+    lo0, hi0, lo1, hi1, uns = host_read(
+        torch.stack([src_lo.long(), src_hi.long(), dst_lo.long(), dst_hi.long(), unsorted.long()])
+    )
+    for part, lo, hi, size, what in ((0, lo0, hi0, num_src, "number of source nodes"), (1, lo1, hi1, num_dst, "num_nodes")):
+        if lo < 0 or hi >= size:
+            raise IndexError(
+                f"Found indices in '{name}[{part}]' outside of [0, {size}) (got min {lo}, max {hi}; {what}={size})"
+            )
+    return not uns
+
+
 def check_index(index: Tensor, size: int | None, name: str, *, dim_name: str = "dim_size") -> None:
     """Check an integer index tensor, and that its values lie in ``[0, size)`` when checks are on."""
     check_tensor(index, name)
     if index.dtype not in (torch.int64, torch.int32):
         raise TypeError(f"Expected '{name}' of dtype torch.int64 or torch.int32 (got {index.dtype})")
     if size is not None and index.numel() > 0 and sync_checks_enabled():
-        lo, hi = int(index.min()), int(index.max())
+        lo, hi = host_read(torch.stack(list(torch.aminmax(index))).long())
         if lo < 0 or hi >= size:
             raise IndexError(
                 f"Found indices in '{name}' outside of [0, {size}) (got min {lo}, max {hi}; "

@@ -1,13 +1,17 @@
-"""Graph structure with lazily cached target-sorted CSR, its transpose and a padded neighbour table.
+"""The graph object: an ``edge_index`` with everything derived from it cached on it.
 
-Layers that run several ops on one graph should build a :class:`GraphStructure` once and pass it
-wherever an ``edge_index`` is accepted: the sort of the edges by target (and the other layouts the
-kernels read) is then computed once, on first use, and reused by every later call.
+Every converter returns a :class:`GraphStructure` (as ``.graph`` next to the PyG-compatible
+tensors), every layer and op accepts one wherever an ``edge_index`` is accepted, and the derived
+data the kernels and layers need (target-sorted CSR, its transpose, the self-looped graph,
+degrees, GCN normalisation, backend index arrays) is computed once, on first use, and kept on
+the structure through one mechanism (:meth:`GraphStructure.derived`) that watches
+``edge_index._version``: an in-place edit of the edge index drops everything derived from it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -15,6 +19,8 @@ from torch import Tensor
 from graphvision import _checks
 
 __all__ = ["GraphStructure"]
+
+_T = TypeVar("_T")
 
 
 def _arange_like(n: int, ref: Tensor) -> Tensor:
@@ -45,13 +51,11 @@ def csr_from_edge_index(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Ten
 def sorted_csr_or_none(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tensor, Tensor] | None:
     """The CSR of an edge index that is already sorted by target (identity ``perm``), else ``None``.
 
-    The check reads the targets once (a host synchronisation on CUDA), so it runs only on the CPU
-    or when synchronising checks are on, and never while ``torch.compile`` traces (``None`` then).
+    The check reads the targets, so it runs only on the CPU (on CUDA it would be a host
+    synchronisation: a sort is cheaper there), never while ``torch.compile`` traces.
     graphvision's converters (``grid_graph``, ...) emit target-sorted edges, so this skips the sort.
     """
-    if edge_index.numel() == 0 or _checks.is_compiling():
-        return None
-    if edge_index.device.type != "cpu" and not _checks.sync_checks_enabled():
+    if edge_index.numel() == 0 or _checks.is_compiling() or edge_index.device.type != "cpu":
         return None
     dst = edge_index[1]
     if not bool((dst[1:] >= dst[:-1]).all()):
@@ -81,43 +85,30 @@ def transpose_csr(rowptr: Tensor, col: Tensor, num_src_nodes: int) -> tuple[Tens
     return rowptr_t, col_t, perm_t
 
 
-def neighbour_table_from_csr(rowptr: Tensor, col: Tensor, max_degree: int) -> tuple[Tensor, Tensor, Tensor]:
-    """Return ``(nbr, mask, slot)``, each ``(N, max_degree)``, from a target-sorted CSR."""
-    n = rowptr.numel() - 1
-    e = col.numel()
-    row = row_index(rowptr, e)
-    pos = _arange_like(e, col) - rowptr.long()[row]
-    nbr = torch.zeros(n, max_degree, dtype=torch.int64, device=col.device)
-    slot = torch.zeros(n, max_degree, dtype=torch.int64, device=col.device)
-    mask = torch.zeros(n, max_degree, dtype=torch.bool, device=col.device)
-    nbr[row, pos] = col.long()
-    slot[row, pos] = _arange_like(e, col)
-    mask[row, pos] = True
-    return nbr, mask, slot
-
-
 class GraphStructure:
-    r"""An ``edge_index`` with the sorted layouts that graphvision's kernels read, cached lazily.
+    r"""An ``edge_index`` with the derived layouts graphvision's kernels and layers read, cached on it.
 
     Messages flow from ``edge_index[0]`` (source) to ``edge_index[1]`` (target), as in PyG.
-    Three layouts are computed on first use and then kept:
+    What is derived from the edges is computed on first use and kept (see :meth:`derived`):
 
     - the target-sorted CSR ``(rowptr, col, perm)``: the edges into node ``i`` are sorted
       positions ``rowptr[i]:rowptr[i+1]``, ``col[p]`` is the source of sorted edge ``p`` and
       ``perm[p]`` its position in ``edge_index`` (a stable sort, so duplicates keep their order);
+      converters build it directly (no sort, identity ``perm``);
     - its transpose ``(rowptr_t, col_t, perm_t)``: edges sorted by source, ``col_t[q]`` the
       target and ``perm_t[q]`` the target-sorted position of source-sorted edge ``q`` (used by
       backward passes);
-    - for bounded-degree graphs (pixel grids, kNN) a padded neighbour table
-      ``(nbr, mask, slot)`` of shape ``(N, D)``: ``nbr[i, d]`` is the ``d``-th source of node
-      ``i`` (0 where ``mask`` is false) and ``slot[i, d]`` its target-sorted edge position.
+    - the self-looped graph of the attention layers (:meth:`with_self_loops`), the GCN
+      normalisation of the GCN layers, degrees, and the index arrays of the CPU kernels.
 
-    **torch.compile.** The CSR and its transpose are built with static-shape ops, so they
-    also trace inside a compiled region; but a structure created *outside* the compiled
-    function and passed in as an argument is reused without re-sorting. Build it outside, and
-    call :meth:`precompute` there so the neighbour table (whose width needs the maximum degree,
-    a host synchronisation) is ready too: inside a compiled region the ops only use a table
-    that is already cached.
+    **Staleness.** The cache remembers ``edge_index._version``. An in-place edit of
+    ``edge_index`` (``ei[0, 3] = 7``) bumps it: the next access drops everything derived,
+    re-checks the index range (when checks are on) and rebuilds. While ``torch.compile`` traces,
+    the version is not read: build and edit structures outside compiled code. Reassigning the
+    attribute (``g.edge_index = other``) is not supported: build a new structure.
+
+    **torch.compile.** A structure created outside the compiled function and passed in reuses
+    its cached layouts; call :meth:`precompute` there to fill the cache first.
 
     Args:
         edge_index: ``(2, E)`` int64 or int32 tensor.
@@ -129,16 +120,15 @@ class GraphStructure:
         - edge_index: :math:`(2, E)`
         - rowptr: :math:`(N + 1,)`, col and perm: :math:`(E,)`
         - rowptr_t: :math:`(N_{src} + 1,)`, col_t and perm_t: :math:`(E,)`
-        - nbr, mask, slot: :math:`(N, D)` with :math:`D` the maximum in-degree
 
     Example:
         >>> ei = torch.tensor([[0, 1, 2, 0], [1, 2, 0, 2]])
         >>> g = GraphStructure(ei, num_nodes=3)
         >>> g.rowptr.tolist(), g.col.tolist(), g.perm.tolist()
         ([0, 1, 2, 4], [2, 0, 1, 0], [2, 0, 1, 3])
-        >>> nbr, mask, slot = g.neighbour_table()
-        >>> nbr.shape
-        torch.Size([3, 2])
+        >>> looped, _ = g.with_self_loops()
+        >>> looped.num_edges
+        7
     """
 
     def __init__(self, edge_index: Tensor, num_nodes: int | None = None, num_src_nodes: int | None = None) -> None:
@@ -151,21 +141,31 @@ class GraphStructure:
         num_src_nodes = (
             num_nodes if num_src_nodes is None else _checks.check_positive_int(num_src_nodes, "num_src_nodes", minimum=0)
         )
-        if edge_index.numel() > 0 and _checks.sync_checks_enabled():
-            _checks.check_index(edge_index[0], num_src_nodes, "edge_index[0]", dim_name="num_src_nodes")
-            _checks.check_index(edge_index[1], num_nodes, "edge_index[1]", dim_name="num_nodes")
         self._init_trusted(edge_index, num_nodes, num_src_nodes)
+        self._check_range()
 
     def _init_trusted(self, edge_index: Tensor, num_nodes: int, num_src_nodes: int) -> None:
         self.edge_index = edge_index
         self.num_nodes = num_nodes
         self.num_src_nodes = num_src_nodes
-        self._csr: tuple[Tensor, Tensor, Tensor] | None = None
-        self._csr_t: tuple[Tensor, Tensor, Tensor] | None = None
-        self._max_degree: int | None = None
-        self._table: tuple[Tensor, Tensor, Tensor] | None = None
-        # True when edge_index is already target-sorted (perm is the identity): from_csr.
-        self._identity_perm = False
+        self._derived: dict[Any, Any] = {}
+        self._version = _version_of(edge_index)
+        # True when edge_index is target-sorted (perm is the identity); None until known.
+        self._identity_perm: bool | None = None
+
+    @classmethod
+    def _trusted(
+        cls, edge_index: Tensor, num_nodes: int, num_src_nodes: int | None = None, *, sorted_by_target: bool | None = None
+    ) -> GraphStructure:
+        """A structure over indices the library produced or already checked: no check, no host sync."""
+        g = cls.__new__(cls)
+        g._init_trusted(edge_index, num_nodes, num_nodes if num_src_nodes is None else num_src_nodes)
+        g._identity_perm = sorted_by_target
+        return g
+
+    def _check_range(self) -> None:
+        if self.edge_index.numel() > 0 and _checks.sync_checks_enabled():
+            _checks.check_edge_index_range(self.edge_index, self.num_src_nodes, self.num_nodes)
 
     # ----------------------------------------------------------------- basic properties
     @property
@@ -179,29 +179,89 @@ class GraphStructure:
         return self.edge_index.device
 
     def __repr__(self) -> str:
-        cached = [n for n, v in (("csr", self._csr), ("csr_t", self._csr_t), ("table", self._table)) if v is not None]
+        cached = sorted(str(k[0] if isinstance(k, tuple) else k) for k in self._derived)
         src = "" if self.num_src_nodes == self.num_nodes else f", num_src_nodes={self.num_src_nodes}"
         return (
             f"GraphStructure(num_nodes={self.num_nodes}{src}, num_edges={self.num_edges}, "
             f"device={self.device}, cached={cached})"
         )
 
+    # ----------------------------------------------------------------- the one cache
+    def _fresh(self) -> None:
+        """Drop everything derived if ``edge_index`` was edited in place since it was derived."""
+        if _checks.is_compiling():
+            return
+        v = _version_of(self.edge_index)
+        if v != self._version or v is None:
+            if self._derived or v is None:
+                self._derived.clear()
+                self._identity_perm = None
+            if v != self._version:
+                self._version = v
+                self._check_range()
+
+    def derived(self, key: Any, build: Callable[[], _T]) -> _T:
+        """Return the derived value stored under ``key``, building it with ``build()`` the first time.
+
+        This is the one cache of the structure: CSR, transpose, self-looped graph, degrees, GCN
+        normalisation and backend index arrays all live here. Everything is dropped when
+        ``edge_index`` is edited in place (its ``_version`` changes), by :meth:`clear_cache`,
+        and not carried over by :meth:`to` to another device. Inference-mode tensors (no version
+        counter) are never cached.
+
+        Args:
+            key: Any hashable key; layers use tuples such as ``("gcn_norm", improved, dtype)``.
+            build: Computes the value from the current ``edge_index``.
+        """
+        self._fresh()
+        try:
+            return self._derived[key]
+        except KeyError:
+            value = build()
+            if self._version is not None:
+                self._derived[key] = value
+            return value
+
+    def clear_cache(self) -> GraphStructure:
+        """Drop every derived layout (they are rebuilt on next use); returns ``self``."""
+        self._derived.clear()
+        self._identity_perm = None
+        return self
+
+    def is_cached(self, key: Any) -> bool:
+        """Whether ``key`` is cached now (never computes anything)."""
+        self._fresh()
+        return key in self._derived
+
     # ----------------------------------------------------------------- cached layouts
+    def _build_csr(self) -> tuple[Tensor, Tensor, Tensor]:
+        if self._identity_perm:
+            ei = self.edge_index
+            dst = ei[1].long()
+            rowptr = torch.searchsorted(dst, _arange_like(self.num_nodes + 1, dst))
+            return rowptr, ei[0].long(), _arange_like(dst.numel(), dst)
+        fast = None if self._identity_perm is False else sorted_csr_or_none(self.edge_index, self.num_nodes)
+        self._identity_perm = fast is not None and self.num_edges > 0
+        return fast if fast is not None else csr_from_edge_index(self.edge_index, self.num_nodes)
+
     def csr(self) -> tuple[Tensor, Tensor, Tensor]:
         """Return the target-sorted CSR ``(rowptr, col, perm)`` (int64), computing it once."""
-        if self._csr is None:
-            fast = sorted_csr_or_none(self.edge_index, self.num_nodes)
-            if fast is not None:
-                self._identity_perm = True
-            self._csr = fast if fast is not None else csr_from_edge_index(self.edge_index, self.num_nodes)
-        return self._csr
+        return self.derived("csr", self._build_csr)
 
     def csr_t(self) -> tuple[Tensor, Tensor, Tensor]:
         """Return the transpose ``(rowptr_t, col_t, perm_t)`` (int64), computing it once."""
-        if self._csr_t is None:
+
+        def build() -> tuple[Tensor, Tensor, Tensor]:
             rowptr, col, _ = self.csr()
-            self._csr_t = transpose_csr(rowptr, col, self.num_src_nodes)
-        return self._csr_t
+            return transpose_csr(rowptr, col, self.num_src_nodes)
+
+        return self.derived("csr_t", build)
+
+    @property
+    def identity_perm(self) -> bool:
+        """Whether ``edge_index`` is already target-sorted (``perm`` is the identity)."""
+        self.csr()
+        return bool(self._identity_perm)
 
     @property
     def rowptr(self) -> Tensor:
@@ -234,50 +294,55 @@ class GraphStructure:
         return self.csr_t()[2]
 
     def in_degree(self) -> Tensor:
-        """In-degree of every target node, int64 ``(N,)``."""
-        rowptr = self.rowptr
-        return rowptr[1:] - rowptr[:-1]
+        """In-degree of every target node, int64 ``(N,)`` (cached)."""
+
+        def build() -> Tensor:
+            rowptr = self.rowptr
+            return rowptr[1:] - rowptr[:-1]
+
+        return self.derived("in_degree", build)
 
     @property
     def max_degree(self) -> int:
         """The maximum in-degree ``D`` (a host synchronisation the first time; then cached)."""
-        if self._max_degree is None:
+
+        def build() -> int:
             deg = self.in_degree()
-            self._max_degree = int(deg.max()) if deg.numel() > 0 else 0
-        return self._max_degree
+            return int(deg.max()) if deg.numel() > 0 else 0
 
-    def neighbour_table(self, max_degree: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """Return the padded neighbour table ``(nbr, mask, slot)`` of shape ``(N, D)``.
+        return self.derived("max_degree", build)
 
-        Args:
-            max_degree: Table width ``D``; at least the maximum in-degree (the default).
+    def with_self_loops(self) -> tuple[GraphStructure, Tensor]:
+        """The graph with PyG's self-loop semantics: existing loops removed, one loop per node added.
+
+        Built once from the cached CSR without a sort and cached. The result is target-sorted
+        (identity ``perm``); in each row the new loop comes first, then the other edges in their
+        target-sorted order.
+
+        Returns:
+            ``(looped, index)``: the looped structure (``E - L + N`` edges for ``L`` existing
+            loops; while ``torch.compile`` traces, the ``L`` removed loops are instead sent to
+            one extra target row ``N`` that callers drop, so that shapes stay static) and
+            ``index`` ``(E',)`` int64 mapping each looped edge to a per-edge value: position
+            ``e < E`` of the input edge it is, ``E + i`` for the loop of node ``i``, ``E + N``
+            for a removed loop. Use
+            ``torch.cat([edge_values, loop_values, pad]).index_select(0, index)``.
 
         Raises:
-            ValueError: if ``max_degree`` is smaller than the maximum in-degree.
+            ValueError: for a bipartite structure (``num_src_nodes != num_nodes``).
         """
-        need = self.max_degree
-        width = need if max_degree is None else _checks.check_positive_int(max_degree, "max_degree", minimum=0)
-        if width < need:
-            raise ValueError(f"Expected 'max_degree' >= the maximum in-degree {need} (got {width})")
-        if self._table is None or self._table[0].size(1) != width:
-            rowptr, col, _ = self.csr()
-            self._table = neighbour_table_from_csr(rowptr, col, width)
-        return self._table
+        if self.num_src_nodes != self.num_nodes:
+            raise ValueError(
+                "Expected a structure with num_src_nodes == num_nodes to add self-loops "
+                f"(got num_nodes={self.num_nodes}, num_src_nodes={self.num_src_nodes})"
+            )
+        compact = not _checks.is_compiling()
+        return self.derived(("self_loops", compact), lambda: _self_looped(self, compact))
 
-    def cached_neighbour_table(self) -> tuple[Tensor, Tensor, Tensor] | None:
-        """The neighbour table if it was already computed (never computes; safe under compile)."""
-        return self._table
-
-    def precompute(self, neighbour_table: bool = True) -> GraphStructure:
-        """Compute and cache every layout now (call outside ``torch.compile``); returns ``self``.
-
-        Args:
-            neighbour_table: Also build the padded neighbour table.
-        """
+    def precompute(self) -> GraphStructure:
+        """Compute and cache the CSR and its transpose now (call outside ``torch.compile``); returns ``self``."""
         self.csr()
         self.csr_t()
-        if neighbour_table:
-            self.neighbour_table()
         return self
 
     # ----------------------------------------------------------------- conversions
@@ -303,36 +368,33 @@ class GraphStructure:
             validate: Check shapes, dtypes and index ranges. Converters that built the CSR
                 themselves pass ``False`` (no host synchronisation, nothing re-derived).
         """
-        if not validate:
-            n = rowptr.numel() - 1
-            rowptr = rowptr.long()
-            col = col.long()
-            row = row_index(rowptr, col.numel())
-            g = cls.__new__(cls)
-            g._init_trusted(torch.stack([col, row]), n, n if num_src_nodes is None else int(num_src_nodes))
-            g._csr = (rowptr, col, _arange_like(col.numel(), col))
-            g._identity_perm = True
-            return g
-        _checks.check_shape(rowptr, ["N+1"], "rowptr")
-        _checks.check_shape(col, ["E"], "col")
-        for name, t in (("rowptr", rowptr), ("col", col)):
-            if t.dtype not in (torch.int64, torch.int32):
-                raise TypeError(f"Expected '{name}' of dtype torch.int64 or torch.int32 (got {t.dtype})")
-        _checks.check_same_device("rowptr", rowptr, "col", col)
-        if rowptr.numel() < 1:
-            raise ValueError("Expected 'rowptr' of shape (N+1,) with at least one entry (got (0,))")
+        if validate:
+            _checks.check_shape(rowptr, ["N+1"], "rowptr")
+            _checks.check_shape(col, ["E"], "col")
+            for name, t in (("rowptr", rowptr), ("col", col)):
+                if t.dtype not in (torch.int64, torch.int32):
+                    raise TypeError(f"Expected '{name}' of dtype torch.int64 or torch.int32 (got {t.dtype})")
+            _checks.check_same_device("rowptr", rowptr, "col", col)
+            if rowptr.numel() < 1:
+                raise ValueError("Expected 'rowptr' of shape (N+1,) with at least one entry (got (0,))")
+            if _checks.sync_checks_enabled():
+                first, last, dec = torch.stack(
+                    [rowptr[0].long(), rowptr[-1].long(), (rowptr[1:] < rowptr[:-1]).sum()]
+                ).tolist()
+                if first != 0 or last != col.numel() or dec:
+                    raise ValueError(
+                        f"Expected 'rowptr' non-decreasing from 0 to len(col)={col.numel()} "
+                        f"(got first {first}, last {last})"
+                    )
         n = rowptr.numel() - 1
-        if _checks.sync_checks_enabled():
-            if int(rowptr[0]) != 0 or int(rowptr[-1]) != col.numel() or bool((rowptr[1:] < rowptr[:-1]).any()):
-                raise ValueError(
-                    f"Expected 'rowptr' non-decreasing from 0 to len(col)={col.numel()} "
-                    f"(got first {int(rowptr[0])}, last {int(rowptr[-1])})"
-                )
         rowptr = rowptr.long()
+        col = col.long()
         row = row_index(rowptr, col.numel())
-        g = cls(torch.stack([col.long(), row]), num_nodes=n, num_src_nodes=num_src_nodes)
-        g._csr = (rowptr, col.long(), _arange_like(col.numel(), col))
-        g._identity_perm = True
+        n_src = n if num_src_nodes is None else _checks.check_positive_int(num_src_nodes, "num_src_nodes", minimum=0)
+        g = cls._trusted(torch.stack([col, row]), n, n_src, sorted_by_target=True)
+        if validate:
+            g._check_range()
+        g._derived["csr"] = (rowptr, g.edge_index[0], _arange_like(col.numel(), col))
         return g
 
     @classmethod
@@ -343,52 +405,48 @@ class GraphStructure:
 
         Args:
             nbr: ``(N, D)`` integer source ids.
-            mask: ``(N, D)`` bool, ``None`` for all valid.
+            mask: ``(N, D)`` bool, ``None`` for all valid (a fixed-degree graph, e.g. kNN).
             num_src_nodes: Number of source nodes (default ``N``).
             validate: Check shapes, dtypes and index ranges (``False`` for converters' own tables).
         """
-        if not validate:
-            n, d = nbr.shape
-            if mask is None:
-                rowptr = torch.arange(0, n * d + 1, d, device=nbr.device, dtype=torch.int64)
-                g = cls.from_csr(rowptr, nbr.reshape(-1), num_src_nodes, validate=False)
-                g._max_degree = d if n > 0 else 0
-                return g
-            counts = mask.sum(1)
-            rowptr = torch.zeros(n + 1, dtype=torch.int64, device=nbr.device)
-            rowptr[1:] = torch.cumsum(counts, 0)
-            return cls.from_csr(rowptr, nbr.long()[mask], num_src_nodes, validate=False)
-        _checks.check_shape(nbr, ["N", "D"], "nbr")
-        if nbr.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"Expected 'nbr' of dtype torch.int64 or torch.int32 (got {nbr.dtype})")
-        if mask is None:
-            mask = torch.ones_like(nbr, dtype=torch.bool)
-        _checks.check_shape(mask, [nbr.size(0), nbr.size(1)], "mask")
-        if mask.dtype != torch.bool:
-            raise TypeError(f"Expected 'mask' of dtype torch.bool (got {mask.dtype})")
-        _checks.check_same_device("nbr", nbr, "mask", mask)
+        if validate:
+            _checks.check_shape(nbr, ["N", "D"], "nbr")
+            if nbr.dtype not in (torch.int64, torch.int32):
+                raise TypeError(f"Expected 'nbr' of dtype torch.int64 or torch.int32 (got {nbr.dtype})")
+            if mask is not None:
+                _checks.check_shape(mask, [nbr.size(0), nbr.size(1)], "mask")
+                if mask.dtype != torch.bool:
+                    raise TypeError(f"Expected 'mask' of dtype torch.bool (got {mask.dtype})")
+                _checks.check_same_device("nbr", nbr, "mask", mask)
         n, d = nbr.shape
+        if mask is None:
+            rowptr = torch.arange(0, n * d + 1, max(d, 1), device=nbr.device, dtype=torch.int64)[: n + 1]
+            if d == 0:
+                rowptr = torch.zeros(n + 1, dtype=torch.int64, device=nbr.device)
+            g = cls.from_csr(rowptr, nbr.reshape(-1), num_src_nodes, validate=validate)
+            g._derived["max_degree"] = d if n > 0 else 0
+            return g
         counts = mask.sum(1)
         rowptr = torch.zeros(n + 1, dtype=torch.int64, device=nbr.device)
         rowptr[1:] = torch.cumsum(counts, 0)
-        col = nbr.long()[mask]
-        g = cls.from_csr(rowptr, col, num_src_nodes=num_src_nodes)
-        # The table of the result, compacted to the left (entries keep their order).
-        g._max_degree = int(counts.max()) if n > 0 else 0
-        return g
+        return cls.from_csr(rowptr, nbr.long()[mask], num_src_nodes, validate=validate)
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> GraphStructure:
-        """Return a copy on ``device`` with every cached layout moved too (``self`` if already there)."""
+        """Return a copy on ``device`` with the CSR layouts moved too (``self`` if already there).
+
+        Other derived data (self-looped graph, normalisations, backend index arrays) is not
+        carried over; it is rebuilt on the new device on first use.
+        """
         device = torch.device(device)
         if device == self.device:
             return self
-        g = GraphStructure.__new__(GraphStructure)
-        g.edge_index = self.edge_index.to(device, non_blocking=non_blocking)
-        g.num_nodes, g.num_src_nodes, g._max_degree = self.num_nodes, self.num_src_nodes, self._max_degree
+        g = GraphStructure._trusted(
+            self.edge_index.to(device, non_blocking=non_blocking), self.num_nodes, self.num_src_nodes
+        )
         g._identity_perm = self._identity_perm
-        for name in ("_csr", "_csr_t", "_table"):
-            v = getattr(self, name)
-            setattr(g, name, None if v is None else tuple(t.to(device, non_blocking=non_blocking) for t in v))
+        for key in ("csr", "csr_t"):
+            if key in self._derived:
+                g._derived[key] = tuple(t.to(device, non_blocking=non_blocking) for t in self._derived[key])
         return g
 
     def to_pyg(self) -> Any:
@@ -404,10 +462,8 @@ class GraphStructure:
             from torch_geometric import EdgeIndex
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("GraphStructure.to_pyg needs torch_geometric>=2.5 (pip install torch_geometric)") from exc
-        if self._csr is None and self.num_edges > 0:
-            self.csr()  # finds out whether the edges are already target-sorted (cheap when they are)
         # Edges already sorted by target are marked so (PyG's sort_order="col"), so PyG skips its sort.
-        sort_order = "col" if self._identity_perm else None
+        sort_order = "col" if self.num_edges > 0 and self.identity_perm else None
         return EdgeIndex(self.edge_index, sparse_size=(self.num_src_nodes, self.num_nodes), sort_order=sort_order)
 
     @classmethod
@@ -433,3 +489,43 @@ class GraphStructure:
                 num_nodes = s_dst
             obj = obj.as_tensor()
         return cls(obj, num_nodes=num_nodes, num_src_nodes=num_src)
+
+
+def _version_of(t: Tensor) -> int | None:
+    try:
+        return int(t._version)
+    except (RuntimeError, AttributeError):  # inference tensors have no version counter
+        return None
+
+
+def _self_looped(g: GraphStructure, compact: bool) -> tuple[GraphStructure, Tensor]:
+    """Remove the loops of ``g`` and add one per node, from its CSR, with static-shape ops."""
+    rowptr, col, perm = g.csr()
+    n, e = g.num_nodes, col.numel()
+    dev = col.device
+    row = row_index(rowptr, e)
+    is_loop = col == row
+    cl = torch.zeros(e + 1, dtype=torch.int64, device=dev)
+    torch.cumsum(is_loop.long(), 0, out=cl[1:])  # cl[p] = loops before sorted position p
+    cl_excl = cl[:-1]
+    num_kept_plus_loops = torch.sub(e + n, cl[-1])  # E - L + N (a 0-d tensor: no sync)
+    ar_n = _arange_like(n + 1, col)
+    new_rowptr = rowptr - cl.index_select(0, rowptr) + ar_n  # (N + 1,)
+    pos = _arange_like(e, col)
+    # kept edge p of row r -> p - cl_excl[p] + r + 1 (the loop of row r comes first);
+    # removed loop p -> (E - L + N) + cl_excl[p].
+    dest = torch.where(is_loop, num_kept_plus_loops + cl_excl, pos - cl_excl + row + 1)
+    total = e + n
+    new_col = torch.empty(total, dtype=torch.int64, device=dev)
+    index = torch.empty(total, dtype=torch.int64, device=dev)
+    loop_pos = new_rowptr[:-1]
+    new_col.index_copy_(0, loop_pos, ar_n[:-1])
+    index.index_copy_(0, loop_pos, ar_n[:-1] + e)
+    new_col.index_copy_(0, dest, torch.where(is_loop, torch.zeros_like(col), col))
+    index.index_copy_(0, dest, torch.where(is_loop, torch.full_like(pos, e + n), perm))
+    if compact:
+        kept = int(num_kept_plus_loops)
+        looped = GraphStructure.from_csr(new_rowptr, new_col[:kept], n, validate=False)
+        return looped, index[:kept]
+    sink_rowptr = torch.cat([new_rowptr, new_rowptr.new_full((1,), total)])
+    return GraphStructure.from_csr(sink_rowptr, new_col, n, validate=False), index

@@ -16,7 +16,7 @@ from torch import Tensor
 from graphvision import _checks
 from graphvision.ops import _library  # noqa: F401  (registers torch.ops.graphvision.*)
 from graphvision.ops._dispatch import resolve_backend
-from graphvision.structure import GraphStructure, csr_from_edge_index, sorted_csr_or_none, transpose_csr
+from graphvision.structure import GraphStructure
 
 __all__ = ["scatter", "spmm", "segment_softmax", "attention_aggregate", "attention_pool"]
 
@@ -64,6 +64,33 @@ def _needs_grad(*ts: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in ts)
 
 
+def as_structure(edge_index: Tensor | GraphStructure, num_dst: int, num_src: int) -> GraphStructure:
+    """Validate a raw ``(2, E)`` edge index once and wrap it in a (trusted) structure.
+
+    One host read when checks are on (index range and target-sortedness together), none when
+    they are off. A ``GraphStructure`` is returned as is (it was validated when it was built).
+    """
+    if isinstance(edge_index, GraphStructure):
+        return edge_index
+    _checks.check_tensor(edge_index, "edge_index")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(
+            f"Expected 'edge_index' of shape (2, E) or a GraphStructure (got {tuple(edge_index.shape)})"
+        )
+    if edge_index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"Expected 'edge_index' of dtype torch.int64 or torch.int32 (got {edge_index.dtype})")
+    sorted_by_target: bool | None = None
+    cpu = edge_index.device.type == "cpu"
+    # On the CPU the range is always checked (a read of host memory, no device sync; an
+    # out-of-range index would crash the CPU kernels), together with the sortedness that the
+    # CSR build uses. On CUDA: checked when checks are on; a raw edge index is always sorted
+    # there, checks on or off (same algorithm, no extra synchronisation).
+    if edge_index.numel() > 0 and (_checks.sync_checks_enabled() or (cpu and not _checks.is_compiling())):
+        is_sorted = _checks.check_edge_index_range(edge_index, num_src, num_dst)
+        sorted_by_target = is_sorted if cpu else False
+    return GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)
+
+
 def _canonical(
     edge_index: Tensor | GraphStructure, num_dst: int | None, num_src: int | None, *, need_t: bool = False
 ) -> _Canon:
@@ -78,33 +105,15 @@ def _canonical(
             raise ValueError(
                 f"Expected {g.num_src_nodes} source nodes as stored in the GraphStructure (got {num_src} rows in 'x')"
             )
-        rowptr, col, perm = g.csr()
-        # The transpose is only read by backward passes: use it when cached or needed now.
-        rowptr_t, col_t, perm_t = g.csr_t() if (need_t or g._csr_t is not None) else (None, None, None)
-        return _Canon(
-            rowptr=rowptr, col=col, perm=perm, rowptr_t=rowptr_t, col_t=col_t, perm_t=perm_t,
-            num_dst=g.num_nodes, num_src=g.num_src_nodes, num_edges=g.num_edges, identity=g._identity_perm,
-        )
-    _checks.check_tensor(edge_index, "edge_index")
-    if not isinstance(edge_index, Tensor) or edge_index.dim() != 2 or edge_index.size(0) != 2:
-        raise ValueError(
-            f"Expected 'edge_index' of shape (2, E) or a GraphStructure (got {tuple(edge_index.shape)})"
-        )
-    if edge_index.dtype not in (torch.int64, torch.int32):
-        raise TypeError(f"Expected 'edge_index' of dtype torch.int64 or torch.int32 (got {edge_index.dtype})")
-    assert num_dst is not None and num_src is not None
-    if edge_index.numel() > 0 and _checks.sync_checks_enabled():
-        _checks.check_index(edge_index[0], num_src, "edge_index[0]", dim_name="number of source nodes")
-        _checks.check_index(edge_index[1], num_dst, "edge_index[1]", dim_name="num_nodes")
-    fast = sorted_csr_or_none(edge_index, num_dst)  # already target-sorted: no sort, no permutation
-    identity = fast is not None
-    rowptr, col, perm = fast if fast is not None else csr_from_edge_index(edge_index, num_dst)
-    # Without a cached structure, the transpose is computed only when a gradient will need it
-    # (else the backward computes it itself).
-    rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, num_src) if need_t else (None, None, None)
+    else:
+        assert num_dst is not None and num_src is not None
+        g = as_structure(edge_index, num_dst, num_src)
+    rowptr, col, perm = g.csr()
+    # The transpose is only read by backward passes: use it when cached or needed now.
+    rowptr_t, col_t, perm_t = g.csr_t() if (need_t or g.is_cached("csr_t")) else (None, None, None)
     return _Canon(
         rowptr=rowptr, col=col, perm=perm, rowptr_t=rowptr_t, col_t=col_t, perm_t=perm_t,
-        num_dst=num_dst, num_src=num_src, num_edges=edge_index.size(1), identity=identity,
+        num_dst=g.num_nodes, num_src=g.num_src_nodes, num_edges=g.num_edges, identity=g.identity_perm,
     )
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import warnings
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -102,13 +101,12 @@ def _sparse_mm(rowptr: Tensor, col: Tensor, values: Tensor, dense: Tensor, n_src
     return torch.sparse.mm(a, dense)
 
 
-# Index cache: (tag, id(t) for each key tensor) -> (weakrefs, versions, value). An entry is used
-# only while the very same key tensors are alive and unmodified (checked on lookup, and dropped
-# when the first key tensor is freed), so a freed tensor whose memory is reused can never hit a
-# stale entry. The index tensors of a GraphStructure are the same objects on every call, so the
-# layers that reuse a structure build these arrays once.
-_INDEX_CACHE: OrderedDict[tuple, tuple] = OrderedDict()
-_INDEX_CACHE_MAX = 16
+# Index arrays derived from a CSR (head-expanded indices, int32 copies, row index) are kept on
+# the CSR's own ``rowptr`` tensor (attribute ``_gv_derived``): a GraphStructure owns that tensor
+# in its derived cache, so the arrays live exactly as long as the structure's CSR and go away
+# with it (an in-place edit of the structure's edge_index drops the CSR, hence them too). A
+# raw edge index gets a fresh CSR per call, so nothing is kept. There is no global cache.
+_ATTR = "_gv_derived"
 
 
 def _version(t: Tensor) -> int | None:
@@ -119,23 +117,22 @@ def _version(t: Tensor) -> int | None:
 
 
 def _cached(tag: tuple, keys: tuple[Tensor, ...], build: Callable[[], Any]) -> Any:
-    """``build()``, memoised on the identity and version of the tensors ``keys``."""
-    key = (tag, *map(id, keys))
+    """``build()``, memoised on the first key tensor for the very same (unmodified) key tensors."""
     versions = tuple(_version(t) for t in keys)
-    hit = _INDEX_CACHE.get(key)
+    if None in versions:
+        return build()
+    owner = keys[0]
+    store = owner.__dict__.get(_ATTR)
+    if store is None:
+        store = {}
+        setattr(owner, _ATTR, store)
+    hit = store.get(tag)
     if hit is not None:
         refs, ver, value = hit
-        if ver == versions and all(r() is t for r, t in zip(refs, keys)):
-            _INDEX_CACHE.move_to_end(key)
+        if ver == versions and all(r() is t for r, t in zip(refs, keys[1:])):
             return value
-        _INDEX_CACHE.pop(key, None)
     value = build()
-    if None not in versions:
-        drop = lambda _ref, key=key: _INDEX_CACHE.pop(key, None)  # noqa: E731
-        refs = (weakref.ref(keys[0], drop),) + tuple(weakref.ref(t) for t in keys[1:])
-        _INDEX_CACHE[key] = (refs, versions, value)
-        while len(_INDEX_CACHE) > _INDEX_CACHE_MAX:
-            _INDEX_CACHE.popitem(last=False)
+    store[tag] = (tuple(weakref.ref(t) for t in keys[1:]), versions, value)
     return value
 
 

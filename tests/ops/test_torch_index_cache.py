@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import gc
+import weakref
 
 import pytest
 import torch
@@ -48,16 +49,27 @@ def test_in_place_change_of_the_index_is_not_served_from_the_cache() -> None:
     assert not torch.allclose(out1, out2)
 
 
-def test_entries_are_dropped_with_their_structure() -> None:
+def test_index_arrays_live_on_the_structure_and_go_with_it() -> None:
     st = GraphStructure(_graph(seed=3), num_nodes=12)
     x = torch.randn(12, 2, 4)
     gops.attention_aggregate(x, torch.randn(12, 2), torch.randn(12, 2), st)
     rowptr = st.csr()[0]
-    assert any(id(rowptr) in key for key in _torch._INDEX_CACHE)
-    rid = id(rowptr)
+    assert rowptr.__dict__.get(_torch._ATTR)  # kept on the structure's own CSR tensor
+    ref = weakref.ref(rowptr)
     del st, rowptr
     gc.collect()
-    assert not any(rid in key[1:] for key in _torch._INDEX_CACHE)
+    assert ref() is None  # nothing global holds the structure's tensors
+    assert not hasattr(_torch, "_INDEX_CACHE")
+
+
+def test_in_place_edit_of_the_structure_rebuilds_every_derived_array() -> None:
+    ei = _graph(seed=5)
+    st = GraphStructure(ei, num_nodes=12)
+    x = torch.randn(12, 2, 4, dtype=torch.float64)
+    w = torch.rand(ei.size(1), 2, dtype=torch.float64)
+    gops.spmm(st, w, x)
+    ei[0, 0] = (ei[0, 0] + 1) % 12  # in-place edit of the structure's own edge_index
+    assert_close(gops.spmm(st, w, x), ref_spmm(ei, w, x, 12))
 
 
 def test_inference_tensors_are_not_cached_and_still_correct() -> None:

@@ -174,8 +174,6 @@ class TestAttention:
             bwd(g.rowptr, g.col, g.rowptr_t[:-1], g.col_t, g.perm_t, x, a, a, None, attn, out, 0.2)
         with pytest.raises(ValueError, match=r"expected 'grad_out' of shape \(2, 2, 3\)"):
             bwd(g.rowptr, g.col, g.rowptr_t, g.col_t, g.perm_t, x, a, a, None, attn, out[:, :1], 0.2)
-        with pytest.raises(IndexError, match=r"found values in 'perm_t' outside of \[0, 2\)"):
-            bwd(g.rowptr, g.col, g.rowptr_t, g.col_t, g.perm_t + 5, x, a, a, None, attn, out, 0.2)
 
     def test_cpu_without_interpreter_is_refused(self, monkeypatch: pytest.MonkeyPatch) -> None:
         from graphvision.ops._triton import _common
@@ -227,6 +225,3 @@ class TestAttentionPool:
         with pytest.raises(ValueError, match=r"expected 'gate' of shape \(4, K\)"):
             pool(torch.tensor([0, 4], device=DEVICE), torch.zeros(4, 2, device=DEVICE),
                  torch.zeros(3, 1, device=DEVICE))
-        with pytest.raises(ValueError, match="expected 'ptr' to start at 0 and end at the number of edges 4"):
-            pool(torch.tensor([0, 3], device=DEVICE), torch.zeros(4, 2, device=DEVICE),
-                 torch.zeros(4, 1, device=DEVICE))

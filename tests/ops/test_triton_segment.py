@@ -100,8 +100,6 @@ class TestSegmentSoftmax:
         rowptr = torch.tensor([0, 2], device=DEVICE)
         with pytest.raises(ValueError, match=r"expected 'scores' of shape \(E, K\)"):
             fwd(rowptr, torch.zeros(2, 1, 1, device=DEVICE))
-        with pytest.raises(ValueError, match="end at the number of edges 3"):
-            fwd(rowptr, torch.zeros(3, device=DEVICE))
         with pytest.raises(ValueError, match="expected 'grad' of the shape of 'out'"):
             bwd(rowptr, torch.zeros(2, 2, device=DEVICE), torch.zeros(2, 3, device=DEVICE))
         with pytest.raises(TypeError, match="expected 'rowptr' of dtype"):
@@ -204,5 +202,3 @@ class TestSegmentReduce:
             fn(rowptr, torch.zeros(2, 1, device=DEVICE), "prod")
         with pytest.raises(ValueError, match=r"expected 'src' of shape \(E, F\) or \(E, ...\)"):
             fn(rowptr, torch.zeros((), device=DEVICE), "sum")
-        with pytest.raises(ValueError, match="to be non-decreasing"):
-            fn(torch.tensor([0, 2, 1, 2], device=DEVICE), torch.zeros(2, 1, device=DEVICE), "sum")

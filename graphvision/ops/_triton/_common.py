@@ -1,21 +1,16 @@
 """Validation and launch helpers shared by the Triton kernel files (``k_*.py``).
 
-Every launcher validates its inputs here *before* launching, so bad input gives a clear
-``TypeError`` / ``ValueError`` / ``IndexError`` / ``RuntimeError`` naming the argument, what was
-expected and what was got, never a crash (or an out-of-bounds read) inside a kernel.
-Index-range checks need a host synchronisation; they run only when
-:func:`graphvision._checks.sync_checks_enabled` (switch off with ``GRAPHVISION_CHECKS=0`` for
-benchmarks).
+Every launcher checks dtypes, devices and shapes here *before* launching, so misuse gives a
+clear ``TypeError`` / ``ValueError`` / ``RuntimeError`` naming the argument, what was expected and
+what was got. Index values are not read back here: the public ops in :mod:`graphvision.ops`
+validated the graph once (one host read when checks are on) and built the CSR themselves.
 """
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 from torch import Tensor
 
-from graphvision._checks import sync_checks_enabled
 from graphvision.ops._triton import unusable_reason
 
 __all__: list[str] = []
@@ -88,75 +83,18 @@ def check_float_tensor(op: str, t: Tensor, name: str, shape: tuple[int | str, ..
     return t.contiguous()
 
 
-# Index tensors whose values were already checked, with the tensor version and the bound they
-# were checked against: a GraphStructure's cached CSR is checked once, not at every call (each
-# check is a host synchronisation, ~10 us on a GPU, comparable to a whole kernel here).
-# Keyed by id() with a weak reference (tensors compare elementwise, so they cannot be dict keys):
-# the entry is dropped when the tensor dies; an in-place change bumps ``_version``.
-_VALIDATED: dict[int, tuple[weakref.ref, int, tuple]] = {}
-
-
-def _already_checked(t: Tensor, key: tuple) -> bool:
-    entry = _VALIDATED.get(id(t))
-    return entry is not None and entry[0]() is t and entry[1] == t._version and entry[2] == key
-
-
-def _remember_checked(t: Tensor, key: tuple) -> None:
-    tid = id(t)
-    try:
-        ref = weakref.ref(t, lambda _r, tid=tid: _VALIDATED.pop(tid, None))
-    except TypeError:  # pragma: no cover - a tensor that cannot be weakly referenced
-        return
-    _VALIDATED[tid] = (ref, t._version, key)
-
-
-def _value_checks(t: Tensor) -> bool:
-    """Whether value checks (host synchronisations) may run for ``t`` now.
-
-    Not when graphvision's checks are off or torch.compile traces, and not while a CUDA graph
-    is being captured (a synchronisation would abort the capture).
-    """
-    if not sync_checks_enabled():
-        return False
-    return not (t.is_cuda and torch.cuda.is_current_stream_capturing())
-
-
 def check_rowptr(op: str, rowptr: Tensor, num_edges: int, name: str = "rowptr") -> Tensor:
-    """A CSR row pointer ``(n+1,)`` from 0 to ``num_edges``, non-decreasing (values checked when sync checks are on).
+    """A CSR row pointer ``(n+1,)`` (dtype, device and shape; never its values).
 
-    The value check costs one host synchronisation, and none for a tensor already checked.
+    Kernels are internal: the public ops validated the graph once (index range, CSR built by
+    graphvision itself), so a kernel reads no value back from the device.
     """
     rowptr = check_index_tensor(op, rowptr, name)
     if rowptr.numel() < 1:
         raise ValueError(
             f"{op}: expected '{name}' of shape (n + 1,) with at least one entry (got {tuple(rowptr.shape)})"
         )
-    key = ("rowptr", num_edges)
-    if _value_checks(rowptr) and not _already_checked(rowptr, key):
-        first, last, decreasing = torch.stack(
-            [rowptr[0].long(), rowptr[-1].long(), (rowptr.diff() < 0).sum()]
-        ).tolist()
-        if first != 0 or last != num_edges:
-            raise ValueError(
-                f"{op}: expected '{name}' to start at 0 and end at the number of edges {num_edges} "
-                f"(got {first} ... {last})"
-            )
-        if decreasing:
-            raise ValueError(f"{op}: expected '{name}' to be non-decreasing")
-        _remember_checked(rowptr, key)
     return rowptr
-
-
-def check_index_range(op: str, index: Tensor, size: int, name: str) -> None:
-    """Values of ``index`` in ``[0, size)`` (only when sync checks are on; once per tensor)."""
-    key = ("range", size)
-    if index.numel() == 0 or not _value_checks(index) or _already_checked(index, key):
-        return
-    lo, hi = torch.aminmax(index)
-    lo, hi = torch.stack([lo.long(), hi.long()]).tolist()
-    if lo < 0 or hi >= size:
-        raise IndexError(f"{op}: found values in '{name}' outside of [0, {size}) (got min {lo}, max {hi})")
-    _remember_checked(index, key)
 
 
 def check_weight(op: str, weight: Tensor | None, num_edges: int, heads: int) -> tuple[Tensor | None, int]:

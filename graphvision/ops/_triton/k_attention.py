@@ -46,7 +46,6 @@ from graphvision.ops._triton._common import (
     cdiv,
     check_device,
     check_float_tensor,
-    check_index_range,
     check_index_tensor,
     check_rowptr,
     check_weight,
@@ -319,7 +318,6 @@ def _check_common(
     alpha_src = check_float_tensor(op, alpha_src, "alpha_src", (n_src, heads))
     alpha_dst = check_float_tensor(op, alpha_dst, "alpha_dst", (n_dst, heads))
     weight, w_mode = check_weight(op, weight, num_edges, heads)
-    check_index_range(op, col, n_src, "col")
     return rowptr, col, x, alpha_src, alpha_dst, weight, w_mode
 
 
@@ -489,8 +487,6 @@ def attention_backward_csr(
             f"{op}: expected 'rowptr_t' of shape (N_src + 1,) = ({n_src + 1},) (got {tuple(rowptr_t.shape)})"
         )
     rowptr_t = check_rowptr(op, rowptr_t, num_edges, "rowptr_t")
-    check_index_range(op, col_t, n_dst, "col_t")
-    check_index_range(op, perm_t, num_edges, "perm_t")
     attn = check_float_tensor(op, attn, "attn", (num_edges, heads))
     grad_out = check_float_tensor(op, grad_out, "grad_out", (n_dst, heads, feats))
 
