@@ -43,21 +43,85 @@ def test_transpose_is_source_sorted_view(graph) -> None:
 
 
 @given(graph=graphs(max_nodes=10, contiguous=None))
-def test_neighbour_table_round_trip(graph) -> None:
+def test_fixed_degree_table_round_trip(graph) -> None:
     n, ei = graph
     g = GraphStructure(ei, n)
-    nbr, mask, slot = g.neighbour_table()
     d = g.max_degree
-    assert nbr.shape == mask.shape == slot.shape == (n, d)
     rowptr, col, _ = ref_csr(ei, n)
+    nbr = torch.zeros(n, d, dtype=torch.long)
+    mask = torch.zeros(n, d, dtype=torch.bool)
     for i in range(n):
         m = rowptr[i + 1] - rowptr[i]
-        assert mask[i].tolist() == [True] * m + [False] * (d - m)
-        assert nbr[i, :m].tolist() == col[rowptr[i] : rowptr[i + 1]]
-        assert slot[i, :m].tolist() == list(range(rowptr[i], rowptr[i + 1]))
-    back = GraphStructure.from_neighbour_table(nbr, mask)
-    assert back.to_edge_index().tolist() == g.to_edge_index(sort=True).tolist()
-    assert back.neighbour_table()[0].tolist() == nbr.tolist()
+        nbr[i, :m] = torch.tensor(col[rowptr[i] : rowptr[i + 1]], dtype=torch.long)
+        mask[i, :m] = True
+    for validate in (True, False):
+        back = GraphStructure.from_neighbour_table(nbr, mask, validate=validate)
+        assert back.to_edge_index().tolist() == g.to_edge_index(sort=True).tolist()
+        assert back.identity_perm or back.num_edges == 0
+
+
+def test_fixed_degree_graph_knows_its_degree() -> None:
+    nbr = torch.tensor([[1, 2], [0, 2], [0, 1]])
+    g = GraphStructure.from_neighbour_table(nbr, validate=False)
+    assert g.rowptr.tolist() == [0, 2, 4, 6] and g.max_degree == 2 and g.is_cached("max_degree")
+    assert g.col.tolist() == [1, 2, 0, 2, 0, 1] and g.perm.tolist() == list(range(6))
+
+
+def ref_pyg_self_loops(ei: torch.Tensor, n: int) -> list[tuple[int, int, int]]:
+    """(target, source, index) of PyG's remove_self_loops + add_self_loops, index as with_self_loops documents."""
+    e = ei.size(1)
+    out = [(int(ei[1, k]), int(ei[0, k]), k) for k in range(e) if int(ei[0, k]) != int(ei[1, k])]
+    out += [(v, v, e + v) for v in range(n)]
+    return sorted(out)
+
+
+@given(graph=graphs(max_nodes=10, contiguous=None))
+def test_self_loops_follow_pyg_and_are_cached(graph) -> None:
+    n, ei = graph
+    g = GraphStructure(ei, n)
+    looped, index = g.with_self_loops()
+    got = sorted(zip(looped.edge_index[1].tolist(), looped.edge_index[0].tolist(), index.tolist()))
+    assert got == ref_pyg_self_loops(ei, n)
+    assert looped.identity_perm or looped.num_edges == 0  # built target-sorted, no sort
+    assert g.with_self_loops()[0] is looped  # cached on the structure
+
+
+@given(graph=graphs(max_nodes=10, contiguous=None))
+def test_static_shape_self_loops_send_removed_loops_to_an_extra_row(graph) -> None:
+    from graphvision.structure import _self_looped
+
+    n, ei = graph
+    g = GraphStructure(ei, n)
+    looped, index = _self_looped(g, compact=False)
+    e, loops = ei.size(1), int((ei[0] == ei[1]).sum())
+    assert looped.num_edges == e + n and looped.num_nodes == n + 1 and looped.num_src_nodes == n
+    dst = looped.edge_index[1]
+    assert int((dst == n).sum()) == loops and bool((index[dst == n] == e + n).all())
+    kept = dst < n
+    got = sorted(zip(dst[kept].tolist(), looped.edge_index[0][kept].tolist(), index[kept].tolist()))
+    assert got == ref_pyg_self_loops(ei, n)
+
+
+def test_in_place_edit_drops_everything_derived() -> None:
+    ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    g = GraphStructure(ei, 3)
+    looped, _ = g.with_self_loops()
+    assert g.rowptr.tolist() == [0, 1, 2, 3] and g.is_cached("csr")
+    ei[1, 0] = 2  # in place: 0 -> 2 instead of 0 -> 1
+    assert g.rowptr.tolist() == [0, 1, 1, 3]  # rebuilt, never stale
+    assert g.with_self_loops()[0] is not looped
+    x = torch.eye(3)
+    torch.testing.assert_close(ops.spmm(g, None, x), torch.zeros(3, 3).index_add_(0, ei[1], x[ei[0]]))
+    ei[0, 0] = 7  # out of range: refused on the next use, not read out of bounds
+    with pytest.raises(IndexError, match=r"outside of \[0, 3\)"):
+        g.csr()
+
+
+def test_clear_cache() -> None:
+    g = GraphStructure(torch.tensor([[0, 1], [1, 0]]), 2).precompute()
+    assert g.is_cached("csr_t")
+    g.clear_cache()
+    assert not g.is_cached("csr") and g.rowptr.tolist() == [0, 1, 2]
 
 
 @given(graph=graphs(max_nodes=10, contiguous=None))
@@ -73,14 +137,6 @@ def test_from_csr_round_trip(graph) -> None:
     torch.testing.assert_close(ops.spmm(h, None, x), ops.spmm(g, None, x))
 
 
-def test_wider_table_and_too_narrow_table() -> None:
-    g = GraphStructure(torch.tensor([[0, 1, 2], [2, 2, 0]]), 3)
-    nbr, mask, _ = g.neighbour_table(max_degree=4)
-    assert nbr.shape == (3, 4) and mask.sum().item() == 3
-    with pytest.raises(ValueError, match="max_degree.*>= the maximum in-degree 2"):
-        g.neighbour_table(max_degree=1)
-
-
 def test_bipartite_and_inferred_sizes() -> None:
     ei = torch.tensor([[0, 4, 3], [1, 1, 0]])
     g = GraphStructure(ei, num_nodes=2, num_src_nodes=5)
@@ -88,7 +144,7 @@ def test_bipartite_and_inferred_sizes() -> None:
     assert g.rowptr_t.numel() == 6
     assert GraphStructure(ei).num_nodes == 5
     assert GraphStructure(ei, num_src_nodes=5).num_nodes == 2  # bipartite: targets only
-    with pytest.raises(IndexError, match="num_src_nodes"):
+    with pytest.raises(IndexError, match="source nodes"):
         GraphStructure(ei, num_nodes=2, num_src_nodes=3)
     with pytest.raises(IndexError, match="num_nodes"):
         GraphStructure(ei, num_nodes=1, num_src_nodes=5)
@@ -105,20 +161,22 @@ def test_validation() -> None:
         GraphStructure.from_neighbour_table(torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 2))
 
 
-def test_to_device_keeps_caches_and_repr() -> None:
+def test_to_device_moves_the_csr_and_drops_the_rest() -> None:
     g = GraphStructure(torch.tensor([[0, 1], [1, 0]]), 2).precompute()
-    assert "csr" in repr(g) and "table" in repr(g)
+    g.with_self_loops()
+    assert "csr" in repr(g) and "self_loops" in repr(g)
     assert g.to("cpu") is g
     h = g.to("meta")
-    assert h.device.type == "meta" and h._csr is not None and h._csr[0].device.type == "meta"
-    assert h._table is not None and h.num_nodes == 2
+    assert h.device.type == "meta" and h.num_nodes == 2
+    assert h._derived["csr"][0].device.type == "meta" and h._derived["csr_t"][0].device.type == "meta"
+    assert not any(isinstance(k, tuple) and k[0] == "self_loops" for k in h._derived)
 
 
 def test_empty_graph() -> None:
     g = GraphStructure(torch.empty(2, 0, dtype=torch.long), 3)
     assert g.rowptr.tolist() == [0, 0, 0, 0] and g.max_degree == 0
-    nbr, mask, slot = g.neighbour_table()
-    assert nbr.shape == (3, 0)
+    looped, index = g.with_self_loops()
+    assert looped.edge_index.tolist() == [[0, 1, 2], [0, 1, 2]] and index.tolist() == [0, 1, 2]
     assert GraphStructure(torch.empty(2, 0, dtype=torch.long), 0).rowptr.tolist() == [0]
 
 

@@ -21,7 +21,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision._checks import check_choice, check_edge_index, check_tensor
-from graphvision.structure import GraphStructure  # noqa: F401  (resolves the GraphLike hints)
+from graphvision.ops._functional import as_structure
+from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
 from graphvision.functional._mp import (
     GraphInput,
@@ -88,18 +89,28 @@ def _gcn_norm_split(
     """Symmetric normalisation, with the self-loop term kept apart as a per-node weight.
 
     Returns ``(w, loop)``: ``w[e] = d_src^-1/2 * w_e * d_dst^-1/2`` for the given edges and
-    ``loop[i] = d_i^-1 * fill_i`` (``None`` without self-loops), where ``fill_i`` is ``fill_value``
-    for nodes without a self-loop in the input and 0 for nodes that have one (their existing loop
-    stays an ordinary edge), as PyG's ``add_remaining_self_loops``.
+    ``loop[i] = d_i^-1 * l_i`` (``None`` without self-loops). As PyG's
+    ``add_remaining_self_loops``: with self-loops, the existing loops leave the edge list (their
+    ``w`` is 0) and node ``i``'s loop weight ``l_i`` is the weight of its last existing loop, or
+    ``fill_value`` (1, or 2 with ``improved``) for nodes without one. Static shapes, no host sync;
+    ``edge_index`` was validated by the caller.
     """
-    src, dst = edge_index[0], edge_index[1]
-    w = edge_weight if edge_weight is not None else torch.ones(src.numel(), dtype=dtype, device=src.device)
-    deg = scatter(w, dst, num_nodes, "sum")
+    src, dst = edge_index[0].long(), edge_index[1].long()
+    e = src.numel()
+    w = edge_weight if edge_weight is not None else torch.ones(e, dtype=dtype, device=src.device)
     loop = None
     if add_self_loops:
         fill = 2.0 if improved else 1.0
-        has_loop = scatter((src == dst).to(w.dtype), dst, num_nodes, "sum") > 0
-        loop = torch.where(has_loop, torch.zeros_like(deg), torch.full_like(deg, fill))
+        is_loop = src == dst
+        pos = torch.arange(e, device=src.device)
+        last = torch.full((num_nodes,), -1, dtype=torch.int64, device=src.device).scatter_reduce(
+            0, dst, torch.where(is_loop, pos, -1), "amax"
+        )
+        existing = w.index_select(0, last.clamp(min=0)) if e > 0 else w.new_zeros(num_nodes)
+        loop = torch.where(last >= 0, existing, torch.full_like(existing, fill))
+        w = torch.where(is_loop, torch.zeros_like(w), w)
+    deg = w.new_zeros(num_nodes).index_add_(0, dst, w)
+    if loop is not None:
         deg = deg + loop
     nonzero = deg != 0
     dinv = torch.where(nonzero, torch.where(nonzero, deg, torch.ones_like(deg)).rsqrt(), torch.zeros_like(deg))
@@ -107,6 +118,18 @@ def _gcn_norm_split(
     if loop is not None:
         loop = dinv * loop * dinv
     return w_norm, loop
+
+
+def _gcn_norm_of(g: GraphInput, add_self_loops: bool, improved: bool, dtype: torch.dtype) -> tuple[Tensor, Tensor | None]:
+    """:func:`_gcn_norm_split` of a resolved graph; cached on its structure for structural weights."""
+    graph = g.graph
+    assert isinstance(graph, GraphStructure)
+    if g.edge_weight is None:
+        return graph.derived(
+            ("gcn_norm", add_self_loops, improved, dtype),
+            lambda: _gcn_norm_split(graph.edge_index, None, g.num_nodes, add_self_loops, improved, dtype),
+        )
+    return _gcn_norm_split(graph.edge_index, g.edge_weight, g.num_nodes, add_self_loops, improved, dtype)
 
 
 def gcn_norm(
@@ -125,12 +148,11 @@ def gcn_norm(
     :math:`\hat{D}_{jj}^{-1/2} w_{ji} \hat{D}_{ii}^{-1/2}`. Nodes with zero degree get 0, as in
     PyG's ``gcn_norm``.
 
-    Self-loops are appended with a **static shape**: the result always has ``E + N`` edges, the
-    last ``N`` being the loops ``i -> i``. A node that already has a self-loop keeps it as an
-    ordinary edge and its appended loop gets weight 0, so the matrix equals PyG's
-    ``add_remaining_self_loops`` result (which removes and re-adds loops, a data-dependent shape)
-    without a host synchronisation. Duplicate edges are summed, as everywhere in graphvision
-    (PyG keeps a single one of several duplicate self-loops).
+    Self-loops follow PyG's ``add_remaining_self_loops``: the existing loops are dropped from the
+    edge list (here: kept in place with weight 0, so the shape stays static: ``E + N`` edges, the
+    last ``N`` being the loops ``i -> i``) and each node gets one loop, weighted by its last
+    existing loop's weight or by the fill value. The matrix equals PyG's, with no host
+    synchronisation. Duplicate (non-loop) edges are summed, as in PyG.
 
     Args:
         edge_index: ``(2, E)`` integer tensor, or a ``GraphStructure``.
@@ -155,10 +177,14 @@ def gcn_norm(
         >>> ei.shape, w.shape
         (torch.Size([2, 7]), torch.Size([7]))
     """
-    edge_index = _edge_index_of(edge_index)
-    check_edge_index(edge_index, num_nodes)
-    if num_nodes is None:
-        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() > 0 else 0
+    if isinstance(edge_index, GraphStructure):
+        num_nodes = edge_index.num_nodes if num_nodes is None else num_nodes
+        edge_index = edge_index.edge_index
+    else:
+        check_edge_index(edge_index, None)
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() > 0 else 0
+        as_structure(edge_index, num_nodes, num_nodes)  # validated once
     if edge_weight is not None:
         check_tensor(edge_weight, "edge_weight")
         if edge_weight.dim() != 1 or edge_weight.size(0) != edge_index.size(1):
@@ -202,7 +228,7 @@ def _gcn_weights(
     if normalize:
         if self_loop_weight is not None:
             raise ValueError("'self_loop_weight' is only used with normalize=False (normalisation computes it)")
-        return _gcn_norm_split(g.edge_index, g.edge_weight, g.num_nodes, add_self_loops, improved, x.dtype)
+        return _gcn_norm_of(g, add_self_loops, improved, x.dtype)
     loop = _loop_weight(self_loop_weight, g, x)
     if loop is None and add_self_loops:
         loop = _loop_weight(2.0 if improved else 1.0, g, x)
@@ -287,6 +313,25 @@ def gcn_conv(
 # --------------------------------------------------------------------------------------------
 
 
+def prepare_attention_graph(
+    g: GraphInput, normalize: bool, add_self_loops: bool, improved: bool, fill_value: float, dtype: torch.dtype
+) -> GraphInput:
+    """The graph the attention convolutions aggregate over, with PyG's self-loop semantics.
+
+    ``normalize``: GCN-normalised weights (:func:`_gcn_norm_of`), the loops weighted by the
+    normalised loop term. Else, with ``add_self_loops``: loops with ``fill_value`` (only when
+    there are edge weights). The looped structure is cached on ``g``'s structure.
+    """
+    if normalize:
+        w, loop = _gcn_norm_of(g, add_self_loops, improved, dtype)
+        g = GraphInput(g.graph, w, g.num_nodes, g.batch_size, g.shared)
+        if loop is not None:
+            g = with_self_loops(g, loop, 0.0, dtype)
+    elif add_self_loops:
+        g = with_self_loops(g, None, fill_value, dtype)
+    return g
+
+
 def _attention_core(
     x: Tensor,
     edge_index: GraphLike,
@@ -335,13 +380,7 @@ def _attention_core(
     h = F.linear(x, weight).unflatten(-1, (k, f_out))  # (..., N, K, F)
     a_src = (h * att_src).sum(-1)
     a_dst = (h * att_dst).sum(-1)
-    if normalize:
-        w, loop = _gcn_norm_split(g.edge_index, g.edge_weight, g.num_nodes, add_self_loops, improved, x.dtype)
-        g = GraphInput(g.graph, w, g.num_nodes, g.batch_size, g.shared)
-        if loop is not None:
-            g = with_self_loops(g, loop, 0.0, x.dtype)
-    elif add_self_loops:
-        g = with_self_loops(g, None, fill_value, x.dtype)
+    g = prepare_attention_graph(g, normalize, add_self_loops, improved, fill_value, x.dtype)
     out, attn = attend(g, h, a_src, a_dst, g.edge_weight, negative_slope, dropout, training, return_attention)
     if x0 is not None and alpha != 0.0:
         out = (1.0 - alpha) * out + alpha * F.linear(x0.reshape(x.shape), weight).unflatten(-1, (k, f_out))

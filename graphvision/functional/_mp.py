@@ -12,7 +12,6 @@ Nothing here is public.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Union
@@ -22,7 +21,9 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision import ops as _ops
-from graphvision._checks import check_edge_index, check_floating, check_same_device, check_tensor, is_compiling
+from graphvision import _checks
+from graphvision._checks import check_floating, check_same_device, check_tensor
+from graphvision.ops._functional import as_structure, scatter_unchecked
 from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
 
@@ -31,9 +32,6 @@ from graphvision.typing import Adjacency
 GraphLike = Union[Adjacency, Sequence[Adjacency]]
 #: Edge weights: ``(E,)``, one per per-sample graph, or ``None``.
 WeightLike = Union[Tensor, Sequence[Tensor], None]
-
-#: GraphStructure -> the same graph with one self-loop per node appended (attention convs).
-_LOOPED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 __all__: list[str] = []
 
@@ -56,7 +54,8 @@ def _edge_index_of(graph: object) -> Tensor:
 
 
 def scatter(src: Tensor, index: Tensor, dim_size: int, reduce: str = "sum") -> Tensor:
-    return _ops.scatter(src, index, dim_size, reduce=reduce)
+    """Internal scatter over an index the caller validated (no second check, no host read)."""
+    return scatter_unchecked(src, index, dim_size, reduce)
 
 
 def segment_softmax(scores: Tensor, index: Tensor, num_segments: int) -> Tensor:
@@ -109,7 +108,8 @@ class GraphInput:
     """A graph resolved against its node features.
 
     Attributes:
-        graph: What the ops get: an ``edge_index`` tensor or a ``GraphStructure``.
+        graph: What the ops get: a ``GraphStructure`` (the caller's, or a trusted one wrapped
+            around a raw ``edge_index`` after its one validation).
         edge_weight: ``(E,)`` or ``None``.
         num_nodes: Number of nodes the ops see (``N``, or ``B * N`` for per-sample graphs).
         batch_size: ``B`` when ``x`` is ``(B, N, F)`` (shared or per-sample), else ``None``.
@@ -159,46 +159,71 @@ def _check_structure_size(graph: object, num_nodes: int, name: str = "edge_index
         )
 
 
+def _graph_of(edge_index: object, num_nodes: int, x: Tensor, name: str = "edge_index") -> GraphStructure:
+    """The structure of one graph over ``num_nodes`` nodes: the caller's, or a raw edge index validated once."""
+    if isinstance(edge_index, GraphStructure):
+        _check_structure_size(edge_index, num_nodes, name)
+        check_same_device("x", x, name, edge_index.edge_index)
+        return edge_index
+    ei = _edge_index_of(edge_index)
+    check_same_device("x", x, name, ei)
+    return as_structure(ei, num_nodes, num_nodes)
+
+
+def _per_sample_graphs(x: Tensor, edge_index: Sequence[Adjacency], edge_weight: WeightLike) -> tuple[Tensor, GraphInput]:
+    """Per-sample graphs given as a list: one offset edge index over the ``B * N`` nodes, validated once."""
+    if x.dim() != 3:
+        raise ValueError(
+            f"A list of per-sample 'edge_index' needs batched 'x' of shape (B, N, F) (got {tuple(x.shape)})"
+        )
+    bsz, n = x.size(0), x.size(1)
+    if len(edge_index) != bsz:
+        raise ValueError(f"Expected a list of B={bsz} 'edge_index' tensors, one per sample (got {len(edge_index)})")
+    eis = []
+    for i, e in enumerate(edge_index):
+        _check_structure_size(e, n, f"edge_index[{i}]")
+        t = _edge_index_of(e)
+        _checks.check_edge_index(t, None, name=f"edge_index[{i}]")
+        check_same_device("x", x, f"edge_index[{i}]", t)
+        eis.append(t)
+    offsets = [e.long() + i * n for i, e in enumerate(eis)]
+    ei = torch.cat(offsets, dim=1) if offsets else x.new_zeros((2, 0), dtype=torch.long)
+    nonempty = [(i, e) for i, e in enumerate(eis) if e.numel() > 0]
+    if nonempty and _checks.sync_checks_enabled():
+        stats = _checks.host_read(torch.stack([torch.stack(list(torch.aminmax(e))).long() for _, e in nonempty]))
+        for (i, _), (lo, hi) in zip(nonempty, stats):
+            if lo < 0 or hi >= n:
+                raise IndexError(
+                    f"Found indices in 'edge_index[{i}]' outside of [0, {n}) (got min {lo}, max {hi}; num_nodes={n})"
+                )
+    w: Tensor | None = None
+    if edge_weight is not None:
+        if not isinstance(edge_weight, (list, tuple)) or len(edge_weight) != bsz:
+            raise ValueError(
+                "With a list of per-sample 'edge_index', expected 'edge_weight' to be a list of "
+                f"B={bsz} tensors (got {type(edge_weight).__name__})"
+            )
+        ws = [_check_weight(wi, e.size(1), x, f"edge_weight[{i}]") for i, (wi, e) in enumerate(zip(edge_weight, eis))]
+        w = torch.cat(ws)
+    graph = GraphStructure._trusted(ei, bsz * n, bsz * n)
+    return x.reshape(bsz * n, x.size(2)), GraphInput(graph, w, bsz * n, bsz, False)
+
+
 def resolve_graph(
     x: Tensor,
     edge_index: GraphLike,
     edge_weight: WeightLike = None,
     batch: Tensor | None = None,
 ) -> tuple[Tensor, GraphInput]:
-    """Validate a graph against ``x`` and bring ``x`` into the layout the ops need.
+    """Validate a graph against ``x`` (once) and bring ``x`` into the layout the ops need.
 
     Returns ``(x, graph)``: ``x`` unchanged for one graph or a shared graph, flattened to
-    ``(B * N, F)`` for per-sample graphs (undo with :func:`restore`).
+    ``(B * N, F)`` for per-sample graphs (undo with :func:`restore`). ``graph.graph`` is always
+    a ``GraphStructure``: the caller's (nothing re-checked or re-derived), or one wrapped around
+    a raw ``edge_index`` after one validation (at most one host read).
     """
     if isinstance(edge_index, (list, tuple)):
-        # Per-sample graphs given as a list: one offset edge_index over the B * N nodes.
-        if x.dim() != 3:
-            raise ValueError(
-                f"A list of per-sample 'edge_index' needs batched 'x' of shape (B, N, F) (got {tuple(x.shape)})"
-            )
-        bsz, n = x.size(0), x.size(1)
-        if len(edge_index) != bsz:
-            raise ValueError(f"Expected a list of B={bsz} 'edge_index' tensors, one per sample (got {len(edge_index)})")
-        eis = [_edge_index_of(e) for e in edge_index]
-        for i, e in enumerate(eis):
-            _check_structure_size(edge_index[i], n, f"edge_index[{i}]")
-            check_edge_index(e, n, name=f"edge_index[{i}]")
-            check_same_device("x", x, f"edge_index[{i}]", e)
-        offsets = [e.long() + i * n for i, e in enumerate(eis)]
-        ei = torch.cat(offsets, dim=1) if offsets else x.new_zeros((2, 0), dtype=torch.long)
-        w: Tensor | None = None
-        if edge_weight is not None:
-            if not isinstance(edge_weight, (list, tuple)) or len(edge_weight) != bsz:
-                raise ValueError(
-                    "With a list of per-sample 'edge_index', expected 'edge_weight' to be a list of "
-                    f"B={bsz} tensors (got {type(edge_weight).__name__})"
-                )
-            ws = [_check_weight(wi, e.size(1), x, f"edge_weight[{i}]") for i, (wi, e) in enumerate(zip(edge_weight, eis))]
-            w = torch.cat(ws)
-        return x.reshape(bsz * n, x.size(2)), GraphInput(ei, w, bsz * n, bsz, False)
-
-    ei = _edge_index_of(edge_index)
-    check_same_device("x", x, "edge_index", ei)
+        return _per_sample_graphs(x, edge_index, edge_weight)
     if batch is not None:
         check_tensor(batch, "batch")
         if x.dim() == 3:
@@ -208,19 +233,17 @@ def resolve_graph(
                     f"Expected 'batch' of shape (B * N,) = ({bsz * n},) for batched 'x' of shape "
                     f"{tuple(x.shape)} with per-sample graphs (got {tuple(batch.shape)})"
                 )
-            _check_structure_size(edge_index, bsz * n)
-            check_edge_index(ei, bsz * n)
-            w = None if edge_weight is None else _check_weight(edge_weight, ei.size(1), x)
-            return x.reshape(bsz * n, x.size(2)), GraphInput(edge_index, w, bsz * n, bsz, False)
+            graph = _graph_of(edge_index, bsz * n, x)
+            w = None if edge_weight is None else _check_weight(edge_weight, graph.num_edges, x)
+            return x.reshape(bsz * n, x.size(2)), GraphInput(graph, w, bsz * n, bsz, False)
         if batch.dim() != 1 or batch.size(0) != x.size(0):
             raise ValueError(f"Expected 'batch' of shape (N,) = ({x.size(0)},) (got {tuple(batch.shape)})")
     n = x.size(-2)
-    _check_structure_size(edge_index, n)
-    check_edge_index(ei, n)
-    w = None if edge_weight is None else _check_weight(edge_weight, ei.size(1), x)
+    graph = _graph_of(edge_index, n, x)
+    w = None if edge_weight is None else _check_weight(edge_weight, graph.num_edges, x)
     if x.dim() == 3:
-        return x, GraphInput(edge_index, w, n, x.size(0), True)
-    return x, GraphInput(edge_index, w, n, None, False)
+        return x, GraphInput(graph, w, n, x.size(0), True)
+    return x, GraphInput(graph, w, n, None, False)
 
 
 def restore(out: Tensor, g: GraphInput) -> Tensor:
@@ -261,6 +284,8 @@ def attend(
     Returns the aggregate in the layout of ``h`` and the attention ``(E, K)`` (or ``(B, E, K)``).
     With attention dropout in training, the fused kernel cannot be used: the attention is
     computed with ``segment_softmax``, dropped out, and aggregated by ``spmm`` with per-head weights.
+    A structure with more target rows than nodes (the static-shape self-looped graph under
+    ``torch.compile``) gets zero logits for the extra row, whose output is dropped.
     """
     bsz = None
     k = h.size(-2)
@@ -269,20 +294,27 @@ def attend(
         h = h.permute(1, 0, 2, 3).reshape(n, bsz * k, f)
         alpha_src = alpha_src.permute(1, 0, 2).reshape(n, bsz * k)
         alpha_dst = alpha_dst.permute(1, 0, 2).reshape(n, bsz * k)
+    graph = g.graph
+    assert isinstance(graph, GraphStructure)
+    extra = graph.num_nodes - g.num_nodes
+    if extra > 0:
+        alpha_dst = torch.cat([alpha_dst, alpha_dst.new_zeros(extra, alpha_dst.size(1))])
     if dropout > 0.0 and training:
-        ei = g.edge_index
-        src, dst = ei[0], ei[1]
-        e = F.leaky_relu(alpha_src.index_select(0, src) + alpha_dst.index_select(0, dst), negative_slope)
-        attn = segment_softmax(e, dst, g.num_nodes)
+        rowptr, col, _ = graph.csr()  # the looped structures are target-sorted: sorted = edge order
+        ei = graph.edge_index
+        e = F.leaky_relu(alpha_src.index_select(0, ei[0]) + alpha_dst.index_select(0, ei[1]), negative_slope)
+        attn = _ops.segment_softmax(e, graph)
         coef = F.dropout(attn, p=dropout, training=True)
         if weight is not None:
             coef = coef * weight.unsqueeze(-1)
-        out = spmm(g.graph, coef, h, g.num_nodes)  # per-head weights: no (E, K, F) messages
+        out = spmm(graph, coef, h, graph.num_nodes)  # per-head weights: no (E, K, F) messages
         attn_out: Tensor | None = attn if return_attention else None
     else:
         out, attn_out = attention_aggregate(
-            h, alpha_src, alpha_dst, g.graph, weight, negative_slope, g.num_nodes, return_attention
+            h, alpha_src, alpha_dst, graph, weight, negative_slope, graph.num_nodes, return_attention
         )
+    if extra > 0:
+        out = out[: g.num_nodes]
     if bsz is not None:
         n, _, f = out.shape
         out = out.view(n, bsz, k, f).permute(1, 0, 2, 3)
@@ -292,23 +324,19 @@ def attend(
 
 
 def with_self_loops(g: GraphInput, loop_weight: Tensor | None, fill_value: float, dtype: torch.dtype) -> GraphInput:
-    """Append one self-loop per node (static shape ``E + N``; existing loops are kept)."""
-    ei = g.edge_index
+    """PyG's self-loop semantics: remove the existing loops, add one per node.
+
+    The looped graph is derived once per structure and cached on it (no sort: it is built from
+    the cached CSR). Edge weights follow the edges; the new loops get ``loop_weight`` (``(N,)``)
+    or ``fill_value``.
+    """
+    graph = g.graph
+    assert isinstance(graph, GraphStructure)
+    looped, index = graph.with_self_loops()
     n = g.num_nodes
-    new_graph: object = None
-    cacheable = isinstance(g.graph, GraphStructure) and not is_compiling()
-    if cacheable:
-        new_graph = _LOOPED.get(g.graph)
-    if new_graph is None:
-        loops = torch.arange(n, device=ei.device, dtype=ei.dtype).unsqueeze(0).expand(2, n)
-        new_graph = torch.cat([ei, loops], dim=1)
-        if cacheable:
-            # the self-looped structure (and its CSR, built on first use) lives as long as the input structure
-            new_graph = GraphStructure(new_graph, n)
-            _LOOPED[g.graph] = new_graph
     w = None
     if g.edge_weight is not None or loop_weight is not None:
-        ew = g.edge_weight if g.edge_weight is not None else torch.ones(ei.size(1), dtype=dtype, device=ei.device)
-        lw = loop_weight if loop_weight is not None else torch.full((n,), fill_value, dtype=ew.dtype, device=ei.device)
-        w = torch.cat([ew, lw.to(ew.dtype)])
-    return GraphInput(new_graph, w, n, g.batch_size, g.shared)
+        ew = g.edge_weight if g.edge_weight is not None else torch.ones(graph.num_edges, dtype=dtype, device=index.device)
+        lw = loop_weight if loop_weight is not None else torch.full((n,), fill_value, dtype=ew.dtype, device=index.device)
+        w = torch.cat([ew, lw.to(ew.dtype), ew.new_zeros(1)]).index_select(0, index)
+    return GraphInput(looped, w, n, g.batch_size, g.shared)

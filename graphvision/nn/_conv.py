@@ -14,6 +14,7 @@ default torch / Triton backends, which reduce over a sorted CSR without atomics)
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -21,8 +22,8 @@ from torch import Tensor, nn
 
 from graphvision._checks import check_choice, check_positive_int, is_compiling
 from graphvision.functional import _conv as F_conv  # noqa: N812
-from graphvision.functional._mp import GraphLike, WeightLike, _edge_index_of
-from graphvision.structure import GraphStructure
+from graphvision.functional._mp import GraphLike, WeightLike
+from graphvision.structure import GraphStructure, _version_of
 
 __all__ = ["GCNConv", "GATConv", "AttentionGCNConv", "GCN2Conv", "EdgeConditionedConv"]
 
@@ -58,26 +59,99 @@ def _check_unit(value: object, name: str, *, closed: bool) -> float:
 
 
 class _GraphCache:
-    """Cache of a graph-dependent preprocessing (PyG's ``cached=True``).
+    """PyG's ``cached=True``, tied to the graph the cached value was computed for.
 
-    The cache is keyed on nothing: as in PyG, ``cached=True`` promises that every call sees the
-    same graph (transductive learning, or a fixed pixel grid). ``reset_parameters`` clears it.
+    The value is reused while the layer sees the same graph: the same ``edge_index`` tensor (or
+    structure) and ``edge_weight``, unmodified (their ``_version``), over the same nodes. A
+    different tensor with equal contents is accepted (one comparison, then it is the new key).
+    Anything else recomputes the value and warns: the answer is always the one for the graph
+    given, never a mixture. While ``torch.compile`` traces, a filled cache is used without the
+    comparison (edit graphs outside compiled code). ``reset_cache()`` on the layer drops it, and
+    so does moving the layer with ``.to()``.
     """
 
     def __init__(self) -> None:
+        self.key: tuple | None = None
         self.value: tuple | None = None
 
+    def clear(self) -> None:
+        self.key = None
+        self.value = None
 
-def _cached_norm(
+    @staticmethod
+    def _key(x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None) -> tuple:
+        if isinstance(edge_index, (list, tuple)):
+            raise ValueError(
+                "cached=True needs one edge_index tensor or GraphStructure (for per-sample graphs pass the offset "
+                "edge_index over the B * N nodes together with 'batch')"
+            )
+        ei = edge_index.edge_index if isinstance(edge_index, GraphStructure) else edge_index
+        w = edge_weight if isinstance(edge_weight, Tensor) else None
+        return (ei, _version_of(ei), w, None if w is None else _version_of(w), tuple(x.shape[:-1]), batch is None)
+
+    @staticmethod
+    def _same_graph(old: tuple, new: tuple) -> bool:
+        if old[0] is new[0] and old[1] == new[1] and old[2] is new[2] and old[3] == new[3]:
+            return old[4:] == new[4:]
+        if old[4:] != new[4:] or not isinstance(new[0], Tensor) or old[0].shape != new[0].shape:
+            return False
+        if (old[2] is None) != (new[2] is None):
+            return False
+        same = bool(torch.equal(old[0], new[0]))  # one comparison; the key is then the new tensor
+        if same and old[2] is not None:
+            same = old[2].shape == new[2].shape and bool(torch.equal(old[2], new[2]))
+        return same
+
+    def get(
+        self,
+        layer: str,
+        x: Tensor,
+        edge_index: GraphLike,
+        edge_weight: WeightLike,
+        batch: Tensor | None,
+        build: Callable[[], tuple],
+    ) -> tuple:
+        if is_compiling() and self.value is not None:
+            return self.value
+        key = self._key(x, edge_index, edge_weight, batch)
+        if self.value is not None and self.key is not None:
+            if self._same_graph(self.key, key):
+                self.key = key
+                return self.value
+            warnings.warn(
+                f"{layer}(cached=True) was called with a different or modified graph than the one its cache "
+                "was built for: recomputing the cache for the new graph (call reset_cache() to drop it "
+                "explicitly, or use cached=False for changing graphs)",
+                UserWarning,
+                stacklevel=3,
+            )
+        self.value = build()
+        self.key = key if not is_compiling() else None
+        return self.value
+
+
+class _CachedGraphMixin:
+    """``reset_cache()`` and cache dropping on ``.to()`` / ``.cuda()`` / ``.double()`` for cached layers."""
+
+    _cache: _GraphCache
+
+    def reset_cache(self) -> None:
+        """Drop the cached graph preprocessing (``cached=True``); it is rebuilt on the next call."""
+        self._cache.clear()
+
+    def _apply(self, fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        self._cache.clear()  # cached tensors are not buffers: drop them rather than keep a stale device
+        return super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+
+
+def _norm_builder(
     x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None, add_self_loops: bool, improved: bool
-) -> tuple[Tensor, Tensor | None]:
-    if isinstance(edge_index, (list, tuple)):
-        raise ValueError(
-            "cached=True needs one edge_index tensor or GraphStructure (for per-sample graphs pass the offset "
-            "edge_index over the B * N nodes together with 'batch')"
-        )
-    _, g = F_conv.resolve_graph(F_conv.check_x(x), edge_index, edge_weight, batch)
-    return F_conv._gcn_norm_split(g.edge_index, g.edge_weight, g.num_nodes, add_self_loops, improved, x.dtype)
+) -> Callable[[], tuple]:
+    def build() -> tuple:
+        _, g = F_conv.resolve_graph(F_conv.check_x(x), edge_index, edge_weight, batch)
+        return F_conv._gcn_norm_of(g, add_self_loops, improved, x.dtype)
+
+    return build
 
 
 _CAPS_BASE = {
@@ -89,7 +163,7 @@ _CAPS_BASE = {
 }
 
 
-class GCNConv(nn.Module):
+class GCNConv(_CachedGraphMixin, nn.Module):
     r"""Graph convolution of Kipf & Welling, `"Semi-supervised Classification with Graph Convolutional
     Networks" <https://arxiv.org/abs/1609.02907>`_.
 
@@ -166,7 +240,7 @@ class GCNConv(nn.Module):
         """Glorot weights, zero bias, empty cache."""
         glorot_(self.lin.weight)
         zeros_(self.bias)
-        self._cache.value = None
+        self._cache.clear()
 
     def forward(
         self,
@@ -188,9 +262,8 @@ class GCNConv(nn.Module):
             ``(N, F_out)`` or ``(B, N, F_out)``.
         """
         if self.normalize and self.cached:
-            if self._cache.value is None:
-                self._cache.value = _cached_norm(x, edge_index, edge_weight, batch, self.add_self_loops, self.improved)
-            w, loop = self._cache.value
+            build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, self.improved)
+            w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
             return F_conv.gcn_conv(
                 x,
                 edge_index,
@@ -411,7 +484,7 @@ class GATConv(_AttentionBase):
         return s
 
 
-class AttentionGCNConv(_AttentionBase):
+class AttentionGCNConv(_CachedGraphMixin, _AttentionBase):
     r"""Attention-weighted graph convolution: multi-head GAT-style attention multiplying the
     (GCN-normalised) structural or mutual-information edge weight, with a GCNII-style initial
     residual against over-smoothing. The convolution that RMCG (relation-aware multi-channel
@@ -498,7 +571,7 @@ class AttentionGCNConv(_AttentionBase):
     def reset_parameters(self) -> None:
         """Glorot weights and attention vectors, zero bias, empty cache."""
         self._reset_attention()
-        self._cache.value = None
+        self._cache.clear()
 
     def forward(
         self,
@@ -525,9 +598,8 @@ class AttentionGCNConv(_AttentionBase):
         """
         normalize, add_loops = self.normalize, self.add_self_loops
         if self.cached and (normalize or add_loops):
-            if self._cache.value is None:
-                self._cache.value = self._preprocess(x, edge_index, edge_weight, batch)
-            edge_index, edge_weight = self._cache.value
+            build = lambda: self._preprocess(x, edge_index, edge_weight, batch)  # noqa: E731
+            edge_index, edge_weight = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
             normalize = add_loops = False
         return F_conv.attention_gcn_conv(
             x,
@@ -551,23 +623,10 @@ class AttentionGCNConv(_AttentionBase):
         )
 
     def _preprocess(self, x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None) -> tuple:
-        if isinstance(edge_index, (list, tuple)):
-            raise ValueError(
-                "cached=True needs one edge_index tensor or GraphStructure (for per-sample graphs pass the offset "
-                "edge_index over the B * N nodes together with 'batch')"
-            )
+        """The self-looped (and normalised) graph and its weights, as the functional twin builds them."""
         _, g = F_conv.resolve_graph(F_conv.check_x(x), edge_index, edge_weight, batch)
-        ei = _edge_index_of(g.graph)
-        if self.normalize:
-            ei, w = F_conv.gcn_norm(
-                ei, g.edge_weight, g.num_nodes, add_self_loops=self.add_self_loops, improved=self.improved, dtype=x.dtype
-            )
-        else:
-            g2 = F_conv.with_self_loops(g, None, 2.0 if self.improved else 1.0, x.dtype)
-            ei, w = g2.edge_index, g2.edge_weight
-        if is_compiling():
-            return ei, w
-        return GraphStructure(ei, g.num_nodes), w  # the ops reuse its sorted CSR on every later call
+        g2 = F_conv.prepare_attention_graph(g, self.normalize, self.add_self_loops, self.improved, 1.0, x.dtype)
+        return g2.graph, g2.edge_weight
 
     def extra_repr(self) -> str:
         s = self._repr_attention()
@@ -584,7 +643,7 @@ class AttentionGCNConv(_AttentionBase):
         return s
 
 
-class GCN2Conv(nn.Module):
+class GCN2Conv(_CachedGraphMixin, nn.Module):
     r"""GCNII convolution of Chen et al., `"Simple and Deep Graph Convolutional Networks"
     <https://arxiv.org/abs/2007.02133>`_: initial residual and identity mapping.
 
@@ -664,7 +723,7 @@ class GCN2Conv(nn.Module):
         """Glorot weights, empty cache."""
         glorot_(self.weight1)
         glorot_(self.weight2)
-        self._cache.value = None
+        self._cache.clear()
 
     def forward(
         self,
@@ -689,9 +748,8 @@ class GCN2Conv(nn.Module):
         """
         kw = {"normalize": self.normalize, "add_self_loops": self.add_self_loops, "self_loop_weight": None}
         if self.normalize and self.cached:
-            if self._cache.value is None:
-                self._cache.value = _cached_norm(x, edge_index, edge_weight, batch, self.add_self_loops, False)
-            edge_weight, loop = self._cache.value
+            build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, False)
+            edge_weight, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
             kw = {"normalize": False, "add_self_loops": False, "self_loop_weight": loop}
         return F_conv.gcn2_conv(
             x, x0, edge_index, self.weight1, self.weight2, edge_weight, batch=batch, alpha=self.alpha, beta=self.beta, **kw

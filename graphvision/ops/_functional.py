@@ -202,6 +202,11 @@ def scatter(
     _checks.check_same_device("src", src, "index", index)
     n = _infer_size(index, dim_size, "dim_size")
     _checks.check_index(index, n, "index")
+    return scatter_unchecked(src, index, n, reduce, backend)
+
+
+def scatter_unchecked(src: Tensor, index: Tensor, n: int, reduce: str = "sum", backend: str | None = None) -> Tensor:
+    """:func:`scatter` without validation, for library code whose index was validated already."""
     name = resolve_backend("segment_reduce_csr", src.device, backend)
     rest = tuple(src.shape[1:])
     if name == "torch":
