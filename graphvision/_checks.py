@@ -95,27 +95,28 @@ def host_read(t: Tensor) -> list:
     return t.tolist()
 
 
-def check_edge_index_range(edge_index: Tensor, num_src: int, num_dst: int, name: str = "edge_index") -> bool:
+def check_edge_index_range(edge_index: Tensor, num_src: int, num_dst: int, name: str = "edge_index") -> tuple[bool, int]:
     """Check ``edge_index[0] < num_src`` and ``edge_index[1] < num_dst`` with one host read.
 
-    Returns whether the targets are sorted (read in the same synchronisation). Call only when
-    :func:`sync_checks_enabled`; the caller checked shape and dtype.
+    Returns whether the targets are sorted and the number of self-loops, read in the same
+    synchronisation (the layers need both later). The caller checked shape and dtype.
     """
     if edge_index.numel() == 0:
-        return True
-    src_lo, src_hi = torch.aminmax(edge_index[0])
-    dst_lo, dst_hi = torch.aminmax(edge_index[1])
-    dst = edge_index[1]
+        return True, 0
+    src, dst = edge_index[0], edge_index[1]
+    src_lo, src_hi = torch.aminmax(src)
+    dst_lo, dst_hi = torch.aminmax(dst)
     unsorted = (dst[1:] < dst[:-1]).any()
-    lo0, hi0, lo1, hi1, uns = host_read(
-        torch.stack([src_lo.long(), src_hi.long(), dst_lo.long(), dst_hi.long(), unsorted.long()])
+    loops = (src == dst).sum()
+    lo0, hi0, lo1, hi1, uns, num_loops = host_read(
+        torch.stack([src_lo.long(), src_hi.long(), dst_lo.long(), dst_hi.long(), unsorted.long(), loops.long()])
     )
     for part, lo, hi, size, what in ((0, lo0, hi0, num_src, "number of source nodes"), (1, lo1, hi1, num_dst, "num_nodes")):
         if lo < 0 or hi >= size:
             raise IndexError(
                 f"Found indices in '{name}[{part}]' outside of [0, {size}) (got min {lo}, max {hi}; {what}={size})"
             )
-    return not uns
+    return not uns, num_loops
 
 
 def check_index(index: Tensor, size: int | None, name: str, *, dim_name: str = "dim_size") -> None:

@@ -165,7 +165,8 @@ class GraphStructure:
 
     def _check_range(self) -> None:
         if self.edge_index.numel() > 0 and _checks.sync_checks_enabled():
-            _checks.check_edge_index_range(self.edge_index, self.num_src_nodes, self.num_nodes)
+            _, loops = _checks.check_edge_index_range(self.edge_index, self.num_src_nodes, self.num_nodes)
+            self._derived["num_self_loops"] = loops
 
     # ----------------------------------------------------------------- basic properties
     @property
@@ -524,7 +525,8 @@ def _self_looped(g: GraphStructure, compact: bool) -> tuple[GraphStructure, Tens
     new_col.index_copy_(0, dest, torch.where(is_loop, torch.zeros_like(col), col))
     index.index_copy_(0, dest, torch.where(is_loop, torch.full_like(pos, e + n), perm))
     if compact:
-        kept = int(num_kept_plus_loops)
+        loops = g.derived("num_self_loops", lambda: int(cl[-1]))  # known from validation, else one read
+        kept = e - loops + n
         looped = GraphStructure.from_csr(new_rowptr, new_col[:kept], n, validate=False)
         return looped, index[:kept]
     sink_rowptr = torch.cat([new_rowptr, new_rowptr.new_full((1,), total)])

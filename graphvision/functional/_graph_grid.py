@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numbers
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from graphvision._checks import (
     is_compiling,
     sync_checks_enabled,
 )
+from graphvision.structure import GraphStructure, _version_of
 
 __all__ = [
     "ImageGraph",
@@ -42,7 +43,40 @@ PATCH_FEATURES = ("mean", "flatten")
 UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
-class ImageGraph(NamedTuple):
+class _ImageGraphFields(NamedTuple):
+    x: Tensor
+    edge_index: Tensor
+    batch: Tensor
+
+
+class _WeightedImageGraphFields(NamedTuple):
+    x: Tensor
+    edge_index: Tensor
+    batch: Tensor
+    edge_weight: Tensor
+
+
+class _CarriesGraph:
+    """The ``graph`` attribute of the converters' results: the :class:`~graphvision.GraphStructure`.
+
+    It shares ``edge_index``'s memory and carries what the converter already knew (target-sorted
+    CSR, no sort, no re-check). A result rebuilt by ``_replace`` / ``_make`` gets a structure
+    (validated once) built from its ``edge_index`` on first access.
+    """
+
+    __slots__ = ()
+    x: Tensor
+    edge_index: Tensor
+
+    def __getattr__(self, name: str) -> GraphStructure:
+        if name != "graph":
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        graph = GraphStructure(self.edge_index, int(self.x.size(0)))
+        self.__dict__["graph"] = graph
+        return graph
+
+
+class ImageGraph(_CarriesGraph, _ImageGraphFields):
     """A batch of graphs built from images (unpacks as ``x, edge_index, batch``).
 
     Attributes:
@@ -50,14 +84,19 @@ class ImageGraph(NamedTuple):
         edge_index: ``(2, E)`` int64 edges, ``edge_index[0]`` source, ``edge_index[1]`` target,
             sorted by target then source.
         batch: ``(N,)`` int64 image index of every node (sorted).
+        graph: The :class:`~graphvision.GraphStructure` of ``edge_index`` (same memory): pass it
+            to the layers instead of ``edge_index`` and everything derived from the graph (sorted
+            CSR, self-loops, normalisation) is computed once and reused. Not part of the tuple.
     """
 
-    x: Tensor
-    edge_index: Tensor
-    batch: Tensor
+    def __new__(cls, x: Tensor, edge_index: Tensor, batch: Tensor, graph: GraphStructure | None = None) -> ImageGraph:
+        self = super().__new__(cls, x, edge_index, batch)
+        if graph is not None:
+            self.__dict__["graph"] = graph
+        return self
 
 
-class WeightedImageGraph(NamedTuple):
+class WeightedImageGraph(_CarriesGraph, _WeightedImageGraphFields):
     """An :class:`ImageGraph` with one weight per edge (unpacks as ``x, edge_index, batch, edge_weight``).
 
     Returned by the converters when an ``edge_weight`` similarity is asked for.
@@ -67,12 +106,16 @@ class WeightedImageGraph(NamedTuple):
         edge_index: ``(2, E)`` int64 edges (source, target), sorted by target then source.
         batch: ``(N,)`` int64 image index of every node.
         edge_weight: ``(E,)`` weight of every edge, differentiable with respect to ``x``.
+        graph: The :class:`~graphvision.GraphStructure` of ``edge_index`` (see :class:`ImageGraph`).
     """
 
-    x: Tensor
-    edge_index: Tensor
-    batch: Tensor
-    edge_weight: Tensor
+    def __new__(
+        cls, x: Tensor, edge_index: Tensor, batch: Tensor, edge_weight: Tensor, graph: GraphStructure | None = None
+    ) -> WeightedImageGraph:
+        self = super().__new__(cls, x, edge_index, batch, edge_weight)
+        if graph is not None:
+            self.__dict__["graph"] = graph
+        return self
 
 
 def _check_size(value: object, name: str) -> int:
@@ -153,20 +196,52 @@ def grid_graph(
     num_edges = _grid_num_edges(height, width, offsets)
     if num_edges == 0 or batch_size == 0:
         return torch.empty(2, 0, dtype=torch.long, device=device)
+    return _grid_structure(height, width, offsets, num_edges, batch_size, device).edge_index.clone()
+
+
+def _grid_structure(
+    height: int,
+    width: int,
+    offsets: list[tuple[int, int]],
+    num_edges: int,
+    batch_size: int,
+    device: torch.device | str | None,
+) -> GraphStructure:
+    """The grid as a trusted, target-sorted structure; the last few are cached per size and device.
+
+    A cached structure keeps what layers derived from it (CSR, self-looped graph, GCN
+    normalisation, kernel index arrays), so a model that converts same-sized images every
+    forward pass derives them once. An entry whose ``edge_index`` was edited in place (its
+    version moved) is rebuilt. Not cached while ``torch.compile`` traces.
+    """
+    n = batch_size * height * width
+
+    def build() -> GraphStructure:
+        if num_edges == 0 or batch_size == 0:
+            ei = torch.empty(2, 0, dtype=torch.long, device=device)
+        else:
+            ei = _build_grid(height, width, offsets, num_edges, batch_size, device)
+        return GraphStructure._trusted(ei, n, n, sorted_by_target=True)
+
     if is_compiling():
-        return _build_grid(height, width, offsets, num_edges, batch_size, device)
+        return build()
     key = ("grid", height, width, tuple(offsets), batch_size, _device_key(device))
     cached = _CACHE.get(key)
-    if cached is None:
-        cached = _cache_put(key, _build_grid(height, width, offsets, num_edges, batch_size, device))
-    return cached.clone()
+    if cached is None or _version_of(cached.edge_index) != cached._version or cached._version is None:
+        cached = build()
+        _CACHE[key] = cached
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return cached
 
 
-#: Small LRU cache of built grids and batch vectors, keyed by size, options and device. Layers
-#: that rebuild the same pixel graph every forward pass then pay one copy (a single kernel on
-#: GPU) instead of a dozen small kernels and a host-to-device copy. Results are always clones,
-#: so callers may modify them in place. Bypassed while ``torch.compile`` traces.
-_CACHE: OrderedDict[tuple, Tensor] = OrderedDict()
+#: Small LRU cache of built grid structures and batch vectors, keyed by size, options and device
+#: (never by tensor identity). Grid structures are checked against in-place edits on every hit;
+#: batch vectors and :func:`grid_graph` results are handed out as clones. Bypassed while
+#: ``torch.compile`` traces.
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()
 _CACHE_SIZE = 16
 _CACHE_MAX_ELEMENTS = 1 << 26  # never cache a tensor over 512 MiB of int64
 
@@ -338,11 +413,12 @@ def edge_similarity(
 
 
 def _graph_result(
-    x: Tensor, edge_index: Tensor, batch: Tensor, edge_weight: str | None, sigma: float
+    x: Tensor, graph: GraphStructure, batch: Tensor, edge_weight: str | None, sigma: float
 ) -> ImageGraph | WeightedImageGraph:
+    edge_index = graph.edge_index
     if edge_weight is None:
-        return ImageGraph(x, edge_index, batch)
-    return WeightedImageGraph(x, edge_index, batch, edge_similarity(x, edge_index, edge_weight, sigma))
+        return ImageGraph(x, edge_index, batch, graph)
+    return WeightedImageGraph(x, edge_index, batch, edge_similarity(x, edge_index, edge_weight, sigma), graph)
 
 
 def _is_real(value: object) -> bool:
@@ -419,15 +495,18 @@ def image_to_graph(
     _check_edge_weight(edge_weight, sigma)
     b, c, h, w = image.shape
     x = image.permute(0, 2, 3, 1).reshape(b * h * w, c)
-    edge_index = grid_graph(h, w, connectivity, dilation, self_loops, batch_size=b, device=image.device)
-    batch = _batch_vector(b, h * w, image.device)
-    if edge_weight is None:
-        return ImageGraph(x, edge_index, batch)
+    check_choice(connectivity, CONNECTIVITIES, "connectivity")
     offsets = _offsets(connectivity, check_positive_int(dilation, "dilation"), bool(self_loops))
     num_edges = _grid_num_edges(h, w, offsets)
+    graph = _grid_structure(h, w, offsets, num_edges, b, image.device)
+    edge_index = graph.edge_index
+    batch = _batch_vector(b, h * w, image.device)
+    if edge_weight is None:
+        return ImageGraph(x, edge_index, batch, graph)
     if num_edges == 0 or b == 0:
-        return WeightedImageGraph(x, edge_index, batch, image.new_empty(0))
-    return WeightedImageGraph(x, edge_index, batch, _grid_edge_weight(image, offsets, num_edges, edge_weight, sigma))
+        return WeightedImageGraph(x, edge_index, batch, image.new_empty(0), graph)
+    weight = _grid_edge_weight(image, offsets, num_edges, edge_weight, sigma)
+    return WeightedImageGraph(x, edge_index, batch, weight, graph)
 
 
 def patch_graph(
@@ -502,7 +581,9 @@ def patch_graph(
         x = image.reshape(b, c, hp, p, wp, p).permute(0, 2, 4, 1, 3, 5).reshape(b * n, c * p * p)
     batch = _batch_vector(b, n, image.device)
     if k is None:
-        edge_index = grid_graph(hp, wp, connectivity, 1, bool(loop), batch_size=b, device=image.device)
+        check_choice(connectivity, CONNECTIVITIES, "connectivity")
+        offsets = _offsets(connectivity, 1, bool(loop))
+        graph = _grid_structure(hp, wp, offsets, _grid_num_edges(hp, wp, offsets), b, image.device)
     else:
         k = check_positive_int(k, "k")
         limit = n if loop else n - 1
@@ -512,14 +593,13 @@ def patch_graph(
                 f"(got k={k})"
             )
         if b * n == 0:
-            edge_index = torch.empty(2, 0, dtype=torch.long, device=image.device)
+            graph = GraphStructure._trusted(torch.empty(2, 0, dtype=torch.long, device=image.device), 0, 0)
         else:
             nbr = _knn_dense(x.detach().view(b, n, -1), k, loop=bool(loop), metric=metric, chunk_size=None)
             shift = torch.arange(b, device=image.device).mul_(n).view(b, 1, 1)
-            src = (nbr + shift).reshape(-1)
-            dst = torch.arange(b * n, device=image.device).repeat_interleave(k)
-            edge_index = torch.stack([src, dst])
-    return _graph_result(x, edge_index, batch, edge_weight, sigma)
+            # k neighbours per patch, target-major: a fixed-degree structure, no sort, no check
+            graph = GraphStructure.from_neighbour_table((nbr + shift).reshape(b * n, k), validate=False)
+    return _graph_result(x, graph, batch, edge_weight, sigma)
 
 
 def nodes_to_image(

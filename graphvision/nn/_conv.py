@@ -93,6 +93,8 @@ class _GraphCache:
     def _same_graph(old: tuple, new: tuple) -> bool:
         if old[0] is new[0] and old[1] == new[1] and old[2] is new[2] and old[3] == new[3]:
             return old[4:] == new[4:]
+        if (old[0] is new[0] and old[1] != new[1]) or (old[2] is not None and old[2] is new[2] and old[3] != new[3]):
+            return False  # the cached graph's own tensors were edited in place
         if old[4:] != new[4:] or not isinstance(new[0], Tensor) or old[0].shape != new[0].shape:
             return False
         if (old[2] is None) != (new[2] is None):

@@ -86,8 +86,11 @@ def as_structure(edge_index: Tensor | GraphStructure, num_dst: int, num_src: int
     # CSR build uses. On CUDA: checked when checks are on; a raw edge index is always sorted
     # there, checks on or off (same algorithm, no extra synchronisation).
     if edge_index.numel() > 0 and (_checks.sync_checks_enabled() or (cpu and not _checks.is_compiling())):
-        is_sorted = _checks.check_edge_index_range(edge_index, num_src, num_dst)
+        is_sorted, num_loops = _checks.check_edge_index_range(edge_index, num_src, num_dst)
         sorted_by_target = is_sorted if cpu else False
+        g = GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)
+        g._derived["num_self_loops"] = num_loops  # read with the range: adding loops needs no second read
+        return g
     return GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)
 
 
