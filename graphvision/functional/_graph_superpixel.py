@@ -15,7 +15,9 @@ from graphvision._checks import (
     check_tensor,
     sync_checks_enabled,
 )
+from graphvision.structure import GraphStructure
 from graphvision.functional._graph_grid import (
+    _CarriesGraph,
     CONNECTIVITIES,
     _check_edge_weight,
     _check_image,
@@ -26,7 +28,16 @@ from graphvision.functional._graph_grid import (
 __all__ = ["RegionGraph", "slic_superpixels", "superpixel_graph"]
 
 
-class RegionGraph(NamedTuple):
+class _RegionGraphFields(NamedTuple):
+    x: Tensor
+    edge_index: Tensor
+    batch: Tensor
+    labels: Tensor
+    pos: Tensor
+    edge_weight: Tensor | None
+
+
+class RegionGraph(_CarriesGraph, _RegionGraphFields):
     """A superpixel graph of a batch of images: one node per region, edges between touching regions.
 
     Attributes:
@@ -38,14 +49,24 @@ class RegionGraph(NamedTuple):
             ``x[labels]`` paints node values back; see :func:`nodes_to_image`).
         pos: ``(N, 2)`` centroid ``(y, x)`` of every region, in pixels, in ``x``'s dtype.
         edge_weight: ``(E,)`` feature similarity of every edge, or ``None`` when not asked for.
+        graph: The :class:`~graphvision.GraphStructure` of ``edge_index`` (same memory, built by
+            the converter without a sort or a check). Not part of the tuple.
     """
 
-    x: Tensor
-    edge_index: Tensor
-    batch: Tensor
-    labels: Tensor
-    pos: Tensor
-    edge_weight: Tensor | None
+    def __new__(
+        cls,
+        x: Tensor,
+        edge_index: Tensor,
+        batch: Tensor,
+        labels: Tensor,
+        pos: Tensor,
+        edge_weight: Tensor | None,
+        graph: GraphStructure | None = None,
+    ) -> RegionGraph:
+        self = super().__new__(cls, x, edge_index, batch, labels, pos, edge_weight)
+        if graph is not None:
+            self.__dict__["graph"] = graph
+        return self
 
 
 def slic_superpixels(
@@ -232,4 +253,5 @@ def superpixel_graph(
     node_labels = inv.view(b, h, w)
     edge_index = _region_edges(node_labels, num_nodes, connectivity, bool(self_loops))
     ew = None if edge_weight is None else edge_similarity(x, edge_index, edge_weight, sigma)
-    return RegionGraph(x, edge_index, batch, node_labels, pos, ew)
+    graph = GraphStructure._trusted(edge_index, x.size(0), x.size(0), sorted_by_target=True)
+    return RegionGraph(x, edge_index, batch, node_labels, pos, ew, graph)

@@ -36,12 +36,15 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from graphvision import config
 from graphvision._checks import check_floating, check_positive_int, check_tensor, is_compiling
+from graphvision.functional._graph_grid import _CarriesGraph
+from graphvision.structure import GraphStructure
 
 __all__ = ["mutual_information_adjacency"]
 
@@ -455,7 +458,7 @@ def mutual_information_adjacency(
     mi = mi.to(out_dtype)
     if output == "sparse" and k is not None and threshold is None and not symmetric and n > 1:
         # static number of edges (B * N * k [+ B * N]): no nonzero(), works under torch.compile
-        return _topk_edges(mi, min(k, n - 1), self_loops)
+        return _sparse(*_topk_edges(mi, min(k, n - 1), self_loops), bsz * n)
     if output == "dense" and inplace and k is None and threshold is None:
         if not self_loops:  # every off-diagonal pair kept: no (B, N, N) mask needed
             mi.diagonal(dim1=1, dim2=2).zero_()
@@ -473,7 +476,29 @@ def mutual_information_adjacency(
         mask = torch.ones(bsz, n, n, dtype=torch.bool, device=x.device)
     bi, ti, si = mask.nonzero(as_tuple=True)
     edge_index = torch.stack([bi * n + si, bi * n + ti])
-    return edge_index, mi[bi, ti, si]
+    return _sparse(edge_index, mi[bi, ti, si], bsz * n)
+
+
+class SparseAdjacency(NamedTuple):
+    """The sparse output of :func:`mutual_information_adjacency` (unpacks as ``edge_index, edge_weight``).
+
+    Attributes:
+        edge_index: ``(2, E)`` int64 edges ``source -> target`` over the ``B * N`` nodes, target-major.
+        edge_weight: ``(E,)`` mutual information of every edge (differentiable).
+    """
+
+    edge_index: Tensor
+    edge_weight: Tensor
+
+
+class _SparseAdjacencyWithGraph(_CarriesGraph, SparseAdjacency):
+    """:class:`SparseAdjacency` carrying the structure in ``.graph`` (target-sorted, built without a sort)."""
+
+
+def _sparse(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> SparseAdjacency:
+    out = _SparseAdjacencyWithGraph(edge_index, edge_weight)
+    out.__dict__["graph"] = GraphStructure._trusted(edge_index, num_nodes, num_nodes, sorted_by_target=True)
+    return out
 
 
 def _topk_edges(mi: Tensor, k: int, self_loops: bool) -> tuple[Tensor, Tensor]:

@@ -150,3 +150,38 @@ def test_structure_and_raw_edge_index_give_the_same_answer() -> None:
     for layer in (gnn.GCNConv(6, 5), gnn.GATConv(6, 5, heads=2), gnn.AttentionGCNConv(6, 5, heads=2)):
         assert_close(layer(res.x, res.graph), layer(res.x, res.edge_index))
     assert isinstance(res.graph, GraphStructure) and res.graph.edge_index is res.edge_index
+
+
+def _converter_results():  # noqa: ANN202
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 8, 8)
+    yield "image_to_graph", GF.image_to_graph(image, connectivity=8)
+    yield "image_to_graph weighted", GF.image_to_graph(image, connectivity=4, edge_weight="gaussian")
+    yield "patch_graph grid", GF.patch_graph(image, 2)
+    yield "patch_graph knn", GF.patch_graph(image, 2, k=3)
+    nodes = torch.randn(2, 10, 4)
+    yield "mi sparse top-k", GF.mutual_information_adjacency(nodes, bins=4, top_k=3, symmetric=False, output="sparse")
+    yield "mi sparse symmetric", GF.mutual_information_adjacency(nodes, bins=4, top_k=3, output="sparse")
+    pytest.importorskip("skimage")
+    yield "superpixel_graph", GF.superpixel_graph(image, n_segments=6)
+
+
+@pytest.mark.parametrize("name", ["image_to_graph", "image_to_graph weighted", "patch_graph grid", "patch_graph knn",
+                                  "mi sparse top-k", "mi sparse symmetric", "superpixel_graph"])
+def test_converters_hand_over_a_correct_trusted_structure(name: str) -> None:
+    res = dict(_converter_results())[name]
+    g = res.graph
+    assert isinstance(g, GraphStructure) and g.edge_index is res.edge_index
+    ref = GraphStructure(res.edge_index.clone(), g.num_nodes)  # validated, sorted from scratch
+    for got, want in zip(g.csr(), ref.csr()):
+        assert torch.equal(got, want)  # the converter's claim (target-sorted, identity perm) holds
+    assert g.identity_perm or g.num_edges == 0
+
+
+def test_converter_structure_is_reused_and_survives_in_place_edits() -> None:
+    a = GF.image_to_graph(torch.rand(1, 2, 5, 5))
+    b = GF.image_to_graph(torch.rand(1, 2, 5, 5))
+    assert a.graph is b.graph  # one cached structure per size: derived data computed once
+    a.edge_index[0, 0] = 24  # a user edits their result in place
+    c = GF.image_to_graph(torch.rand(1, 2, 5, 5))
+    assert c.graph is not a.graph and c.edge_index[0, 0] != 24  # the cache rebuilt a clean grid
