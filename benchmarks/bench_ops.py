@@ -137,7 +137,7 @@ def make_graph(name: str, kind: str, b: int, h: int, w: int, c: int, device: tor
     batch = torch.arange(b, device=device).repeat_interleave(h * w)
 
     def convert() -> Any:
-        return GraphStructure(ei, num_nodes=b * h * w).precompute(neighbour_table=True)
+        return GraphStructure(ei, num_nodes=b * h * w).precompute()
 
     conv = time_fn(convert, device, reps=3, warmup=1)["median_ms"]
     return Graph(name, kind, b, h, w, c, ei, convert(), batch, conv)

@@ -66,12 +66,15 @@ def check_shape(x: Tensor, dims: Sequence[str | int], name: str) -> None:
         >>> check_shape(torch.zeros(2, 3, 4, 5), ["B", "C", "H", "W"], "image")
     """
     check_tensor(x, name)
-    pattern = "(" + ", ".join(str(d) for d in dims) + ")"
+
+    def pattern() -> str:  # formatted only on failure: no str() of symbolic sizes while tracing
+        return "(" + ", ".join(str(d) for d in dims) + ")"
+
     if x.dim() != len(dims):
-        raise ValueError(f"Expected '{name}' of shape {pattern} (got {tuple(x.shape)})")
+        raise ValueError(f"Expected '{name}' of shape {pattern()} (got {tuple(x.shape)})")
     for i, d in enumerate(dims):
         if isinstance(d, int) and x.shape[i] != d:
-            raise ValueError(f"Expected '{name}' of shape {pattern} (got {tuple(x.shape)}): dimension {i} must be {d}")
+            raise ValueError(f"Expected '{name}' of shape {pattern()} (got {tuple(x.shape)}): dimension {i} must be {d}")
 
 
 def check_floating(x: Tensor, name: str) -> None:

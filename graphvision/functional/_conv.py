@@ -57,8 +57,8 @@ AGGREGATIONS = ("sum", "mean", "max")
 
 def _check_param(t: object, shape: tuple[int | str, ...], name: str, x: Tensor) -> Tensor:
     t = check_tensor(t, name)
-    pattern = "(" + ", ".join(str(s) for s in shape) + ")"
     if t.dim() != len(shape) or any(isinstance(s, int) and t.size(i) != s for i, s in enumerate(shape)):
+        pattern = "(" + ", ".join(str(s) for s in shape) + ")"  # formatted only on failure (lazy)
         raise ValueError(f"Expected '{name}' of shape {pattern} (got {tuple(t.shape)})")
     if t.dtype != x.dtype:
         raise TypeError(f"Expected '{name}' of the same dtype as 'x' ({x.dtype}) (got {t.dtype})")
