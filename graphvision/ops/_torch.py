@@ -163,21 +163,25 @@ def _build_csr_index(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
     e, n = col.numel(), rowptr.numel() - 1
     dev = col.device
-    r64, c64 = rowptr.long(), col.long()
     small = max(e, n, n_src) * k < 2**31
     if k == 1:
-        return (r64.int(), c64.int(), None, None) if small else (r64, c64, None, None)
-    deg_k = (r64[1:] - r64[:-1]).repeat_interleave(k)
-    rowptr_k = torch.zeros(n * k + 1, dtype=torch.int64, device=dev)
-    torch.cumsum(deg_k, 0, out=rowptr_k[1:])
-    seg = torch.repeat_interleave(torch.arange(n * k, device=dev), deg_k, output_size=e * k)
-    h = seg % k
-    p = r64.index_select(0, seg // k) + torch.arange(e * k, device=dev) - rowptr_k.index_select(0, seg)
-    idx_k = p * k + h
-    col_k = c64.index_select(0, p) * k + h
-    inv_k = torch.empty_like(idx_k).scatter_(0, idx_k, torch.arange(e * k, device=dev))
-    if small:
-        return rowptr_k.int(), col_k.int(), idx_k.int(), inv_k.int()
+        return (rowptr.int(), col.int(), None, None) if small else (rowptr.long(), col.long(), None, None)
+    # Entry (p, h) of a flattened (E, K) per-edge tensor, p in row i, goes to expanded position
+    # K*rowptr[i] + h*deg[i] + (p - rowptr[i]): one broadcast, then two scatters (no sort, no
+    # division), in int32 when the sizes allow.
+    dt = torch.int32 if small else torch.int64
+    r, c = rowptr.to(dt), col.to(dt)
+    deg = r[1:] - r[:-1]
+    hs = torch.arange(k, dtype=dt, device=dev)
+    rowptr_k = torch.empty(n * k + 1, dtype=dt, device=dev)
+    rowptr_k[:-1].view(n, k).copy_((r[:-1] * k).unsqueeze(1) + hs * deg.unsqueeze(1))
+    rowptr_k[-1] = e * k
+    row = torch.repeat_interleave(torch.arange(n, dtype=dt, device=dev), deg, output_size=e)
+    base = ((k - 1) * r[:-1]).index_select(0, row) + torch.arange(e, dtype=dt, device=dev)
+    inv_k = (base.unsqueeze(1) + hs * deg.index_select(0, row).unsqueeze(1)).reshape(-1)
+    inv64 = inv_k.long()
+    idx_k = torch.empty_like(inv_k).scatter_(0, inv64, torch.arange(e * k, dtype=dt, device=dev))
+    col_k = torch.empty_like(inv_k).scatter_(0, inv64, (c.unsqueeze(1) * k + hs).reshape(-1))
     return rowptr_k, col_k, idx_k, inv_k
 
 
