@@ -44,13 +44,13 @@ from torch import Tensor
 from graphvision import config
 from graphvision._checks import check_floating, check_positive_int, check_tensor, is_compiling
 from graphvision.functional._graph_grid import _CarriesGraph
+from graphvision.ops._torch import CHUNK_MEMORY_BUDGET, _xlogx, default_chunk_size
+from graphvision.ops._torch import joint_entropy_dense as _joint_entropy_torch
+from graphvision.ops._torch import joint_entropy_dense_backward as _joint_entropy_backward_torch
 from graphvision.structure import GraphStructure
 
 __all__ = ["mutual_information_adjacency"]
 
-#: Memory (bytes) one chunk of the torch path may use for its ``(rows*bins, N*bins)`` joint
-#: histograms and their temporaries (about three buffers of that size live at once).
-CHUNK_MEMORY_BUDGET = 256 * 2**20
 
 #: Default Gaussian kernel width, in bin widths. Chosen on Gaussian pairs (rho 0.3-0.9,
 #: C = 4096-65536 samples): with 32 bins the estimate is within 10% of -0.5 log(1 - rho^2);
@@ -99,89 +99,19 @@ def _soft_memberships(x: Tensor, bins: int, bandwidth: float, inplace: bool = Fa
     return torch.where(w >= MIN_MEMBERSHIP, w, torch.zeros_like(w))
 
 
-def _default_chunk_size(batch: int, num_nodes: int, bins: int, itemsize: int) -> int:
-    per_row = 3 * batch * bins * max(num_nodes, 1) * bins * itemsize
-    return max(1, min(max(num_nodes, 1), CHUNK_MEMORY_BUDGET // max(per_row, 1)))
+_default_chunk_size = default_chunk_size  # the torch kernel's default (runtime) chunking
 
 
-# --------------------------------------------------------------------------------------------
-# joint entropies: chunked torch path, Triton path, one autograd.Function
-# --------------------------------------------------------------------------------------------
+def _joint_entropy(a: Tensor, chunk: int | None, use_triton: bool) -> Tensor:
+    """``(B, N, bins, C)`` memberships -> ``(B, N, N)`` joint entropies through the ops dispatcher.
 
-
-def _xlogx(p: Tensor) -> Tensor:
-    return torch.special.xlogy(p, p)
-
-
-def _joint_entropy_torch(a: Tensor, chunk: int) -> Tensor:
-    """``H[b, i, j] = -sum_{a,b} P log P`` with ``P = A_i A_j^T / C``; ``a`` is ``(B, N, bins, C)``.
-
-    Row blocks ``[s, e)`` against columns ``[s, N)`` only (the matrix is symmetric), mirrored.
-    Peak extra memory: about three ``(B, chunk*bins, N*bins)`` buffers.
+    ``graphvision::joint_entropy`` is an opaque custom op with a fake kernel and a chunked
+    backward (``graphvision::joint_entropy_backward``), so ``torch.compile`` traces it with
+    symbolic ``N``; ``chunk=None`` lets the kernel choose the chunk at run time.
     """
-    bsz, n, k, c = a.shape
-    out = a.new_empty(bsz, n, n)
-    af = a.reshape(bsz, n * k, c)
-    inv_c = 1.0 / c
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        p = torch.bmm(af[:, s * k : e * k], af[:, s * k :].transpose(1, 2)).mul_(inv_c)
-        h = _xlogx(p).view(bsz, e - s, k, n - s, k).sum(dim=(2, 4)).neg_()
-        out[:, s:e, s:] = h
-        out[:, s:, s:e] = h.transpose(1, 2)
-        blk = h[:, :, : e - s]
-        out[:, s:e, s:e] = 0.5 * (blk + blk.transpose(1, 2))
-    return out
+    import graphvision.ops._library  # noqa: F401 - registers the ops
 
-
-def _joint_entropy_backward_torch(a: Tensor, grad: Tensor, chunk: int) -> Tensor:
-    """Gradient of ``sum(grad * H)`` w.r.t. ``a``, recomputing the joints per row chunk.
-
-    ``H`` is symmetric in its two node arguments, so with ``G = grad + grad^T``:
-    ``dA_i = (1/C) sum_j G_ij * dH/dP_ij @ A_j`` and ``dH/dP = -(log P + 1)``.
-    """
-    bsz, n, k, c = a.shape
-    af = a.reshape(bsz, n * k, c)
-    g = grad + grad.transpose(1, 2)
-    da = torch.empty_like(af)
-    inv_c = 1.0 / c
-    tiny = torch.finfo(a.dtype).tiny
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        p = torch.bmm(af[:, s * k : e * k], af.transpose(1, 2)).mul_(inv_c)
-        dp = p.clamp_min_(tiny).log_().add_(1.0).view(bsz, e - s, k, n, k)
-        dp.mul_(g[:, s:e, None, :, None]).neg_()
-        da[:, s * k : e * k] = torch.bmm(dp.view(bsz, (e - s) * k, n * k), af).mul_(inv_c)
-    return da.view(bsz, n, k, c)
-
-
-class _JointEntropy(torch.autograd.Function):
-    """``(B, N, bins, C)`` memberships -> ``(B, N, N)`` joint entropies; chunked backward."""
-
-    @staticmethod
-    def forward(a: Tensor, chunk: int, use_triton: bool) -> Tensor:  # type: ignore[override]
-        if use_triton:
-            from graphvision.ops._triton.k_mutual_information import joint_entropy_op
-
-            return joint_entropy_op(a).to(a.dtype)
-        return _joint_entropy_torch(a, chunk)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
-        a, chunk, use_triton = inputs
-        ctx.save_for_backward(a)
-        ctx.chunk = chunk
-        ctx.use_triton = use_triton
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor):  # type: ignore[no-untyped-def,override]
-        (a,) = ctx.saved_tensors
-        if ctx.use_triton:
-            from graphvision.ops._triton.k_mutual_information import joint_entropy_backward_op
-
-            return joint_entropy_backward_op(a, grad.contiguous()).to(a.dtype), None, None
-        return _joint_entropy_backward_torch(a, grad.contiguous(), ctx.chunk), None, None
+    return torch.ops.graphvision.joint_entropy(a, 0 if chunk is None else chunk, "triton" if use_triton else "torch")
 
 
 # --------------------------------------------------------------------------------------------
@@ -430,9 +360,7 @@ def mutual_information_adjacency(
     a = _soft_memberships(x, bins, bw, inplace)  # (B, N, bins, C): rows of A = W_i^T
     p = a.mean(dim=-1)  # (B, N, bins) marginals
     h = -_xlogx(p).sum(dim=-1)  # (B, N) marginal entropies
-    if chunk is None:
-        chunk = _default_chunk_size(bsz, n, bins, x.element_size())
-    hj = _JointEntropy.apply(a, chunk, use_triton)
+    hj = _joint_entropy(a, chunk, use_triton)
     del a
     hi, hk = h.unsqueeze(2), h.unsqueeze(1)
     if inplace:

@@ -55,6 +55,8 @@ KERNELS: dict[str, dict[str, Callable | str]] = {
         "attention_forward_csr",
         "attention_backward_csr",
         "attention_pool_ptr",
+        "joint_entropy_dense",
+        "joint_entropy_dense_backward",
     )
 }
 

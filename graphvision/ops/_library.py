@@ -318,3 +318,38 @@ def _pool_backward(ctx, grad_out: Tensor | None, grad_weights: Tensor | None):  
 
 
 _attention_pool.register_autograd(_pool_backward, setup_context=_pool_setup)
+
+
+# --------------------------------------------------------------------------- MI joint entropy
+@torch.library.custom_op(f"{_NS}::joint_entropy", mutates_args=())
+def _joint_entropy(a: Tensor, chunk: int, backend: str) -> Tensor:
+    return _kernel("joint_entropy_dense", backend)(a, chunk).to(a.dtype)
+
+
+@_joint_entropy.register_fake
+def _(a, chunk, backend):  # noqa: ANN001, ANN202
+    return a.new_empty(a.shape[0], a.shape[1], a.shape[1])
+
+
+@torch.library.custom_op(f"{_NS}::joint_entropy_backward", mutates_args=())
+def _joint_entropy_bwd(a: Tensor, grad: Tensor, chunk: int, backend: str) -> Tensor:
+    return _kernel("joint_entropy_dense_backward", backend)(a, grad, chunk).to(a.dtype)
+
+
+@_joint_entropy_bwd.register_fake
+def _(a, grad, chunk, backend):  # noqa: ANN001, ANN202
+    return torch.empty_like(a)
+
+
+def _joint_entropy_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    a, chunk, backend = inputs
+    ctx.chunk, ctx.backend = chunk, backend
+    ctx.save_for_backward(a)
+
+
+def _joint_entropy_backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202
+    (a,) = ctx.saved_tensors
+    return torch.ops.graphvision.joint_entropy_backward(a, grad.contiguous(), ctx.chunk, ctx.backend), None, None
+
+
+_joint_entropy.register_autograd(_joint_entropy_backward, setup_context=_joint_entropy_setup)

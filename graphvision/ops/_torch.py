@@ -56,6 +56,8 @@ __all__ = [
     "attention_forward_csr",
     "attention_backward_csr",
     "attention_pool_ptr",
+    "joint_entropy_dense",
+    "joint_entropy_dense_backward",
 ]
 
 # Elements per chunk of an edge-wise gather (E_chunk * K * F); bounds the temporary memory.
@@ -498,3 +500,82 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
     col = torch.arange(n, device=x.device)
     out = spmm_csr(ptr, col, weights, x.to(acc)[:, None, :].expand(n, k, f))
     return out.to(x.dtype), weights.to(gate.dtype)
+
+
+# --------------------------------------------------------------------------- MI joint entropies
+#: Memory (bytes) one chunk of :func:`joint_entropy_dense` may use for its ``(rows*bins, N*bins)``
+#: joint histograms and their temporaries (about three buffers of that size live at once).
+CHUNK_MEMORY_BUDGET = 256 * 2**20
+
+
+def default_chunk_size(batch: int, num_nodes: int, bins: int, itemsize: int) -> int:
+    """Rows per chunk of the joint-entropy kernels that keep the temporaries within the budget."""
+    per_row = 3 * batch * bins * max(num_nodes, 1) * bins * itemsize
+    return max(1, min(max(num_nodes, 1), CHUNK_MEMORY_BUDGET // max(per_row, 1)))
+
+
+def _xlogx(p: Tensor) -> Tensor:
+    return torch.special.xlogy(p, p)
+
+
+def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
+    """``H[b, i, j] = -sum_{u,v} P log P`` with ``P = A_i A_j^T / C`` for memberships ``a``.
+
+    Row blocks ``[s, e)`` against columns ``[s, N)`` only (the matrix is symmetric), mirrored.
+    Peak extra memory: about three ``(B, chunk*bins, N*bins)`` buffers.
+
+    Args:
+        a: ``(B, N, bins, C)`` soft memberships (each node's ``bins x C`` histogram weights).
+        chunk: Rows per chunk; ``<= 0`` picks :func:`default_chunk_size` at run time (so a
+            compiled caller does not specialise on ``N``).
+
+    Returns:
+        ``(B, N, N)`` joint entropies in ``a.dtype``.
+    """
+    bsz, n, k, c = a.shape
+    if chunk <= 0:
+        chunk = default_chunk_size(bsz, n, k, a.element_size())
+    out = a.new_empty(bsz, n, n)
+    af = a.reshape(bsz, n * k, c)
+    inv_c = 1.0 / c
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        p = torch.bmm(af[:, s * k : e * k], af[:, s * k :].transpose(1, 2)).mul_(inv_c)
+        h = _xlogx(p).view(bsz, e - s, k, n - s, k).sum(dim=(2, 4)).neg_()
+        out[:, s:e, s:] = h
+        out[:, s:, s:e] = h.transpose(1, 2)
+        blk = h[:, :, : e - s]
+        out[:, s:e, s:e] = 0.5 * (blk + blk.transpose(1, 2))
+    return out
+
+
+def joint_entropy_dense_backward(a: Tensor, grad: Tensor, chunk: int) -> Tensor:
+    """Gradient of ``sum(grad * H)`` w.r.t. ``a`` for :func:`joint_entropy_dense`, recomputing
+    the joints per row chunk.
+
+    ``H`` is symmetric in its two node arguments, so with ``G = grad + grad^T``:
+    ``dA_i = (1/C) sum_j G_ij * dH/dP_ij @ A_j`` and ``dH/dP = -(log P + 1)``.
+
+    Args:
+        a: ``(B, N, bins, C)``.
+        grad: ``(B, N, N)``.
+        chunk: As in :func:`joint_entropy_dense`.
+
+    Returns:
+        ``(B, N, bins, C)``.
+    """
+    bsz, n, k, c = a.shape
+    if chunk <= 0:
+        chunk = default_chunk_size(bsz, n, k, a.element_size())
+    af = a.reshape(bsz, n * k, c)
+    g = grad + grad.transpose(1, 2)
+    da = torch.empty_like(af)
+    inv_c = 1.0 / c
+    tiny = torch.finfo(a.dtype).tiny
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        p = torch.bmm(af[:, s * k : e * k], af.transpose(1, 2)).mul_(inv_c)
+        dp = p.clamp_min_(tiny).log_().add_(1.0).view(bsz, e - s, k, n, k)
+        dp.mul_(g[:, s:e, None, :, None]).neg_()
+        da[:, s * k : e * k] = torch.bmm(dp.view(bsz, (e - s) * k, n * k), af).mul_(inv_c)
+    return da.view(bsz, n, k, c)

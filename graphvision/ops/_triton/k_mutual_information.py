@@ -29,7 +29,7 @@ from torch import Tensor
 from graphvision.ops._triton import HAS_TRITON
 from graphvision.ops._triton._common import cdiv, check_device, check_float_tensor, next_pow2
 
-__all__ = ["joint_entropy", "joint_entropy_backward", "joint_entropy_op", "joint_entropy_backward_op", "MAX_BINS"]
+__all__ = ["joint_entropy", "joint_entropy_backward", "joint_entropy_dense", "joint_entropy_dense_backward", "MAX_BINS"]
 
 # Tuning constants. NOT measured on a GPU (none in the development environment); chosen for an
 # H200 from the shapes: a 128 x 128 fp32 accumulator tile (bins=16 -> 8 nodes per side) is 64
@@ -294,32 +294,11 @@ def joint_entropy_backward(a: Tensor, grad: Tensor) -> Tensor:
     return da[:, :, :bins]
 
 
-if HAS_TRITON:
+def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
+    """Contract :func:`graphvision.ops._torch.joint_entropy_dense` (``chunk`` unused: the kernel tiles itself)."""
+    return joint_entropy(a).to(a.dtype)
 
-    @torch.library.custom_op("graphvision::mi_joint_entropy_backward", mutates_args=())
-    def joint_entropy_backward_op(a: Tensor, grad: Tensor) -> Tensor:
-        """:func:`joint_entropy_backward` as an opaque ``torch.library`` op."""
-        return joint_entropy_backward(a, grad)
 
-    @joint_entropy_backward_op.register_fake
-    def _(a: Tensor, grad: Tensor) -> Tensor:
-        return a.new_empty(a.shape, dtype=torch.float32)
-
-    @torch.library.custom_op("graphvision::mi_joint_entropy", mutates_args=())
-    def joint_entropy_op(a: Tensor) -> Tensor:
-        """:func:`joint_entropy` as an opaque ``torch.library`` op, so ``torch.compile`` does not trace the launcher."""
-        return joint_entropy(a)
-
-    @joint_entropy_op.register_fake
-    def _(a: Tensor) -> Tensor:
-        return a.new_empty(a.shape[0], a.shape[1], a.shape[1], dtype=torch.float32)
-
-else:  # pragma: no cover - without Triton
-
-    def joint_entropy_op(a: Tensor) -> Tensor:
-        """Unavailable without Triton."""
-        raise RuntimeError("joint_entropy_op: Triton is not available")
-
-    def joint_entropy_backward_op(a: Tensor, grad: Tensor) -> Tensor:
-        """Unavailable without Triton."""
-        raise RuntimeError("joint_entropy_backward_op: Triton is not available")
+def joint_entropy_dense_backward(a: Tensor, grad: Tensor, chunk: int) -> Tensor:
+    """Contract :func:`graphvision.ops._torch.joint_entropy_dense_backward` (``chunk`` unused)."""
+    return joint_entropy_backward(a, grad).to(a.dtype)
