@@ -145,7 +145,14 @@ def check_edge_index(edge_index: Tensor, num_nodes: int | None = None, name: str
 
 
 def check_positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """Return ``value`` as an int, raising unless it is an integer ``>= minimum``."""
+    """Return ``value`` as an int, raising unless it is an integer ``>= minimum``.
+
+    A symbolic size (``torch.SymInt`` while ``torch.compile`` / ``torch.export`` trace with
+    dynamic shapes) is accepted and checked with ``torch._check`` (no guard, no specialisation).
+    """
+    if isinstance(value, torch.SymInt):
+        torch._check(value >= minimum, lambda: f"Expected '{name}' >= {minimum} (got {value})")
+        return value  # type: ignore[return-value]
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
             value = int(value)

@@ -85,7 +85,7 @@ def as_structure(edge_index: Tensor | GraphStructure, num_dst: int, num_src: int
     # out-of-range index would crash the CPU kernels), together with the sortedness that the
     # CSR build uses. On CUDA: checked when checks are on; a raw edge index is always sorted
     # there, checks on or off (same algorithm, no extra synchronisation).
-    if edge_index.numel() > 0 and (_checks.sync_checks_enabled() or (cpu and not _checks.is_compiling())):
+    if not _checks.is_compiling() and edge_index.numel() > 0 and (_checks.sync_checks_enabled() or cpu):
         is_sorted, num_loops = _checks.check_edge_index_range(edge_index, num_src, num_dst)
         sorted_by_target = is_sorted if cpu else False
         g = GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)
