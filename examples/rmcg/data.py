@@ -123,7 +123,7 @@ def _norm_mag(m: str | None) -> str | None:
     m = str(m).strip()
     match = _MAGNIFICATION.match(m) or re.match(r"^(\d+)$", m)
     if not match:
-        raise ValueError(f"Expected a magnification like '4X', '10X', '20X' or '40X' (got {m!r})")
+        raise DataError(f"Expected a magnification like '4X', '10X', '20X' or '40X' (got {m!r})")
     return f"{int(match.group(1))}X"
 
 
@@ -167,7 +167,7 @@ def read_manifest(root: Path, manifest: Path, classes: Sequence[str] | None = No
         raise DataError(f"Expected {manifest} to be a readable CSV (got {type(exc).__name__}: {exc})") from None
     missing = {"path", "label"} - set(cols)
     if missing:
-        raise ValueError(
+        raise DataError(
             f"Expected MANIFEST columns path,label[,label_name,patient_id,split] in {manifest} "
             f"(got {sorted(cols)}; missing {sorted(missing)})"
         )
@@ -304,7 +304,7 @@ def read_databiox(root: Path, magnification: str | None) -> DatasetIndex:
     if mag is None and len(seen_mags - {None}) > 1:
         notes.append(f"Databiox: no magnification selected, using all of {sorted(m for m in seen_mags if m)}")
     if mag is not None and not samples:
-        raise ValueError(
+        raise DataError(
             f"Expected Databiox images at magnification {mag} under {root} "
             f"(found magnifications {sorted(m for m in seen_mags if m)})"
         )
@@ -314,7 +314,7 @@ def read_databiox(root: Path, magnification: str | None) -> DatasetIndex:
 def read_breakhis(root: Path, files: Sequence[Path], magnification: str | None, task: str = "binary") -> DatasetIndex:
     """BreakHis file names: class and subtype, patient id and magnification come from the name."""
     if task not in ("binary", "subtype"):
-        raise ValueError(f"Expected breakhis_task in ('binary', 'subtype') (got {task!r})")
+        raise DataError(f"Expected breakhis_task in ('binary', 'subtype') (got {task!r})")
     mag = _norm_mag(magnification)
     parsed = []
     for f in files:
@@ -333,7 +333,7 @@ def read_breakhis(root: Path, files: Sequence[Path], magnification: str | None, 
         idx = {k: i for i, k in enumerate(keys)}
         samples = [Sample(f, idx[(m.group("cls"), m.group("subtype"))], m.group("patient")) for f, m in parsed]
     if not samples:
-        raise ValueError(f"Expected BreakHis images at magnification {mag} under {root} (found none)")
+        raise DataError(f"Expected BreakHis images at magnification {mag} under {root} (found none)")
     return DatasetIndex(classes, samples, "breakhis", root)
 
 
@@ -356,7 +356,7 @@ def read_class_folders(root: Path, magnification: str | None) -> DatasetIndex:
         classes.append(d.name)
         samples.extend(Sample(p, label, _patient_from_name(p.name)) for p in imgs)
     if len(classes) < 2:
-        raise ValueError(
+        raise DataError(
             f"Expected at least 2 class folders with images under {root} (got {len(classes)}: {classes}); "
             "supported layouts: MANIFEST.csv, BC_IDC_Grade_<g>/<mag>/, BreakHis names, class-per-folder"
         )
@@ -376,7 +376,7 @@ def discover(
     """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"Expected 'data' to be a directory (got {str(root)!r}, which does not exist or is a file)")
+        raise DataError(f"Expected 'data' to be a directory (got {str(root)!r}, which does not exist or is a file)")
     manifest = root / "MANIFEST.csv"
     if manifest.is_file():
         return read_manifest(root, manifest, classes)
@@ -421,9 +421,9 @@ def assign_splits(
     Image-level: a seeded split stratified by class.
     """
     if split_by not in SPLIT_BY:
-        raise ValueError(f"Expected split_by in {SPLIT_BY} (got {split_by!r})")
+        raise DataError(f"Expected split_by in {SPLIT_BY} (got {split_by!r})")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
+        raise DataError(
             f"Expected val_fraction, test_fraction in [0, 1) with sum < 1 (got {val_fraction}, {test_fraction})"
         )
     todo = [s for s in index.samples if s.split is None]
@@ -571,7 +571,7 @@ def _to_rgb8(im) -> object:
         a = np.asarray(im)
         if mode == "F":
             if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-                raise ValueError(
+                raise DataError(
                     f"Expected float image values in [0, 1] (got min {float(np.nanmin(a)):.4g}, max "
                     f"{float(np.nanmax(a)):.4g}); convert it to 8/16-bit first"
                 )
@@ -579,11 +579,11 @@ def _to_rgb8(im) -> object:
         else:
             lo, hi = int(a.min()), int(a.max())
             if lo < 0 or hi > 65535:
-                raise ValueError(f"Expected 16-bit image values in 0..65535 (got {lo}..{hi} in mode {mode})")
+                raise DataError(f"Expected 16-bit image values in 0..65535 (got {lo}..{hi} in mode {mode})")
             v = a.astype(np.float64) * (255.0 / 65535.0)
         g = np.rint(v).astype(np.uint8)
         return Image.fromarray(g, mode="L").convert("RGB")
-    raise ValueError(f"Expected an image mode PIL can convert to RGB (got {mode!r})")
+    raise DataError(f"Expected an image mode PIL can convert to RGB (got {mode!r})")
 
 
 def load_image(path: Path, image_size: int | None) -> Tensor:
@@ -622,7 +622,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 except Exception as exc:  # noqa: BLE001 - any decoder error means a bad file
                     self._report(s.path, exc)
             if imgs and len({tuple(t.shape) for t in imgs}) > 1:
-                raise ValueError(
+                raise DataError(
                     "Expected images of one size when no image_size is given "
                     f"(got sizes {sorted({tuple(t.shape) for t in imgs})}); pass --image-size"
                 )
