@@ -335,12 +335,13 @@ def clean_temp_files(out: Path) -> list[str]:
     return removed
 
 
-def prepare_out(out: Path, resume: bool, overwrite: bool, need_bytes: int = 0) -> list[str]:
+def prepare_out(out: Path, resume: bool, overwrite: bool, need_bytes: int = 0, commit: bool = True) -> list[str]:
     """Make ``out`` ready for a run, or raise :class:`UsageError` before any training.
 
     ``out`` must not be a file; a folder that holds a run needs ``resume`` or ``overwrite`` (then
     that run's files are deleted); the folder must be writable and have room for ``need_bytes``
     (a probe file is written, fsynced and removed). Temporary files of killed writes are removed.
+    ``commit=False`` only checks (nothing deleted): the CLI checks first, before reading the data.
     Returns notes for the log.
     """
     notes: list[str] = []
@@ -374,6 +375,8 @@ def prepare_out(out: Path, resume: bool, overwrite: bool, need_bytes: int = 0) -
             probe.unlink(missing_ok=True)
         except OSError:  # pragma: no cover
             pass
+    if not commit:
+        return notes
     free = shutil.disk_usage(out).free
     if need_bytes and free < need_bytes:
         raise UsageError(
@@ -731,6 +734,9 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
     rotate = args.rotate if args.rotate is not None else not digits
     if args.width is None:  # the built-in data sets use a half-width ResNet18 (about a minute on 2 CPU cores)
         args.width = 32 if builtin else 64
+
+    if env.main:  # refuse a bad --out before reading any data (nothing is deleted yet)
+        prepare_out(out, args.resume, args.overwrite, commit=False)
 
     # ---------------------------------------------------------------- data: one validated table
     indexes: list = []
