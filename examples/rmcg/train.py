@@ -68,7 +68,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # ============================================================================================ CLI
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Train RMCG (graphvision) or a baseline; with no --data, trains RMCG on the embedded tissue sample.",
+        description="Train RMCG (graphvision) or a baseline; with no --data, on the embedded tissue sample.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     d = p.add_argument_group("data")

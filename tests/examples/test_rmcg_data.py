@@ -26,7 +26,8 @@ def _png(path: Path, value: int = 0, size: int = 12) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     # distinct content per file (identical images in two splits or classes are refused)
-    g = torch.Generator().manual_seed(value * 7919 + zlib.crc32(str(path.relative_to(path.parents[2]) if len(path.parents) > 2 else path).encode()))
+    key = str(path.relative_to(path.parents[2]) if len(path.parents) > 2 else path)
+    g = torch.Generator().manual_seed(value * 7919 + zlib.crc32(key.encode()))
     arr = torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8).numpy()
     Image.fromarray(arr).save(path)
     return path
