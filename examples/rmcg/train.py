@@ -735,8 +735,10 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
     if args.width is None:  # the built-in data sets use a half-width ResNet18 (about a minute on 2 CPU cores)
         args.width = 32 if builtin else 64
 
-    if env.main:  # refuse a bad --out before reading any data (nothing is deleted yet)
-        prepare_out(out, args.resume, args.overwrite, commit=False)
+    # refuse a bad --out before reading any data (nothing is deleted yet); every rank checks, so a
+    # refusal never leaves another rank waiting at a barrier
+    prepare_out(out, args.resume, args.overwrite, commit=False)
+    env.barrier()
 
     # ---------------------------------------------------------------- data: one validated table
     indexes: list = []

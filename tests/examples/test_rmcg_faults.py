@@ -446,6 +446,8 @@ def test_auroc_and_balanced_accuracy_match_sklearn() -> None:
 
 
 def test_main_job_default_is_the_tissue_sample(tmp_path, capsys) -> None:
+    args = T.build_parser().parse_args([])
+    assert args.data is None and args.model == "rmcg" and args.epochs is None  # None: 10 on the tissue sample
     out = _ok(capsys, "--out", tmp_path / "o", *FAST, "--limit", "8", "--image-size", "16")
     assert "default data: the embedded tissue sample" in out
     assert "resnet18 test" in out and "balanced accuracy" in out and "macro F1" in out
