@@ -165,7 +165,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--data", default=None, help="dataset root (default: scikit-learn digits)")
+    p.add_argument(
+        "--data", default=None, help="dataset root, or digits (default: the embedded tissue sample examples/rmcg/data)"
+    )
     p.add_argument("--out", default="runs/compare")
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -255,7 +257,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = aggregate(out, args.models, args.seeds, "test")
     val_summary = aggregate(out, args.models, args.seeds, "val")
     title = args.title or (
-        f"Test set, mean ± std over seeds {args.seeds}, {args.epochs} epochs; data: {args.data or 'digits'}"
+        f"Test set, mean ± std over seeds {args.seeds}, {args.epochs} epochs; "
+        f"data: {args.data or 'examples/rmcg/data (embedded tissue sample)'}"
         + (f"; train.py {' '.join(extra)}" if extra else "")
     )
     table = markdown_table(summary, title)

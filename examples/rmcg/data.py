@@ -63,14 +63,19 @@ BREAKHIS_SUBTYPES = {
 _IDC_PATIENT = re.compile(r"^(?P<patient>\d+)_idx\d+_")
 
 
+class DataError(ValueError):
+    """A dataset description that must not be trained on (the CLI prints it and exits with status 2)."""
+
+
 @dataclass
 class Sample:
-    """One image: where it is, its class index, and optionally its patient and split."""
+    """One image: where it is, its class index, and optionally its patient, split and class name."""
 
     path: Path
     label: int
     patient_id: str | None = None
     split: str | None = None
+    class_name: str | None = None
 
 
 @dataclass
@@ -87,6 +92,26 @@ class DatasetIndex:
         """Samples whose ``split`` is ``name``."""
         return [s for s in self.samples if s.split == name]
 
+    def table(self) -> list[dict[str, str]]:
+        """The one dataset table every loader produces: path, label, class name, patient, split."""
+        return [
+            {
+                "path": str(s.path),
+                "label": str(s.label),
+                "class_name": self.classes[s.label] if 0 <= s.label < len(self.classes) else "",
+                "patient_id": s.patient_id or "",
+                "split": s.split or "",
+            }
+            for s in self.samples
+        ]
+
+    def write_csv(self, path: Path) -> None:
+        """Write :meth:`table` as CSV (the exact table a run trained on)."""
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["path", "label", "class_name", "patient_id", "split"])
+            w.writeheader()
+            w.writerows(self.table())
+
 
 def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
@@ -98,7 +123,7 @@ def _norm_mag(m: str | None) -> str | None:
     m = str(m).strip()
     match = _MAGNIFICATION.match(m) or re.match(r"^(\d+)$", m)
     if not match:
-        raise ValueError(f"Expected a magnification like '4X', '10X', '20X' or '40X' (got {m!r})")
+        raise DataError(f"Expected a magnification like '4X', '10X', '20X' or '40X' (got {m!r})")
     return f"{int(match.group(1))}X"
 
 
@@ -113,37 +138,147 @@ def _patient_from_name(name: str) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------- readers
-def read_manifest(root: Path, manifest: Path) -> DatasetIndex:
-    """Read ``MANIFEST.csv`` (columns ``path,label`` and optionally ``label_name,patient_id,split``)."""
-    with open(manifest, newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = set(reader.fieldnames or [])
-        missing = {"path", "label"} - cols
-        if missing:
-            raise ValueError(
-                f"Expected MANIFEST columns path,label[,label_name,patient_id,split] in {manifest} "
-                f"(got {sorted(cols)}; missing {sorted(missing)})"
-            )
-        rows = list(reader)
-    raw_labels = [r["label"].strip() for r in rows]
-    names: dict[str, str] = {}
-    for r, lab in zip(rows, raw_labels, strict=True):
-        if r.get("label_name"):
-            names.setdefault(lab, r["label_name"].strip())
-    if all(re.fullmatch(r"-?\d+", lab) for lab in raw_labels):
+def _few(items: Sequence[str], n: int = 5) -> str:
+    items = list(items)
+    head = ", ".join(items[:n])
+    return head + (f" ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def read_manifest(root: Path, manifest: Path, classes: Sequence[str] | None = None) -> DatasetIndex:
+    """Read ``MANIFEST.csv`` (columns ``path,label`` and optionally ``label_name,patient_id,split``).
+
+    ``classes``: the declared class names (label ``i`` is ``classes[i]``); without it the classes
+    are the labels found, and a class with very few rows (under 2, or under 1% of the largest
+    class) is refused as a likely typo. Refused with :class:`DataError`: a file that is not UTF-8
+    text (a UTF-8 BOM is accepted), empty or mixed integer/text labels, labels outside the declared
+    classes, a ``label_name`` that disagrees with its label, missing files, and a ``split`` column
+    filled for some rows and empty for others.
+    """
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            cols = [c.strip() for c in (reader.fieldnames or [])]
+            reader.fieldnames = cols
+            rows = list(reader)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"Expected {manifest} to be a UTF-8 text CSV (got bytes that are not UTF-8: {exc.reason} "
+                        f"at byte {exc.start}); is it a binary file?") from None
+    except (csv.Error, OSError) as exc:
+        raise DataError(f"Expected {manifest} to be a readable CSV (got {type(exc).__name__}: {exc})") from None
+    missing = {"path", "label"} - set(cols)
+    if missing:
+        raise DataError(
+            f"Expected MANIFEST columns path,label[,label_name,patient_id,split] in {manifest} "
+            f"(got {sorted(cols)}; missing {sorted(missing)})"
+        )
+    where = [f"line {i + 2}" for i in range(len(rows))]
+    raw_labels = [(r.get("label") or "").strip() for r in rows]
+    empty = [w for w, lab in zip(where, raw_labels, strict=True) if not lab]
+    if empty:
+        raise DataError(f"Expected a label in every row of {manifest} (got empty labels at {_few(empty)})")
+    is_int = [bool(re.fullmatch(r"-?\d+", lab)) for lab in raw_labels]
+    if any(is_int) and not all(is_int):
+        text = [f"{w} ({lab!r})" for w, lab, ok in zip(where, raw_labels, is_int, strict=True) if not ok]
+        raise DataError(f"Expected integer labels in {manifest} like the other rows (got text labels at {_few(text)})")
+    numeric = all(is_int)
+    # label <-> label_name must be one-to-one
+    has_names = "label_name" in cols
+    name_of: dict[str, str] = {}
+    if has_names:
+        raw_names = [(r.get("label_name") or "").strip() for r in rows]
+        blank = [w for w, n in zip(where, raw_names, strict=True) if not n]
+        if blank and len(blank) < len(rows):
+            raise DataError(f"Expected a label_name in every row of {manifest} (got empty ones at {_few(blank)})")
+        if not blank:
+            first: dict[str, tuple[str, str]] = {}
+            label_of: dict[str, tuple[str, str]] = {}
+            for w, lab, name in zip(where, raw_labels, raw_names, strict=True):
+                prev = first.setdefault(lab, (name, w))
+                if prev[0] != name:
+                    raise DataError(
+                        f"Expected one label_name per label in {manifest} (got label {lab} named {prev[0]!r} at "
+                        f"{prev[1]} but {name!r} at {w})"
+                    )
+                prev_l = label_of.setdefault(name, (lab, w))
+                if prev_l[0] != lab:
+                    raise DataError(
+                        f"Expected one label per label_name in {manifest} (got {name!r} with label {prev_l[0]} at "
+                        f"{prev_l[1]} but label {lab} at {w}); a typo in the label?"
+                    )
+            name_of = {lab: n for lab, (n, _) in first.items()}
+    if numeric:
         keys = sorted(set(raw_labels), key=int)
     else:
         keys = sorted(set(raw_labels))
-    to_idx = {k: i for i, k in enumerate(keys)}
-    classes = [names.get(k, k) for k in keys]
-    samples = []
-    for r, lab in zip(rows, raw_labels, strict=True):
-        split = (r.get("split") or "").strip().lower() or None
-        if split is not None and split not in SPLITS:
-            raise ValueError(f"Expected split in {SPLITS} in {manifest} (got {split!r} for {r['path']})")
+    counts = {k: raw_labels.count(k) for k in keys}
+    if classes is not None:
+        classes = list(classes)
+        if numeric:
+            bad = [f"{w} (label {lab})" for w, lab in zip(where, raw_labels, strict=True)
+                   if not 0 <= int(lab) < len(classes)]
+            if bad:
+                raise DataError(
+                    f"Expected labels in 0..{len(classes) - 1} for the declared classes {classes} in {manifest} "
+                    f"(got {_few(bad)})"
+                )
+            to_idx = {k: int(k) for k in keys}
+        else:
+            bad = [f"{w} ({lab!r})" for w, lab in zip(where, raw_labels, strict=True) if lab not in classes]
+            if bad:
+                raise DataError(f"Expected labels among the declared classes {classes} in {manifest} (got {_few(bad)})")
+            to_idx = {k: classes.index(k) for k in keys}
+        for lab, name in name_of.items():
+            if name != classes[to_idx[lab]]:
+                raise DataError(
+                    f"Expected label_name {classes[to_idx[lab]]!r} for label {lab} (declared classes {classes}) in "
+                    f"{manifest} (got {name!r})"
+                )
+    else:
+        if numeric and [int(k) for k in keys] != list(range(len(keys))):
+            raise DataError(
+                f"Expected integer labels 0..K-1 in {manifest} (got {[int(k) for k in keys]}); "
+                "declare the classes with --classes if some have no images"
+            )
+        largest = max(counts.values())
+        rare = [k for k in keys if counts[k] < max(2, 0.01 * largest)]
+        if rare and len(keys) > 1:
+            rows_of = [f"{w} (label {lab})" for w, lab in zip(where, raw_labels, strict=True) if lab in rare]
+            raise DataError(
+                f"Expected every class of {manifest} to have at least 2 rows and 1% of the largest class "
+                f"({largest}) (got {_few([f'{k!r}: {counts[k]}' for k in rare])} at {_few(rows_of)}); "
+                "a typo in the label? Declare the classes with --classes NAME,NAME,... if this is intended"
+            )
+        to_idx = {k: i for i, k in enumerate(keys)}
+        classes = [name_of.get(k, k) for k in keys]
+    raw_splits = [(r.get("split") or "").strip().lower() for r in rows]
+    if "split" in cols:
+        blank = [w for w, sp in zip(where, raw_splits, strict=True) if not sp]
+        if blank and len(blank) < len(rows):
+            raise DataError(
+                f"Expected a split (train/val/test) in every row of {manifest} or in none (got empty split cells "
+                f"at {_few(blank)})"
+            )
+        bad = [f"{w} ({sp!r})" for w, sp in zip(where, raw_splits, strict=True) if sp and sp not in SPLITS]
+        if bad:
+            raise DataError(f"Expected split in {SPLITS} in {manifest} (got {_few(bad)})")
+    samples, absent, not_image = [], [], []
+    for r, lab, split, w in zip(rows, raw_labels, raw_splits, where, strict=True):
+        rel = (r.get("path") or "").strip()
+        p = Path(rel)
+        p = p if p.is_absolute() else root / p
+        if not rel or not p.is_file():
+            absent.append(f"{w} ({rel!r})")
+        elif p.suffix.lower() not in IMAGE_EXTENSIONS:
+            not_image.append(f"{w} ({rel!r})")
         pid = (r.get("patient_id") or "").strip() or None
-        p = Path(r["path"])
-        samples.append(Sample(p if p.is_absolute() else root / p, to_idx[lab], pid, split))
+        label = to_idx[lab]
+        samples.append(Sample(p, label, pid, split or None, classes[label]))
+    if absent:
+        raise DataError(f"Expected every MANIFEST path to be a file under {root} (missing: {_few(absent)})")
+    if not_image:
+        raise DataError(
+            f"Expected image files ({', '.join(IMAGE_EXTENSIONS)}) in {manifest} (got {_few(not_image)})"
+        )
     return DatasetIndex(classes, samples, "manifest", root)
 
 
@@ -169,7 +304,7 @@ def read_databiox(root: Path, magnification: str | None) -> DatasetIndex:
     if mag is None and len(seen_mags - {None}) > 1:
         notes.append(f"Databiox: no magnification selected, using all of {sorted(m for m in seen_mags if m)}")
     if mag is not None and not samples:
-        raise ValueError(
+        raise DataError(
             f"Expected Databiox images at magnification {mag} under {root} "
             f"(found magnifications {sorted(m for m in seen_mags if m)})"
         )
@@ -179,7 +314,7 @@ def read_databiox(root: Path, magnification: str | None) -> DatasetIndex:
 def read_breakhis(root: Path, files: Sequence[Path], magnification: str | None, task: str = "binary") -> DatasetIndex:
     """BreakHis file names: class and subtype, patient id and magnification come from the name."""
     if task not in ("binary", "subtype"):
-        raise ValueError(f"Expected breakhis_task in ('binary', 'subtype') (got {task!r})")
+        raise DataError(f"Expected breakhis_task in ('binary', 'subtype') (got {task!r})")
     mag = _norm_mag(magnification)
     parsed = []
     for f in files:
@@ -198,7 +333,7 @@ def read_breakhis(root: Path, files: Sequence[Path], magnification: str | None, 
         idx = {k: i for i, k in enumerate(keys)}
         samples = [Sample(f, idx[(m.group("cls"), m.group("subtype"))], m.group("patient")) for f, m in parsed]
     if not samples:
-        raise ValueError(f"Expected BreakHis images at magnification {mag} under {root} (found none)")
+        raise DataError(f"Expected BreakHis images at magnification {mag} under {root} (found none)")
     return DatasetIndex(classes, samples, "breakhis", root)
 
 
@@ -221,7 +356,7 @@ def read_class_folders(root: Path, magnification: str | None) -> DatasetIndex:
         classes.append(d.name)
         samples.extend(Sample(p, label, _patient_from_name(p.name)) for p in imgs)
     if len(classes) < 2:
-        raise ValueError(
+        raise DataError(
             f"Expected at least 2 class folders with images under {root} (got {len(classes)}: {classes}); "
             "supported layouts: MANIFEST.csv, BC_IDC_Grade_<g>/<mag>/, BreakHis names, class-per-folder"
         )
@@ -232,20 +367,41 @@ def discover(
     root: str | Path,
     magnification: str | None = None,
     breakhis_task: str = "binary",
+    classes: Sequence[str] | None = None,
 ) -> DatasetIndex:
-    """Detect the layout of ``root`` and list its images (splits not assigned yet, see :func:`assign_splits`)."""
+    """Detect the layout of ``root`` and list its images (splits not assigned yet, see :func:`assign_splits`).
+
+    ``classes``: declared class names; a MANIFEST's labels must index them, a folder layout must
+    give exactly these classes.
+    """
     root = Path(root)
     if not root.is_dir():
-        raise ValueError(f"Expected 'data' to be a directory (got {str(root)!r}, which does not exist or is a file)")
+        raise DataError(f"Expected 'data' to be a directory (got {str(root)!r}, which does not exist or is a file)")
     manifest = root / "MANIFEST.csv"
     if manifest.is_file():
-        return read_manifest(root, manifest)
+        return read_manifest(root, manifest, classes)
     if any(d.is_dir() and _DATABIOX_CLASS.match(d.name) for d in root.iterdir()):
-        return read_databiox(root, magnification)
-    files = sorted(p for p in root.rglob("*") if _is_image(p))
-    if files and sum(bool(_BREAKHIS.match(p.name)) for p in files) >= 0.9 * len(files):
-        return read_breakhis(root, files, magnification, breakhis_task)
-    return read_class_folders(root, magnification)
+        index = read_databiox(root, magnification)
+    else:
+        files = sorted(p for p in root.rglob("*") if _is_image(p))
+        if files and sum(bool(_BREAKHIS.match(p.name)) for p in files) >= 0.9 * len(files):
+            index = read_breakhis(root, files, magnification, breakhis_task)
+            stray = [str(f.relative_to(root)) for f in files if not _BREAKHIS.match(f.name)]
+            if stray:
+                raise DataError(
+                    f"Expected BreakHis file names for every image under {root} (got {len(stray)} other files: "
+                    f"{_few(stray)}); move them out of the dataset"
+                )
+        else:
+            index = read_class_folders(root, magnification)
+    for s in index.samples:
+        s.class_name = index.classes[s.label]
+    if classes is not None and list(classes) != index.classes:
+        raise DataError(f"Expected the declared classes {list(classes)} under {root} (got {index.classes})")
+    return index
+
+
+SPLIT_BY = ("auto", "patient", "image")
 
 
 def assign_splits(
@@ -253,23 +409,40 @@ def assign_splits(
     seed: int = 0,
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
+    split_by: str = "auto",
 ) -> DatasetIndex:
-    """Give every sample without a split one: by patient when every sample has a patient id, else by image.
+    """Give every sample without a split one: by patient (no patient in two splits) or by image.
 
-    Existing splits (a manifest ``split`` column) are kept. Patient-level: patients are shuffled with
-    ``seed`` and cut into test/val/train by cumulative image count, so no patient is in two splits.
+    Existing splits (a manifest ``split`` column) are kept. ``split_by="auto"`` splits by patient
+    when samples have patient ids and by image when none has one; when only some have one it
+    refuses (:class:`DataError`): a stray file must not silently turn a patient-level split into
+    an image-level one. ``"patient"`` requires every id, ``"image"`` ignores them. Patient-level:
+    patients are shuffled with ``seed`` and cut into test/val/train by cumulative image count.
     Image-level: a seeded split stratified by class.
     """
+    if split_by not in SPLIT_BY:
+        raise DataError(f"Expected split_by in {SPLIT_BY} (got {split_by!r})")
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
+        raise DataError(
             f"Expected val_fraction, test_fraction in [0, 1) with sum < 1 (got {val_fraction}, {test_fraction})"
         )
     todo = [s for s in index.samples if s.split is None]
     if not todo:
         return index
+    without = [s for s in todo if s.patient_id is None]
+    by_patient = split_by == "patient" or (split_by == "auto" and len(without) < len(todo))
+    if by_patient and without:
+        root = index.root
+        names = [str(s.path.relative_to(root)) if root and s.path.is_relative_to(root) else str(s.path)
+                 for s in without]
+        raise DataError(
+            f"Expected a patient id for every image to split by patient ({len(todo) - len(without)} have one, "
+            f"{len(without)} do not: {_few(names)}). Remove the stray files, give them patient ids, or pass "
+            "--split-by image to split by image (patients may then be in two splits)"
+        )
     rng = random.Random(seed)
     fractions = (("test", test_fraction), ("val", val_fraction))
-    if all(s.patient_id is not None for s in todo):
+    if by_patient:
         patients = sorted({s.patient_id for s in todo})
         rng.shuffle(patients)
         count: dict[str, int] = {}
@@ -300,17 +473,129 @@ def assign_splits(
                 start += k
             for s in group[start:]:
                 s.split = "train"
-        index.notes.append(f"split by image, stratified by class (seed {seed}); no patient ids found")
+        why = "--split-by image" if split_by == "image" else "no patient ids found"
+        index.notes.append(f"split by image, stratified by class (seed {seed}); {why}")
+    return index
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()
+
+
+def validate_index(index: DatasetIndex, split_by: str = "auto") -> DatasetIndex:
+    """Check the dataset table before any training; raise :class:`DataError` naming the problem.
+
+    Refused: a sample without a split or with an unknown one, labels outside ``classes``, class
+    names that disagree with labels, the same file listed twice (e.g. a test image relisted as
+    train), identical image content in two splits or under two labels, and a patient in two splits
+    (unless ``split_by="image"``, which accepts that explicitly).
+    """
+    k = len(index.classes)
+    if k < 2:
+        raise DataError(f"Expected at least 2 classes (got {index.classes})")
+    if len(set(index.classes)) != k:
+        raise DataError(f"Expected distinct class names (got {index.classes})")
+    bad = [f"{s.path} (label {s.label})" for s in index.samples if not 0 <= s.label < k]
+    if bad:
+        raise DataError(f"Expected labels in 0..{k - 1} for classes {index.classes} (got {_few(bad)})")
+    wrong = [
+        f"{s.path} (label {s.label} = {index.classes[s.label]!r}, class name {s.class_name!r})"
+        for s in index.samples
+        if s.class_name is not None and s.class_name != index.classes[s.label]
+    ]
+    if wrong:
+        raise DataError(f"Expected class names that agree with labels (got {_few(wrong)})")
+    nosplit = [str(s.path) for s in index.samples if s.split not in SPLITS]
+    if nosplit:
+        raise DataError(f"Expected a split in {SPLITS} for every image (got none for {_few(nosplit)})")
+    seen: dict[Path, Sample] = {}
+    dup = []
+    for s in index.samples:
+        key = Path(s.path).resolve()
+        if key in seen:
+            first = seen[key]
+            dup.append(f"{s.path} ({first.split}/{index.classes[first.label]} and {s.split}/{index.classes[s.label]})")
+        else:
+            seen[key] = s
+    if dup:
+        raise DataError(f"Expected each image listed once (got duplicates: {_few(dup)})")
+    by_hash: dict[str, Sample] = {}
+    clash = []
+    for s in index.samples:
+        try:
+            h = _digest(s.path)
+        except OSError:
+            continue  # unreadable: reported and skipped when the images are loaded
+        first = by_hash.setdefault(h, s)
+        if first is not s and (first.split != s.split or first.label != s.label):
+            clash.append(f"{first.path} ({first.split}, label {first.label}) = {s.path} ({s.split}, label {s.label})")
+    if clash:
+        raise DataError(
+            f"Expected no identical image content in two splits or under two labels (got {_few(clash, 3)})"
+        )
+    if split_by != "image":
+        splits_of: dict[str, set[str]] = {}
+        for s in index.samples:
+            if s.patient_id is not None:
+                splits_of.setdefault(s.patient_id, set()).add(s.split)
+        leaked = sorted(p for p, v in splits_of.items() if len(v) > 1)
+        if leaked:
+            detail = [f"{p} in {sorted(splits_of[p])}" for p in leaked]
+            raise DataError(
+                f"Expected no patient in two splits (got {len(leaked)}: {_few(detail)}); fix the split, or pass "
+                "--split-by image to accept an image-level split"
+            )
     return index
 
 
 # --------------------------------------------------------------------------------------------- images
+def _to_rgb8(im) -> object:
+    """An RGB 8-bit PIL image from any mode; 16-bit, 32-bit and float images scaled by their true range.
+
+    16-bit (``I;16*``, and ``I`` with values in 0..65535) divides by 65535 / 255 and rounds;
+    float (``F``) must lie in [0, 1] and is multiplied by 255. Anything else is refused with the
+    range found, never clipped.
+    """
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("RGB", "L", "P", "PA", "RGBA", "LA", "1", "CMYK", "YCbCr", "RGBX", "La", "RGBa", "LAB", "HSV"):
+        if mode == "P" and "transparency" in im.info:
+            im = im.convert("RGBA")
+        return im.convert("RGB")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        import numpy as np
+
+        a = np.asarray(im)
+        if mode == "F":
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+                raise DataError(
+                    f"Expected float image values in [0, 1] (got min {float(np.nanmin(a)):.4g}, max "
+                    f"{float(np.nanmax(a)):.4g}); convert it to 8/16-bit first"
+                )
+            v = a.astype(np.float64) * 255.0
+        else:
+            lo, hi = int(a.min()), int(a.max())
+            if lo < 0 or hi > 65535:
+                raise DataError(f"Expected 16-bit image values in 0..65535 (got {lo}..{hi} in mode {mode})")
+            v = a.astype(np.float64) * (255.0 / 65535.0)
+        g = np.rint(v).astype(np.uint8)
+        return Image.fromarray(g, mode="L").convert("RGB")
+    raise DataError(f"Expected an image mode PIL can convert to RGB (got {mode!r})")
+
+
 def load_image(path: Path, image_size: int | None) -> Tensor:
-    """Read an image with PIL as a ``(3, S, S)`` uint8 tensor (resized when ``image_size`` is given)."""
+    """Read an image with PIL as a ``(3, S, S)`` uint8 tensor (resized when ``image_size`` is given).
+
+    Greyscale, palette, RGBA (alpha dropped), 16-bit (PNG/TIFF) and float images are converted
+    to 8-bit RGB by their true range (see :func:`_to_rgb8`), never clipped.
+    """
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = _to_rgb8(im)
         if image_size is not None and im.size != (image_size, image_size):
             im = im.resize((image_size, image_size), Image.BILINEAR)
         data = torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8)
@@ -337,7 +622,7 @@ class ImageDataset(torch.utils.data.Dataset):
                 except Exception as exc:  # noqa: BLE001 - any decoder error means a bad file
                     self._report(s.path, exc)
             if imgs and len({tuple(t.shape) for t in imgs}) > 1:
-                raise ValueError(
+                raise DataError(
                     "Expected images of one size when no image_size is given "
                     f"(got sizes {sorted({tuple(t.shape) for t in imgs})}); pass --image-size"
                 )
@@ -345,6 +630,17 @@ class ImageDataset(torch.utils.data.Dataset):
             self.images = (
                 torch.stack(imgs) if imgs else torch.empty(0, 3, image_size or 1, image_size or 1, dtype=torch.uint8)
             )
+        else:
+            # decode once without keeping the pixels, so unreadable images are known (and left out
+            # of the split sizes) before training, exactly as with the cache
+            good = []
+            for s in samples:
+                try:
+                    load_image(s.path, image_size)
+                    good.append(s)
+                except Exception as exc:  # noqa: BLE001
+                    self._report(s.path, exc)
+            samples = good
         self.samples = list(samples)
         self.labels = torch.tensor([s.label for s in self.samples], dtype=torch.long)
 
@@ -361,6 +657,8 @@ class ImageDataset(torch.utils.data.Dataset):
 
     def _report(self, path: Path, exc: BaseException) -> None:
         msg = f"{type(exc).__name__}: {exc}"
+        if any(p == str(path) for p, _ in self.skipped):
+            return
         self.skipped.append((str(path), msg))
         log.warning("skipping unreadable image %s (%s)", path, msg)
 
@@ -417,6 +715,45 @@ def load_digits_dataset(image_size: int = 32, seed: int = 0) -> tuple[list[str],
     return [str(i) for i in range(10)], out
 
 
+def load_index(
+    data: str | Path,
+    seed: int = 0,
+    magnification: str | None = None,
+    test_data: str | Path | None = None,
+    breakhis_task: str = "binary",
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    split_by: str = "auto",
+    classes: Sequence[str] | None = None,
+) -> DatasetIndex:
+    """Read ``data`` (and ``test_data``) into one validated table with a split for every image.
+
+    ``test_data``: a second directory whose images all form the test split (then ``data`` is
+    split into train and val only). Raises :class:`DataError` for anything
+    :func:`validate_index` refuses.
+    """
+    index = discover(data, magnification, breakhis_task, classes)
+    if test_data is not None:
+        for s in index.samples:
+            if s.split == "test":
+                s.split = None  # re-split into train/val below
+        test_index = discover(test_data, magnification, breakhis_task, classes)
+        if test_index.classes != index.classes:
+            raise DataError(
+                f"Expected the same classes in --test-data as in --data (got {test_index.classes} vs {index.classes})"
+            )
+        for s in test_index.samples:
+            s.split = "test"
+        assign_splits(
+            index, seed, val_fraction / (1 - test_fraction) if test_fraction < 1 else 0.0, 0.0, split_by=split_by
+        )
+        samples = [s for s in index.samples if s.split != "test"] + test_index.samples
+        index = DatasetIndex(index.classes, samples, index.layout, index.root, index.notes + test_index.notes)
+    else:
+        assign_splits(index, seed, val_fraction, test_fraction, split_by=split_by)
+    return validate_index(index, split_by)
+
+
 def build_datasets(
     data: str | Path | None,
     image_size: int | None,
@@ -429,36 +766,34 @@ def build_datasets(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     train_limit: int | None = None,
+    split_by: str = "auto",
+    classes: Sequence[str] | None = None,
+    index_out: list | None = None,
 ) -> tuple[list[str], dict[str, ImageDataset], list[str]]:
     """Class names, ``{"train", "val", "test"}`` datasets and notes for the CLI.
 
-    ``test_data``: a second directory whose images all form the test split (then ``data`` is split
-    into train and val only). ``limit``: keep at most this many images per split (seeded, for
-    smoke runs); ``train_limit``: at most this many training images.
+    ``data``: a directory (see :func:`load_index`), or ``None`` / ``"digits"`` for scikit-learn's
+    digits. ``limit``: keep at most this many images per split (seeded, for smoke runs);
+    ``train_limit``: at most this many training images. Unreadable images are reported in the
+    notes and in each dataset's ``skipped`` and are not counted in its length. ``index_out``: a
+    list that receives the validated :class:`DatasetIndex` (directories only).
     """
     notes: list[str] = []
-    if data is None:
+    if data is None or str(data) == "digits":
         classes, sets = load_digits_dataset(image_size or 32)
         notes.append("default data: scikit-learn handwritten digits (8x8 scans upsampled), fixed 60/20/20 split")
+        g = torch.Generator().manual_seed(seed)
+        for k, ds in list(sets.items()):
+            cap = min(x for x in (limit, train_limit if k == "train" else None, len(ds)) if x is not None)
+            if cap < len(ds):
+                keep = torch.randperm(len(ds), generator=g)[:cap].sort().values
+                sets[k] = ImageDataset.from_tensors(ds.images[keep], ds.labels[keep])
     else:
-        index = discover(data, magnification, breakhis_task)
-        if test_data is not None:
-            for s in index.samples:
-                if s.split == "test":
-                    s.split = None  # re-split into train/val below
-            test_index = discover(test_data, magnification, breakhis_task)
-            if test_index.classes != index.classes:
-                raise ValueError(
-                    f"Expected the same classes in --test-data as in --data "
-                    f"(got {test_index.classes} vs {index.classes})"
-                )
-            for s in test_index.samples:
-                s.split = "test"
-            assign_splits(index, seed, val_fraction / (1 - test_fraction) if test_fraction < 1 else 0.0, 0.0)
-            samples = [s for s in index.samples if s.split != "test"] + test_index.samples
-            index = DatasetIndex(index.classes, samples, index.layout, index.root, index.notes + test_index.notes)
-        else:
-            assign_splits(index, seed, val_fraction, test_fraction)
+        index = load_index(
+            data, seed, magnification, test_data, breakhis_task, val_fraction, test_fraction, split_by, classes
+        )
+        if index_out is not None:
+            index_out.append(index)
         notes.append(f"data: {data} (layout {index.layout}, {len(index.samples)} images, classes {index.classes})")
         notes.extend(index.notes)
         classes = index.classes
@@ -472,16 +807,8 @@ def build_datasets(
         for k, ds in sets.items():
             for path, msg in ds.skipped:
                 notes.append(f"skipped unreadable image ({k}): {path} ({msg})")
-    if data is None:
-        g = torch.Generator().manual_seed(seed)
-        for k, ds in list(sets.items()):
-            cap = min(x for x in (limit, train_limit if k == "train" else None, len(ds)) if x is not None)
-            if cap < len(ds):
-                keep = torch.randperm(len(ds), generator=g)[:cap].sort().values
-                sets[k] = ImageDataset.from_tensors(ds.images[keep], ds.labels[keep])
-    for k in ("train",):
-        if len(sets[k]) == 0:
-            raise ValueError(f"Expected a non-empty {k} split (got 0 images); check --data and the split")
+    if len(sets["train"]) == 0:
+        raise DataError("Expected a non-empty train split (got 0 readable images); check --data and the split")
     return classes, sets, notes
 
 

@@ -478,9 +478,11 @@ def create_model(
     return model
 
 
-def regularized_loss(logits: Tensor, target: Tensor, last_layer: nn.Linear, lambda_l2: float) -> Tensor:
-    """Cross-entropy + ``lambda_l2 / 2 * ||W_last||_F^2`` (final layer's weight only, not its bias)."""
-    ce = F.cross_entropy(logits, target)
+def regularized_loss(
+    logits: Tensor, target: Tensor, last_layer: nn.Linear, lambda_l2: float, weight: Tensor | None = None
+) -> Tensor:
+    """Cross-entropy (optionally class-``weight``-ed) + ``lambda_l2 / 2 * ||W_last||_F^2`` (final weight only)."""
+    ce = F.cross_entropy(logits, target, weight=weight)
     if lambda_l2 == 0:
         return ce
     return ce + 0.5 * lambda_l2 * last_layer.weight.pow(2).sum()

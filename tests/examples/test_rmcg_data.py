@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import sys
+import zlib
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ def _png(path: Path, value: int = 0, size: int = 12) -> Path:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    g = torch.Generator().manual_seed(value)
+    # distinct content per file (identical images in two splits or classes are refused)
+    key = str(path.relative_to(path.parents[2]) if len(path.parents) > 2 else path)
+    g = torch.Generator().manual_seed(value * 7919 + zlib.crc32(key.encode()))
     arr = torch.randint(0, 256, (size, size, 3), generator=g, dtype=torch.uint8).numpy()
     Image.fromarray(arr).save(path)
     return path
@@ -58,7 +61,13 @@ def test_class_folders_with_corrupt_file(tmp_path: Path) -> None:
 def test_corrupt_file_skipped_at_load_time(tmp_path: Path) -> None:
     good = [D.Sample(_png(tmp_path / f"{i}.png", i), i % 2) for i in range(3)]
     bad = D.Sample(_corrupt(tmp_path / "bad.png"), 1)
+    # unreadable before training: reported and left out up front, as with the cache
     ds = D.ImageDataset([good[0], bad, *good[1:]], 8, cache=False)
+    assert len(ds) == 3 and ds.skipped[0][0] == str(bad.path)
+    # a file that breaks after the check is skipped at load time
+    bad = D.Sample(_png(tmp_path / "later.png", 9), 1)
+    ds = D.ImageDataset([good[0], bad, *good[1:]], 8, cache=False)
+    _corrupt(bad.path)
     assert len(ds) == 4
     assert ds[1] is None and ds.skipped and ds.skipped[0][0] == str(bad.path)
     loader = torch.utils.data.DataLoader(ds, batch_size=4, collate_fn=D.collate_skip_none)
@@ -137,7 +146,7 @@ def test_manifest_with_split(tmp_path: Path) -> None:
     rows = []
     for i in range(12):
         label = i % 2
-        split = ("train", "val", "test")[i % 3]
+        split = ("train", "val", "test")[i // 4]
         rel = f"{label}_x/p{i // 4}_{i}.png"
         _png(tmp_path / rel, i)
         rows.append(

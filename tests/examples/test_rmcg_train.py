@@ -18,10 +18,9 @@ sys.path.insert(0, str(ROOT / "examples"))
 from rmcg import train as T  # noqa: E402
 
 TRAIN = ROOT / "examples" / "rmcg" / "train.py"
-IDC = Path(os.environ.get("GRAPHVISION_IDC_DATA", ROOT.parent / "shared" / "data" / "breast_idc_patches"))
-needs_idc = pytest.mark.skipif(
-    not (IDC / "MANIFEST.csv").is_file(), reason="shared breast_idc_patches data not present"
-)
+# the embedded tissue sample (always present): real patches with a patient-level split
+IDC = ROOT / "examples" / "rmcg" / "data"
+needs_idc = pytest.mark.skipif(not (IDC / "MANIFEST.csv").is_file(), reason="embedded tissue sample missing")
 
 # tiny but complete: real patches, every stage of RMCG (MCA, MI graph, attention GCN, attention pooling)
 TINY = [
@@ -92,6 +91,8 @@ def test_default_digits_run_in_process(tmp_path: Path, capsys) -> None:
     pytest.importorskip("sklearn")
     report = T.main(
         [
+            "--data",
+            "digits",
             "--model",
             "resnet18-gcn",
             "--epochs",
