@@ -150,7 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lambda-l2", type=float, default=1e-3, help="lambda of the lambda/2*||W_last||^2 loss term")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    t.add_argument("--out", default="runs/rmcg", help="run directory")
+    t.add_argument(
+        "--out",
+        default=None,
+        help="run directory (default: runs/rmcg, or the first free runs/rmcg-2, -3, ... so that a rerun "
+        "never touches an earlier run; with --resume or --overwrite: runs/rmcg)",
+    )
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     t.add_argument("--overwrite", action="store_true", help="replace the run already in --out (its files are deleted)")
     t.add_argument(
@@ -724,9 +729,22 @@ def _flushes_denormals() -> bool:
     return bool((tiny * 1e-10).item() == 0.0)
 
 
+def _default_out(args: argparse.Namespace) -> Path:
+    """``runs/rmcg``, or the first of ``runs/rmcg-2``, ``-3``, ... that holds no run (without
+    ``--resume`` / ``--overwrite``), so that running the README command twice keeps both runs."""
+    base = Path("runs/rmcg")
+    if args.resume or args.overwrite:
+        return base
+    out, i = base, 1
+    while out.is_dir() and _holds_run(out):
+        i += 1
+        out = base.with_name(f"{base.name}-{i}")
+    return out
+
+
 def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
     say = print if env.main else (lambda *a, **k: None)
-    out = Path(args.out)
+    out = _default_out(args) if args.out is None else Path(args.out)
     builtin = args.data is None or args.data == "digits"
     data = None if args.data == "digits" else (str(TISSUE_SAMPLE) if args.data is None else args.data)
     digits = data is None

@@ -462,3 +462,18 @@ def test_command_line_exit_status_without_traceback(tmp_path) -> None:
                            "--out", str(tmp_path / "o")], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == "error: Expected --image-size >= 16 (ResNet18 needs 16x16 at least) (got 0)"
+
+
+def test_default_out_never_reuses_a_finished_run(tmp_path, monkeypatch):
+    """Without --out, a rerun of the README command goes to runs/rmcg-2, -3, ... (never refused)."""
+    import argparse
+
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(resume=False, overwrite=False)
+    assert T._default_out(args) == Path("runs/rmcg")
+    for name in ("rmcg", "rmcg-2"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "metrics.json").write_text("{}")
+    (tmp_path / "runs" / "rmcg-3").mkdir()  # empty folder: no run in it, reused
+    assert T._default_out(args) == Path("runs/rmcg-3")
+    assert T._default_out(argparse.Namespace(resume=True, overwrite=False)) == Path("runs/rmcg")
