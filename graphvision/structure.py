@@ -55,7 +55,7 @@ def sorted_csr_or_none(edge_index: Tensor, num_nodes: int) -> tuple[Tensor, Tens
     synchronisation: a sort is cheaper there), never while ``torch.compile`` traces.
     graphvision's converters (``grid_graph``, ...) emit target-sorted edges, so this skips the sort.
     """
-    if edge_index.numel() == 0 or _checks.is_compiling() or edge_index.device.type != "cpu":
+    if _checks.is_compiling() or edge_index.device.type != "cpu" or edge_index.numel() == 0:
         return None
     dst = edge_index[1]
     if not bool((dst[1:] >= dst[:-1]).all()):
@@ -172,7 +172,7 @@ class GraphStructure:
     @property
     def num_edges(self) -> int:
         """Number of edges ``E``."""
-        return int(self.edge_index.size(1))
+        return self.edge_index.size(1)  # no int(): stays symbolic under torch.export
 
     @property
     def device(self) -> torch.device:

@@ -91,7 +91,7 @@ def test_attention_pooling_two_sizes_one_graph() -> None:
 @pytest.mark.slow
 def test_multi_channel_attention_two_sizes_one_graph() -> None:
     torch.manual_seed(0)
-    _run(gnn.MultiChannelAttention(6), _images(6))
+    _run(gnn.MultiChannelAttention(4), _images(4))
 
 
 class _MI(torch.nn.Module):
@@ -135,7 +135,28 @@ def test_export_dynamic_nodes_and_edges(name: str) -> None:
             return self.conv(x, edge_index)
 
     r1, r2 = F.image_to_graph(torch.randn(2, 4, 5, 5)), F.image_to_graph(torch.randn(3, 4, 6, 7))
-    n, e = torch.export.Dim("n", min=2), torch.export.Dim("e", min=2)
+    # node indices are sorted as int32 when they fit, so the program is valid for N < 2**31
+    n, e = torch.export.Dim("n", min=2, max=2**31 - 1), torch.export.Dim("e", min=2)
     prog = torch.export.export(Wrapped(), (r1.x, r1.edge_index), dynamic_shapes=({0: n}, {1: e}))
     for r in (r1, r2):
         torch.testing.assert_close(prog.module()(r.x, r.edge_index), conv(r.x, r.edge_index), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("checks", [True, False], ids=["checks_on", "checks_off"])
+def test_out_of_range_index_under_compile_gets_the_eager_error(checks: bool) -> None:
+    """Checks skipped while tracing run when the compiled graph runs (CPU: on or off)."""
+    from graphvision import config
+
+    torch._dynamo.reset()
+    conv = gnn.GCNConv(4, 4)
+    compiled = torch.compile(conv, fullgraph=True, dynamic=True, backend="aot_eager")
+    x = torch.randn(5, 4)
+    good = torch.tensor([[0, 1, 2], [1, 2, 3]])
+    old = config.checks_enabled()
+    config.set_checks(checks)
+    try:
+        torch.testing.assert_close(compiled(x, good), conv(x, good))
+        with pytest.raises(IndexError, match=r"outside of \[0, 5\).*max 7"):
+            compiled(x, torch.tensor([[0, 1, 7], [1, 2, 3]]))
+    finally:
+        config.set_checks(old)

@@ -106,7 +106,9 @@ def _gcn_norm_split(
         last = torch.full((num_nodes,), -1, dtype=torch.int64, device=src.device).scatter_reduce(
             0, dst, torch.where(is_loop, pos, -1), "amax"
         )
-        existing = w.index_select(0, last.clamp(min=0)) if e > 0 else w.new_zeros(num_nodes)
+        # weight of each node's last existing loop; an index e (one past the edges) reads the
+        # padding 0 for nodes without one (no branch on E: E may be symbolic under compile)
+        existing = torch.cat([w, w.new_zeros(1)]).index_select(0, torch.where(last >= 0, last, e))
         loop = torch.where(last >= 0, existing, torch.full_like(existing, fill))
         w = torch.where(is_loop, torch.zeros_like(w), w)
     deg = w.new_zeros(num_nodes).index_add_(0, dst, w)
@@ -426,9 +428,9 @@ def gat_conv(
 
     with :math:`w_{ji} = 1` without ``edge_weight`` (PyG's ``GATConv``; with ``edge_weight`` the
     weight multiplies the attention, it does not enter the score). Heads are concatenated or
-    averaged. Self-loops are appended to every node (static shape); unlike PyG, existing
-    self-loops are **not** removed first (that needs a data-dependent shape), so remove them from
-    the input if it has any and you need PyG's exact result.
+    averaged. With ``add_self_loops`` the graph follows PyG: existing self-loops are removed and
+    one loop per node is added (built once per structure from its CSR, no sort; under
+    ``torch.compile`` the removed loops go to a padding row so that shapes stay static).
 
     Args:
         x: Node features (``(N, F_in)``, ``(B, N, F_in)`` shared or per-sample graph).

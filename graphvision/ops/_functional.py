@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from graphvision import _checks
+from graphvision import _checks, config
 from graphvision.ops import _library  # noqa: F401  (registers torch.ops.graphvision.*)
 from graphvision.ops._dispatch import resolve_backend
 from graphvision.structure import GraphStructure
@@ -85,7 +85,13 @@ def as_structure(edge_index: Tensor | GraphStructure, num_dst: int, num_src: int
     # out-of-range index would crash the CPU kernels), together with the sortedness that the
     # CSR build uses. On CUDA: checked when checks are on; a raw edge index is always sorted
     # there, checks on or off (same algorithm, no extra synchronisation).
-    if not _checks.is_compiling() and edge_index.numel() > 0 and (_checks.sync_checks_enabled() or cpu):
+    if _checks.is_compiling():
+        if config.checks_enabled() or cpu:
+            # checked when the compiled graph runs (an opaque op; one host read, as in eager
+            # mode; on the CPU always, as in eager mode: a bad index would crash the kernels)
+            edge_index = torch.ops.graphvision.checked_edge_index(edge_index, num_src, num_dst)
+        return GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=None)
+    if edge_index.numel() > 0 and (_checks.sync_checks_enabled() or cpu):
         is_sorted, num_loops = _checks.check_edge_index_range(edge_index, num_src, num_dst)
         sorted_by_target = is_sorted if cpu else False
         g = GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)

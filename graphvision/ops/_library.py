@@ -353,3 +353,23 @@ def _joint_entropy_backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202
 
 
 _joint_entropy.register_autograd(_joint_entropy_backward, setup_context=_joint_entropy_setup)
+
+
+# --------------------------------------------------------------------------- checks under compile
+@torch.library.custom_op(f"{_NS}::checked_edge_index", mutates_args=())
+def _checked_edge_index(edge_index: Tensor, num_src: int, num_dst: int) -> Tensor:
+    """A copy of ``edge_index`` after checking its range (raises ``IndexError`` when out of range).
+
+    Compiled graphs cannot run Python checks while tracing; this opaque op runs the same check
+    when the compiled graph runs, so a bad index under ``torch.compile`` gets the eager error
+    instead of a crash or garbage.
+    """
+    from graphvision import _checks
+
+    _checks.check_edge_index_range(edge_index, num_src, num_dst)
+    return edge_index.clone()
+
+
+@_checked_edge_index.register_fake
+def _(edge_index, num_src, num_dst):  # noqa: ANN001, ANN202
+    return torch.empty_like(edge_index)
