@@ -442,7 +442,9 @@ def attention_aggregate(
     The torch backend never materialises an ``E x F`` tensor: the logits and the softmax are
     ``E x K``, the weighted sum runs through ``torch.sparse`` CSR matmul per head and the backward
     uses the cached transposed CSR and a chunked SDDMM. NaN logits propagate to their target's
-    output. Deterministic on the CPU.
+    output. Deterministic on the CPU. Double backward (``create_graph=True`` and a second
+    backward) is not supported by the fused backward and raises a ``RuntimeError`` saying so;
+    compose :func:`segment_softmax` and :func:`spmm` (which support it) where you need it.
 
     Example:
         >>> ei = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]])

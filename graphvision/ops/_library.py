@@ -86,6 +86,30 @@ def _(rowptr, col, a, b, backend):  # noqa: ANN001, ANN202
     return a.new_empty(col.shape[0], a.shape[1])
 
 
+def _sddmm_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    rowptr, col, a, b, backend = inputs
+    ctx.backend = backend
+    ctx.save_for_backward(rowptr, col, a, b)
+
+
+def _sddmm_backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202
+    # out[p, k] = <a[dst(p), k], b[col(p), k]>: grad_a = A_g @ b, grad_b = A_g^T @ a, with A_g
+    # the CSR carrying the per-edge, per-head gradient (the spmm op, so this differentiates again).
+    rowptr, col, a, b = ctx.saved_tensors
+    g = grad.contiguous()
+    grad_a = grad_b = None
+    rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, b.size(0))
+    inv = torch.empty_like(perm_t).scatter_(0, perm_t, torch.arange(perm_t.numel(), device=perm_t.device))
+    if ctx.needs_input_grad[2]:
+        grad_a = torch.ops.graphvision.spmm(rowptr, col, g, b, rowptr_t, col_t, perm_t, ctx.backend)
+    if ctx.needs_input_grad[3]:
+        grad_b = torch.ops.graphvision.spmm(rowptr_t, col_t, g.index_select(0, perm_t), a, rowptr, col, inv, ctx.backend)
+    return None, None, grad_a, grad_b, None
+
+
+_sddmm.register_autograd(_sddmm_backward, setup_context=_sddmm_setup)
+
+
 # --------------------------------------------------------------------------- segment softmax
 @torch.library.custom_op(f"{_NS}::segment_softmax", mutates_args=())
 def _segment_softmax(rowptr: Tensor, scores: Tensor, backend: str) -> Tensor:
@@ -281,6 +305,24 @@ def _attention_backward(ctx, grad_out: Tensor | None, grad_attn: Tensor | None):
 _attention.register_autograd(_attention_backward, setup_context=_attention_setup)
 
 
+def _no_double_backward(op: str, hint: str):  # noqa: ANN202
+    def backward(ctx, *grads):  # noqa: ANN001, ANN002, ANN202
+        raise RuntimeError(
+            f"graphvision: double backward (a gradient of a gradient) through {op} is not supported; {hint}"
+        )
+
+    return backward
+
+
+_attention_bwd_op.register_autograd(
+    _no_double_backward(
+        "attention_aggregate (the fused attention backward)",
+        "compose the attention from graphvision.ops.segment_softmax and graphvision.ops.spmm, which support it",
+    ),
+    setup_context=lambda ctx, inputs, output: None,
+)
+
+
 # --------------------------------------------------------------------------- attention pool
 @torch.library.custom_op(f"{_NS}::attention_pool", mutates_args=())
 def _attention_pool(ptr: Tensor, x: Tensor, gate: Tensor, backend: str) -> tuple[Tensor, Tensor]:
@@ -353,6 +395,10 @@ def _joint_entropy_backward(ctx, grad: Tensor):  # noqa: ANN001, ANN202
 
 
 _joint_entropy.register_autograd(_joint_entropy_backward, setup_context=_joint_entropy_setup)
+_joint_entropy_bwd.register_autograd(
+    _no_double_backward("mutual_information_adjacency (the chunked joint-entropy backward)", "use first-order gradients"),
+    setup_context=lambda ctx, inputs, output: None,
+)
 
 
 # --------------------------------------------------------------------------- checks under compile
