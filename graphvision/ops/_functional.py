@@ -9,6 +9,7 @@ and permutes per-edge outputs back into the caller's edge order.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 
 import torch
 from torch import Tensor
@@ -91,13 +92,61 @@ def as_structure(edge_index: Tensor | GraphStructure, num_dst: int, num_src: int
             # mode; on the CPU always, as in eager mode: a bad index would crash the kernels)
             edge_index = torch.ops.graphvision.checked_edge_index(edge_index, num_src, num_dst)
         return GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=None)
+    if cpu and edge_index.numel() > 0:
+        hit = _recent_structure(edge_index, num_dst, num_src)
+        if hit is not None:
+            return hit
     if edge_index.numel() > 0 and (_checks.sync_checks_enabled() or cpu):
         is_sorted, num_loops = _checks.check_edge_index_range(edge_index, num_src, num_dst)
         sorted_by_target = is_sorted if cpu else False
+        if cpu and _version_or_none(edge_index) is not None:
+            # a private copy: the user's tensor can change later without touching the cached structure
+            edge_index = edge_index.clone()
         g = GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)
         g._derived["num_self_loops"] = num_loops  # read with the range: adding loops needs no second read
+        if cpu and g._version is not None:
+            _remember(g)
         return g
     return GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)
+
+
+#: The structures of the last few raw CPU edge indices, each over a private copy of its indices.
+#: A data loader hands over a fresh ``edge_index`` tensor per batch, usually with the same
+#: content (a fixed pixel grid): an exact comparison (``torch.equal``, one pass over ``2 E``
+#: integers, no sort) finds the structure built for it before, with its CSR, transpose,
+#: self-looped graph and index arrays, instead of deriving them again. Content-keyed, so it can
+#: never serve another graph's data; bounded to :data:`RECENT_GRAPHS` entries.
+_RECENT: OrderedDict[tuple, GraphStructure] = OrderedDict()
+RECENT_GRAPHS = 2
+
+
+def _version_or_none(t: Tensor) -> int | None:
+    try:
+        return int(t._version)
+    except (RuntimeError, AttributeError):  # inference tensors
+        return None
+
+
+def _recent_structure(edge_index: Tensor, num_dst: int, num_src: int) -> GraphStructure | None:
+    key = (num_dst, num_src, tuple(edge_index.shape), edge_index.dtype)
+    g = _RECENT.get(key)
+    if g is None or not torch.equal(g.edge_index, edge_index):
+        return None
+    _RECENT.move_to_end(key)
+    return g
+
+
+def _remember(g: GraphStructure) -> None:
+    key = (g.num_nodes, g.num_src_nodes, tuple(g.edge_index.shape), g.edge_index.dtype)
+    _RECENT[key] = g
+    _RECENT.move_to_end(key)
+    while len(_RECENT) > RECENT_GRAPHS:
+        _RECENT.popitem(last=False)
+
+
+def clear_recent_graphs() -> None:
+    """Forget the structures remembered for raw CPU edge indices (frees their derived data)."""
+    _RECENT.clear()
 
 
 def _canonical(
