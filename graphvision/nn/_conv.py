@@ -382,8 +382,12 @@ class GATConv(_AttentionBase):
         concat: Concatenate the heads (else average).
         negative_slope: LeakyReLU slope.
         dropout: Dropout on the attention coefficients in training.
-        add_self_loops: Append self-loops.
-        fill_value: Weight of the appended self-loops when ``edge_weight`` is given.
+        add_self_loops: Remove existing self-loops and add one per node (PyG's semantics).
+        edge_dim: Edge feature size :math:`D`; enables ``edge_attr`` in the scores (PyG
+            ``lin_edge``, ``att_edge``).
+        fill_value: ``edge_weight`` / ``edge_attr`` of the added loops: a float, a tensor, or
+            ``"add"``, ``"mean"``, ``"max"``, ``"min"`` of the node's incoming values (PyG's default
+            ``"mean"``).
         bias: Learn an additive bias.
         residual: Add a linear skip connection ``res(x)``.
         device: Parameter device.
@@ -416,7 +420,8 @@ class GATConv(_AttentionBase):
         negative_slope: float = 0.2,
         dropout: float = 0.0,
         add_self_loops: bool = True,
-        fill_value: float = 1.0,
+        edge_dim: int | None = None,
+        fill_value: float | Tensor | str = "mean",
         bias: bool = True,
         residual: bool = False,
         *,
@@ -426,7 +431,18 @@ class GATConv(_AttentionBase):
         super().__init__()
         dd = self._init_attention(in_channels, out_channels, heads, concat, negative_slope, dropout, bias, device, dtype)
         self.add_self_loops = _check_bool(add_self_loops, "add_self_loops")
-        self.fill_value = float(fill_value)
+        if isinstance(fill_value, str):
+            check_choice(fill_value, F_conv.FILL_REDUCES, "fill_value")
+        elif not isinstance(fill_value, Tensor):
+            fill_value = float(fill_value)
+        self.fill_value = fill_value
+        self.edge_dim = None if edge_dim is None else check_positive_int(edge_dim, "edge_dim")
+        if self.edge_dim is not None:
+            self.lin_edge: nn.Linear | None = nn.Linear(self.edge_dim, heads * out_channels, bias=False, **dd)
+            self.att_edge: nn.Parameter | None = nn.Parameter(torch.empty(1, heads, out_channels, **dd))
+        else:
+            self.lin_edge = None
+            self.register_parameter("att_edge", None)
         self.residual = _check_bool(residual, "residual")
         self.res = nn.Linear(in_channels, self.out_dim, bias=False, **dd) if residual else None
         self.reset_parameters()
@@ -436,6 +452,9 @@ class GATConv(_AttentionBase):
         self._reset_attention()
         if self.res is not None:
             glorot_(self.res.weight)
+        if self.lin_edge is not None:
+            glorot_(self.lin_edge.weight)
+            glorot_(self.att_edge)
 
     def forward(
         self,
@@ -443,6 +462,7 @@ class GATConv(_AttentionBase):
         edge_index: GraphLike,
         edge_weight: WeightLike = None,
         *,
+        edge_attr: Tensor | None = None,
         batch: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -451,13 +471,20 @@ class GATConv(_AttentionBase):
         Args:
             x: ``(N, F_in)`` or ``(B, N, F_in)``.
             edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
-            edge_weight: Optional ``(E,)`` multiplying the attention.
+            edge_weight: Optional ``(E,)`` multiplying the attention. With ``edge_dim`` set, the
+                third positional argument is read as ``edge_attr`` instead, as in PyG's
+                ``conv(x, edge_index, edge_attr)``.
+            edge_attr: Optional ``(E, edge_dim)`` edge features entering the attention scores.
             batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
             return_attention: Also return ``(edge_index, attention)`` including the self-loops.
 
         Returns:
             The output, and with ``return_attention`` ``(edge_index, attention)``.
         """
+        if self.lin_edge is not None and edge_attr is None:
+            edge_attr, edge_weight = edge_weight, None  # type: ignore[assignment]
+        if edge_attr is not None and self.lin_edge is None:
+            raise ValueError("'edge_attr' was given to a GATConv without 'edge_dim'; set edge_dim=D")
         return F_conv.gat_conv(
             x,
             edge_index,
@@ -475,12 +502,17 @@ class GATConv(_AttentionBase):
             residual_weight=None if self.res is None else self.res.weight,
             training=self.training,
             return_attention=return_attention,
+            edge_attr=edge_attr,
+            weight_edge=None if self.lin_edge is None else self.lin_edge.weight,
+            att_edge=self.att_edge,
         )
 
     def extra_repr(self) -> str:
         s = self._repr_attention()
         if not self.add_self_loops:
             s += ", add_self_loops=False"
+        if self.edge_dim is not None:
+            s += f", edge_dim={self.edge_dim}"
         if self.residual:
             s += ", residual=True"
         return s
