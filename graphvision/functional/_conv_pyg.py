@@ -31,7 +31,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision import ops as _ops
-from graphvision._checks import check_choice, check_same_device, check_tensor
+from graphvision._checks import check_choice, check_same_device, check_tensor, is_compiling
 from graphvision.functional._conv import _check_param, _check_prob
 from graphvision.functional._mp import (
     GraphInput,
@@ -46,7 +46,7 @@ from graphvision.functional._mp import (
 )
 from graphvision.functional._mp import FILL_REDUCES
 from graphvision.ops._functional import as_structure
-from graphvision.structure import GraphStructure
+from graphvision.structure import GraphStructure, row_index
 
 __all__ = ["gatv2_conv", "sage_conv", "graph_conv", "gin_conv", "gine_conv"]
 
@@ -133,18 +133,50 @@ def _aggregate(g: GraphInput, x_src: Tensor, aggr: str, edge_weight: Tensor | No
         if aggr == "mean":
             out = out / _in_degree(graph, out.dtype)
         return out
-    ei = graph.edge_index
+    # max: gather the neighbours in target-sorted (CSR) order and reduce contiguous segments.
+    rowptr, col, perm = graph.csr()
+    w = None
+    if edge_weight is not None:
+        w = edge_weight if graph.identity_perm else edge_weight.index_select(0, perm)
     if g.shared:
         bsz, n, f = x_src.shape
-        msg = x_src.index_select(1, ei[0])  # (B, E, F)
-        if edge_weight is not None:
-            msg = msg * edge_weight.view(1, -1, 1)
-        out = scatter(msg.permute(1, 0, 2).reshape(-1, bsz * f), ei[1], g.num_nodes, "max")
-        return out.view(g.num_nodes, bsz, f).permute(1, 0, 2)
-    msg = x_src.index_select(0, ei[0])
-    if edge_weight is not None:
-        msg = msg * edge_weight.view(-1, 1)
-    return scatter(msg, ei[1], g.num_nodes, "max")
+        msg = x_src.permute(1, 0, 2).reshape(n, bsz * f).index_select(0, col)  # (E, B * F)
+    else:
+        msg = x_src.index_select(0, col)
+    if w is not None:
+        msg = msg * w.view(-1, 1)
+    row = graph.derived("pyg_row_index", lambda: row_index(rowptr, col.numel()))
+    out = _SegmentMax.apply(msg, rowptr, row)
+    if g.shared:
+        return out.view(-1, bsz, f).permute(1, 0, 2)
+    return out
+
+
+class _SegmentMax(torch.autograd.Function):
+    """Max over the CSR segments of ``msg`` ``(E, F)``; empty segments give 0.
+
+    The gradient is split evenly among tied maxima (as ``scatter_reduce(..., "amax")``, which PyG
+    uses; duplicate edges tie). Forward ``torch.segment_reduce``; backward one gather of the
+    output, a tie count per segment and one division: on the CPU several times faster than
+    ``scatter_reduce``'s backward (measured 3x at E = 195k, F = 64, one thread).
+    """
+
+    @staticmethod
+    def forward(msg: Tensor, rowptr: Tensor, row: Tensor) -> Tensor:  # type: ignore[override]
+        out = torch.segment_reduce(msg, "max", offsets=rowptr, axis=0, unsafe=True)
+        return torch.where((rowptr[1:] > rowptr[:-1]).unsqueeze(-1), out, torch.zeros_like(out))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:  # type: ignore[no-untyped-def]
+        msg, rowptr, row = inputs
+        ctx.save_for_backward(msg, rowptr, row, output)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[no-untyped-def]
+        msg, rowptr, row, out = ctx.saved_tensors
+        tie = (msg == out.index_select(0, row)).to(grad.dtype)  # (E, F)
+        count = torch.segment_reduce(tie, "sum", offsets=rowptr, axis=0, unsafe=True).clamp(min=1)
+        return tie * (grad / count).index_select(0, row), None, None
 
 
 def _linear_before(w: Tensor) -> bool:
@@ -155,6 +187,76 @@ def _linear_before(w: Tensor) -> bool:
 # --------------------------------------------------------------------------------------------
 # GATv2
 # --------------------------------------------------------------------------------------------
+
+
+def _score_chunk(num_edges: int, width: int) -> int:
+    """Edges per chunk so that one ``(chunk, K', F)`` temporary is about 1 MB (stays in cache)."""
+    return max(256, min(num_edges, (1 << 18) // max(width, 1)))
+
+
+class _GATv2Scores(torch.autograd.Function):
+    r"""GATv2 scores :math:`s_{e,k} = \mathbf{a}_k^\top \operatorname{LeakyReLU}(\mathbf{h}_{s}[j] +
+    \mathbf{h}_{t}[i] + \mathbf{W}_e \mathbf{e}_{ji})_k`, in edge chunks.
+
+    Exactly ``(LeakyReLU(hs[src] + hd[dst] + (ea @ We^T)) * att).sum(-1)``, but the
+    ``(E, K, F)`` sums are built one cache-sized chunk at a time, in the forward and again in the
+    backward, and never stored: autograd keeps only the node projections, the edge features and
+    the indices (``O(N K F + E D)`` instead of three ``(E, K, F)`` tensors). A shared graph's batch
+    is folded into the heads (``K' = B K``); the edge term is shared by the ``reps = B`` samples.
+    """
+
+    @staticmethod
+    def forward(ctx, h_src, h_dst, att, ea, w_e, src, dst, slope, reps):  # type: ignore[no-untyped-def,override]
+        e_total, kk, f = src.numel(), att.size(0), att.size(1)
+        k = kk // reps
+        out = h_src.new_empty(e_total, kk)
+        step = _score_chunk(e_total, kk * f)
+        for a in range(0, e_total, step):
+            b = min(a + step, e_total)
+            z = h_src.index_select(0, src[a:b]) + h_dst.index_select(0, dst[a:b])
+            if ea is not None:
+                e = F.linear(ea[a:b], w_e).view(b - a, 1, k, f)
+                z = (z.view(b - a, reps, k, f) + e).view(b - a, kk, f)
+            torch.sum(F.leaky_relu(z, slope) * att, -1, out=out[a:b])
+        ctx.save_for_backward(h_src, h_dst, att, ea, w_e, src, dst)
+        ctx.slope, ctx.reps = slope, reps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        h_src, h_dst, att, ea, w_e, src, dst = ctx.saved_tensors
+        slope, reps = ctx.slope, ctx.reps
+        e_total, kk, f = src.numel(), att.size(0), att.size(1)
+        k = kk // reps
+        d_src = torch.zeros_like(h_src) if ctx.needs_input_grad[0] else None
+        d_dst = torch.zeros_like(h_dst) if ctx.needs_input_grad[1] else None
+        d_att = torch.zeros_like(att)
+        d_ea = torch.empty_like(ea) if ea is not None and ctx.needs_input_grad[3] else None
+        d_we = torch.zeros_like(w_e) if w_e is not None and ctx.needs_input_grad[4] else None
+        step = _score_chunk(e_total, kk * f)
+        grad = grad.contiguous()
+        for a in range(0, e_total, step):
+            b = min(a + step, e_total)
+            s_idx, d_idx = src[a:b], dst[a:b]
+            z = h_src.index_select(0, s_idx) + h_dst.index_select(0, d_idx)
+            if ea is not None:
+                e = F.linear(ea[a:b], w_e).view(b - a, 1, k, f)
+                z = (z.view(b - a, reps, k, f) + e).view(b - a, kk, f)
+            g = grad[a:b].unsqueeze(-1)  # (c, K', 1)
+            d_att += (F.leaky_relu(z, slope) * g).sum(0)
+            gz = g * att
+            dz = torch.where(z > 0, gz, gz * slope)  # (c, K', F)
+            if d_src is not None:
+                d_src.index_add_(0, s_idx, dz)
+            if d_dst is not None:
+                d_dst.index_add_(0, d_idx, dz)
+            if ea is not None and (d_ea is not None or d_we is not None):
+                dze = dz.view(b - a, reps, k * f).sum(1)  # (c, K F)
+                if d_ea is not None:
+                    d_ea[a:b] = dze @ w_e
+                if d_we is not None:
+                    d_we += dze.t() @ ea[a:b]
+        return d_src, d_dst, d_att, d_ea, d_we, None, None, None, None
 
 
 def gatv2_conv(
@@ -297,11 +399,16 @@ def gatv2_conv(
         att_f = att
     extra = graph.num_nodes - g.num_nodes  # the static-shape looped graph while compiling: one sink row
     h_dst_p = torch.cat([h_dst, h_dst.new_zeros(extra, *h_dst.shape[1:])]) if extra > 0 else h_dst
-    z = h_src.index_select(0, src) + h_dst_p.index_select(0, dst)  # (E', K', F)
     if ea is not None:
-        e = F.linear(ea, weight_edge).view(-1, k, f_out)
-        z = z + (e.repeat(1, bsz, 1) if bsz is not None else e)
-    scores = (F.leaky_relu(z, negative_slope) * att_f).sum(-1)  # (E', K')
+        assert weight_edge is not None
+    if is_compiling():  # the compiler fuses the elementwise chain itself
+        z = h_src.index_select(0, src) + h_dst_p.index_select(0, dst)  # (E', K', F)
+        if ea is not None:
+            e = F.linear(ea, weight_edge).view(-1, k, f_out)
+            z = z + (e.repeat(1, bsz, 1) if bsz is not None else e)
+        scores = (F.leaky_relu(z, negative_slope) * att_f).sum(-1)  # (E', K')
+    else:
+        scores = _GATv2Scores.apply(h_src, h_dst_p, att_f, ea, weight_edge, src, dst, float(negative_slope), bsz or 1)
     alpha = _ops.segment_softmax(scores, graph)
     coef = F.dropout(alpha, p=dropout, training=True) if dropout > 0.0 and training else alpha
     out = _ops.spmm(graph, coef, h_src, graph.num_nodes)  # (N', K', F)

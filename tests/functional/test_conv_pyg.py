@@ -186,3 +186,30 @@ def test_non_contiguous_inputs():
     ea = torch.randn(2, 8).t()
     for m, args in [(gnn.GATv2Conv(4, 3, edge_dim=2), (ea,)), (gnn.SAGEConv(4, 3), ()), (gnn.GINEConv(torch.nn.Linear(4, 3), edge_dim=2), (ea,))]:
         assert_close(m(x, ei, *args), m(x.contiguous(), ei.contiguous(), *(a.contiguous() for a in args)))
+
+
+@pytest.mark.parametrize("reps", [1, 2])
+@pytest.mark.parametrize("edge", [False, True])
+def test_gatv2_chunked_scores_match_autograd(monkeypatch, reps, edge):
+    """The chunked score function (forward and every gradient) over several chunks, against plain autograd."""
+    from graphvision.functional import _conv_pyg
+
+    monkeypatch.setattr(_conv_pyg, "_score_chunk", lambda e, w: 7)  # 40 edges -> 6 chunks, a ragged last one
+    torch.manual_seed(0)
+    k, f, n, e = 2, 3, 9, 40
+    src, dst = torch.randint(n, (e,)), torch.randint(n, (e,))
+    hs = torch.randn(n, reps * k, f, dtype=torch.float64, requires_grad=True)
+    hd = torch.randn(n, reps * k, f, dtype=torch.float64, requires_grad=True)
+    att = torch.randn(reps * k, f, dtype=torch.float64, requires_grad=True)
+    ea = torch.randn(e, 4, dtype=torch.float64, requires_grad=True) if edge else None
+    we = torch.randn(k * f, 4, dtype=torch.float64, requires_grad=True) if edge else None
+    out = _conv_pyg._GATv2Scores.apply(hs, hd, att, ea, we, src, dst, 0.2, reps)
+    z = hs[src] + hd[dst]
+    if edge:
+        z = z + (ea @ we.t()).view(e, 1, k, f).expand(e, reps, k, f).reshape(e, reps * k, f)
+    ref = (F.leaky_relu(z, 0.2) * att).sum(-1)
+    assert_close(out, ref)
+    inputs = [t for t in (hs, hd, att, ea, we) if t is not None]
+    g = torch.randn_like(ref)
+    assert_close(torch.cat([d.flatten() for d in torch.autograd.grad(out, inputs, g)]),
+                 torch.cat([d.flatten() for d in torch.autograd.grad(ref, inputs, g)]))
