@@ -138,18 +138,92 @@ def _aggregate(g: GraphInput, x_src: Tensor, aggr: str, edge_weight: Tensor | No
     w = None
     if edge_weight is not None:
         w = edge_weight if graph.identity_perm else edge_weight.index_select(0, perm)
+    row = graph.derived("pyg_row_index", lambda: row_index(rowptr, col.numel()))
+    bsz = None
     if g.shared:
         bsz, n, f = x_src.shape
-        msg = x_src.permute(1, 0, 2).reshape(n, bsz * f).index_select(0, col)  # (E, B * F)
+        x_src = x_src.permute(1, 0, 2).reshape(n, bsz * f)
+    if x_src.device.type == "cpu" and not is_compiling():
+        fw = x_src.size(1)
+        chunks = graph.derived(("pyg_row_chunks", fw, _CHUNK_ELEMS), lambda: _row_chunks(rowptr, fw))
+        out = _GatherSegmentMax.apply(x_src, w, rowptr, col, row, chunks)
     else:
         msg = x_src.index_select(0, col)
-    if w is not None:
-        msg = msg * w.view(-1, 1)
-    row = graph.derived("pyg_row_index", lambda: row_index(rowptr, col.numel()))
-    out = _SegmentMax.apply(msg, rowptr, row)
-    if g.shared:
+        if w is not None:
+            msg = msg * w.view(-1, 1)
+        out = _SegmentMax.apply(msg, rowptr, row)
+    if bsz is not None:
         return out.view(-1, bsz, f).permute(1, 0, 2)
     return out
+
+
+class _GatherSegmentMax(torch.autograd.Function):
+    """``max_{e in row i} w_e x[col_e]`` over a CSR, in cache-sized row chunks (CPU).
+
+    The same result and gradient as :class:`_SegmentMax` of the gathered messages (ties split
+    evenly, empty rows 0), but the ``(E, F)`` messages are built one chunk at a time in the
+    forward and rebuilt in the backward, never stored.
+    """
+
+    @staticmethod
+    def forward(ctx, x, w, rowptr, col, row, chunks):  # type: ignore[no-untyped-def,override]
+        n, f = rowptr.numel() - 1, x.size(1)
+        out = x.new_zeros(n, f)
+        for a, b, e0, e1 in chunks:
+            m = x.index_select(0, col[e0:e1])
+            if w is not None:
+                m = m * w[e0:e1].unsqueeze(-1)
+            out[a:b] = torch.segment_reduce(m, "max", offsets=rowptr[a : b + 1] - e0, axis=0, unsafe=True)
+        out = torch.where((rowptr[1:] > rowptr[:-1]).unsqueeze(-1), out, torch.zeros_like(out))
+        ctx.save_for_backward(x, w, rowptr, col, row, out)
+        ctx.chunks = chunks
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        x, w, rowptr, col, row, out = ctx.saved_tensors
+        dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        dw = torch.zeros_like(w) if w is not None and ctx.needs_input_grad[1] else None
+        for a, b, e0, e1 in ctx.chunks:
+            c = col[e0:e1]
+            xj = x.index_select(0, c)
+            m = xj * w[e0:e1].unsqueeze(-1) if w is not None else xj
+            r = row[e0:e1] - a
+            tie = (m == out[a:b].index_select(0, r)).to(grad.dtype)
+            count = torch.segment_reduce(tie, "sum", offsets=rowptr[a : b + 1] - e0, axis=0, unsafe=True)
+            gm = tie * (grad[a:b] / count.clamp(min=1)).index_select(0, r)
+            if dx is not None:
+                dx.index_add_(0, c, gm * w[e0:e1].unsqueeze(-1) if w is not None else gm)
+            if dw is not None:
+                dw[e0:e1] = (gm * xj).sum(-1)
+        return dx, dw, None, None, None, None
+
+
+def _row_chunks(rowptr: Tensor, width: int) -> list[tuple[int, int, int, int]]:
+    """``(row_start, row_end, edge_start, edge_end)`` chunks of about 1 MB of messages (one host read of ``rowptr``)."""
+    rp = rowptr.tolist()
+    n, target = len(rp) - 1, max(1, _CHUNK_ELEMS // max(width, 1))
+    chunks, a = [], 0
+    while a < n:
+        b = a + 1
+        # grow by rows until the chunk holds ``target`` edges (at least one row)
+        lo, hi = b, n
+        while lo < hi:  # binary search: the last b with rp[b] - rp[a] <= target
+            mid = (lo + hi + 1) // 2
+            if rp[mid] - rp[a] <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        b = max(lo, a + 1)
+        if rp[b] > rp[a]:
+            chunks.append((a, b, rp[a], rp[b]))
+        a = b
+    return chunks
+
+
+#: Elements of one per-edge temporary in the chunked kernels (2**18 float32 = 1 MB, about an L2
+#: cache): GATv2 scores at E = 195k, K F = 64 ran 13x faster forward than one (E, K, F) pass.
+_CHUNK_ELEMS = 1 << 18
 
 
 class _SegmentMax(torch.autograd.Function):
@@ -191,7 +265,7 @@ def _linear_before(w: Tensor) -> bool:
 
 def _score_chunk(num_edges: int, width: int) -> int:
     """Edges per chunk so that one ``(chunk, K', F)`` temporary is about 1 MB (stays in cache)."""
-    return max(256, min(num_edges, (1 << 18) // max(width, 1)))
+    return max(1, min(num_edges, _CHUNK_ELEMS // max(width, 1)))
 
 
 class _GATv2Scores(torch.autograd.Function):

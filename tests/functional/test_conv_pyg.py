@@ -194,7 +194,7 @@ def test_gatv2_chunked_scores_match_autograd(monkeypatch, reps, edge):
     """The chunked score function (forward and every gradient) over several chunks, against plain autograd."""
     from graphvision.functional import _conv_pyg
 
-    monkeypatch.setattr(_conv_pyg, "_score_chunk", lambda e, w: 7)  # 40 edges -> 6 chunks, a ragged last one
+    monkeypatch.setattr(_conv_pyg, "_CHUNK_ELEMS", 7 * reps * 2 * 3)  # 40 edges -> 6 chunks, a ragged last one
     torch.manual_seed(0)
     k, f, n, e = 2, 3, 9, 40
     src, dst = torch.randint(n, (e,)), torch.randint(n, (e,))
@@ -213,3 +213,33 @@ def test_gatv2_chunked_scores_match_autograd(monkeypatch, reps, edge):
     g = torch.randn_like(ref)
     assert_close(torch.cat([d.flatten() for d in torch.autograd.grad(out, inputs, g)]),
                  torch.cat([d.flatten() for d in torch.autograd.grad(ref, inputs, g)]))
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("shared", [False, True])
+def test_chunked_max_matches_unchunked(monkeypatch, weighted, shared):
+    """Max aggregation over many row chunks (ties from duplicate edges, empty rows) against one chunk."""
+    from graphvision import GraphStructure
+    from graphvision.functional import _conv_pyg
+
+    torch.manual_seed(0)
+    n, e = 30, 120
+    ei = torch.randint(n - 3, (2, e))  # the last 3 nodes have no in-edges
+    ei = torch.cat([ei, ei[:, :20]], 1)  # duplicates: tied maxima
+    x = torch.randn(2, n, 3, dtype=torch.float64) if shared else torch.randn(n, 3, dtype=torch.float64)
+    w = torch.rand(ei.size(1), dtype=torch.float64) if weighted else None
+    wl = torch.randn(2, 3, dtype=torch.float64)
+
+    def run():
+        xx = x.clone().requires_grad_()
+        ww = w.clone().requires_grad_() if weighted else None
+        out = GF.graph_conv(xx, GraphStructure(ei, n), wl, None, None, ww, aggr="max")
+        grads = torch.autograd.grad(out, [t for t in (xx, ww) if t is not None], torch.ones_like(out) + out.detach())
+        return out, grads
+
+    ref = run()
+    monkeypatch.setattr(_conv_pyg, "_CHUNK_ELEMS", 5)  # a few rows per chunk
+    got = run()
+    assert_close(got[0], ref[0])
+    for a, b in zip(got[1], ref[1]):
+        assert_close(a, b)
