@@ -671,6 +671,58 @@ def _eps_term(eps: float | Tensor, x_dst: Tensor) -> Tensor:
     return (1.0 + float(eps)) * x_dst
 
 
+class _GINEMessages(torch.autograd.Function):
+    r"""``out[i] = sum_{j -> i} ReLU(x[j] + W_e e_ji + b_e)`` in cache-sized edge chunks.
+
+    The edge projection, the gather, the ReLU and the sum run one chunk at a time, forward and
+    (recomputed) backward, so the ``(E, F)`` messages are never stored; autograd keeps ``x``, the
+    raw edge features and the indices. With a shared graph ``x`` is ``(N, B F)`` and the edge term
+    is shared by the ``reps = B`` samples. Sums use ``index_add_`` (deterministic on the CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, x, ea, w_e, b_e, src, dst, num_nodes, reps):  # type: ignore[no-untyped-def,override]
+        e_total, width = src.numel(), x.size(1)
+        f = width // reps
+        out = x.new_zeros(num_nodes, width)
+        step = _score_chunk(e_total, width)
+        for a in range(0, e_total, step):
+            b = min(a + step, e_total)
+            e = F.linear(ea[a:b], w_e, b_e) if w_e is not None else ea[a:b]
+            z = (x.index_select(0, src[a:b]).view(b - a, reps, f) + e.unsqueeze(1)).relu_()
+            out.index_add_(0, dst[a:b], z.view(b - a, width))
+        ctx.save_for_backward(x, ea, w_e, b_e, src, dst)
+        ctx.reps = reps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        x, ea, w_e, b_e, src, dst = ctx.saved_tensors
+        reps = ctx.reps
+        e_total, width = src.numel(), x.size(1)
+        f = width // reps
+        dx = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        dea = torch.empty_like(ea) if ctx.needs_input_grad[1] else None
+        dw = torch.zeros_like(w_e) if w_e is not None and ctx.needs_input_grad[2] else None
+        db = torch.zeros_like(b_e) if b_e is not None and ctx.needs_input_grad[3] else None
+        step = _score_chunk(e_total, width)
+        for a in range(0, e_total, step):
+            b = min(a + step, e_total)
+            e = F.linear(ea[a:b], w_e, b_e) if w_e is not None else ea[a:b]
+            z = x.index_select(0, src[a:b]).view(b - a, reps, f) + e.unsqueeze(1)
+            gz = grad.index_select(0, dst[a:b]).view(b - a, reps, f) * (z > 0)
+            if dx is not None:
+                dx.index_add_(0, src[a:b], gz.view(b - a, width))
+            de = gz.sum(1)  # (c, F)
+            if dea is not None:
+                dea[a:b] = de @ w_e if w_e is not None else de
+            if dw is not None:
+                dw += de.t() @ ea[a:b]
+            if db is not None:
+                db += de.sum(0)
+        return dx, dea, dw, db, None, None, None, None
+
+
 def gin_conv(
     x: PairLike,
     edge_index: GraphLike,
@@ -738,8 +790,8 @@ def gine_conv(
         \mathbf{x}'_i = h_{\mathbf{\Theta}}\Big((1 + \epsilon)\,\mathbf{x}_i +
         \sum_{j \in \mathcal{N}(i)} \operatorname{ReLU}(\mathbf{x}_j + \mathbf{\Theta}_e\mathbf{e}_{j,i})\Big)
 
-    The messages depend on the edge, so they are built (``(E, F)``) and reduced with one
-    :func:`graphvision.ops.scatter`.
+    The messages depend on the edge; they are built and summed in cache-sized edge chunks
+    (forward, and again in the backward), so no ``(E, F)`` message tensor is stored.
 
     Args:
         x: Node features: ``(N, F)``, ``(B, N, F)`` (shared or per-sample graph), or a bipartite
@@ -779,7 +831,6 @@ def gine_conv(
         _check_param(weight_edge, (f, ea.size(1)), "weight_edge", x_src)
         if bias_edge is not None:
             _check_param(bias_edge, (f,), "bias_edge", x_src)
-        ea = F.linear(ea, weight_edge, bias_edge)
     else:
         ea = _check_edge_attr(edge_attr, graph.num_edges, x_src, None)
         if ea.size(1) != f:
@@ -788,13 +839,18 @@ def gine_conv(
                 "set 'edge_dim' (a 'weight_edge') to project the edge features"
             )
     ei = graph.edge_index
+    bsz = None
+    xs = x_src
     if g.shared:
         bsz, n, _ = x_src.shape
-        msg = (x_src.index_select(1, ei[0]) + ea).relu()  # (B, E, F)
-        agg = scatter(msg.permute(1, 0, 2).reshape(-1, bsz * f), ei[1], g.num_nodes, "sum")
-        agg = agg.view(g.num_nodes, bsz, f).permute(1, 0, 2)
-    else:
-        msg = (x_src.index_select(0, ei[0]) + ea).relu()
+        xs = x_src.permute(1, 0, 2).reshape(n, bsz * f)
+    if is_compiling():  # the compiler fuses the chain itself
+        e = F.linear(ea, weight_edge, bias_edge) if weight_edge is not None else ea
+        msg = (xs.index_select(0, ei[0]).view(-1, bsz or 1, f) + e.unsqueeze(1)).relu().flatten(1)
         agg = scatter(msg, ei[1], g.num_nodes, "sum")
+    else:
+        agg = _GINEMessages.apply(xs, ea, weight_edge, bias_edge, ei[0], ei[1], g.num_nodes, bsz or 1)
+    if bsz is not None:
+        agg = agg.view(g.num_nodes, bsz, f).permute(1, 0, 2)
     out = restore(agg + _eps_term(eps, x_dst), g)
     return nn(out) if nn is not None else out
