@@ -130,7 +130,7 @@ class GATv2Conv(nn.Module):
         torch.Size([4, 32])
     """
 
-    _capabilities = {**_CAPS, "fused_kernel": "segment_softmax + spmm"}
+    _capabilities = {**_CAPS, "fused_kernel": "segment_softmax"}
 
     def __init__(
         self,
@@ -593,7 +593,7 @@ class GINEConv(_GINBase):
         torch.Size([4, 32])
     """
 
-    _capabilities = {**_CAPS, "fused_kernel": "scatter"}
+    _capabilities = {**_CAPS, "fused_kernel": False}
 
     def __init__(
         self,
