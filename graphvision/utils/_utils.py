@@ -18,6 +18,7 @@ __all__ = [
     "subgraph",
     "to_dense_batch",
     "to_dense_adj",
+    "dropout_edge",
 ]
 
 EdgeLike = Union[Tensor, GraphStructure]
@@ -405,3 +406,44 @@ def to_dense_adj(
     flat = idx0 * m * m + idx1 * m + idx2
     adj = _scatter(edge_attr, flat, b * m * m, "sum")
     return adj.view((b, m, m) + tuple(edge_attr.shape[1:]))
+
+
+def dropout_edge(
+    edge_index: EdgeLike, p: float = 0.5, force_undirected: bool = False, training: bool = True
+) -> tuple[Tensor, Tensor]:
+    r"""Drop each edge with probability ``p`` (PyG's ``dropout_edge``; same random draws).
+
+    Args:
+        edge_index: ``(2, E)`` or a ``GraphStructure``.
+        p: Drop probability in ``[0, 1]``.
+        force_undirected: Keep or drop ``i -> j`` and ``j -> i`` together (the kept edges with
+            ``i < j`` are returned in both directions; edges with ``i > j`` are dropped).
+        training: Only drop in training (else every edge is kept).
+
+    Returns:
+        ``(edge_index, edge_mask)``: the kept edges and the ``(E,)`` boolean mask of kept edges
+        (with ``force_undirected``: the indices of the kept edges, repeated for both directions).
+
+    Shape:
+        - edge_index: :math:`(2, E)`
+        - output: :math:`(2, E')` and :math:`(E,)`
+
+    Example:
+        >>> ei, mask = graphvision.utils.dropout_edge(torch.tensor([[0, 1], [1, 2]]), p=0.0)
+        >>> mask.tolist()
+        [True, True]
+    """
+    ei, _ = _edges(edge_index, None)
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"Expected 'p' in [0, 1] (got {p!r})")
+    if not training or p == 0.0:
+        return ei, torch.ones(ei.size(1), dtype=torch.bool, device=ei.device)
+    row, col = ei[0], ei[1]
+    edge_mask = torch.rand(row.size(0), device=ei.device) >= p
+    if force_undirected:
+        edge_mask[row > col] = False
+    out = ei[:, edge_mask]
+    if force_undirected:
+        out = torch.cat([out, out.flip(0)], dim=1)
+        edge_mask = edge_mask.nonzero().repeat((2, 1)).squeeze()
+    return out, edge_mask

@@ -100,3 +100,16 @@ def test_dense_batch_and_adj_match_pyg(sizes, cap, attr, seed):
     _eq(U.to_dense_adj(ei, batch, ea, cap, b), pu.to_dense_adj(ei, batch, ea, cap, b))
     if n and ei.numel():
         _eq(U.to_dense_adj(ei), pu.to_dense_adj(ei))
+
+
+@settings(max_examples=15, deadline=None)
+@given(graph=MESSY, p=st.sampled_from([0.0, 0.3, 0.7, 1.0]), undirected=st.booleans(), training=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_dropout_edge_matches_pyg(graph, p, undirected, training, seed):
+    n, ei = graph
+    torch.manual_seed(seed)
+    ours = U.dropout_edge(GraphStructure(ei, n), p, undirected, training)
+    torch.manual_seed(seed)
+    theirs = pu.dropout_edge(ei, p, undirected, training)
+    for a, b in zip(ours, theirs):
+        _eq(a, b)
