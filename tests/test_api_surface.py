@@ -23,7 +23,7 @@ import gv_apigen  # noqa: E402
 import graphvision  # noqa: E402
 
 #: The namespaces whose every name must be documented with a Shape section.
-SURFACE = ("graphvision.functional", "graphvision.nn", "graphvision.ops")
+SURFACE = ("graphvision.functional", "graphvision.nn", "graphvision.ops", "graphvision.utils")
 
 #: Public names that take no tensors or are documented otherwise (config-like helpers).
 #: Each exemption says why.

@@ -108,6 +108,13 @@ GROUPS: list[tuple[str, str, str]] = [
         "on every call, and the type aliases used in signatures.",
     ),
     (
+        "utils",
+        "Graph utilities",
+        "PyG's graph utilities under PyG's names, with PyG's outputs: dense batches and adjacency, "
+        "self-loops, coalescing, subgraphs, degrees. Each takes an ``edge_index`` or a "
+        ":class:`~graphvision.GraphStructure`.",
+    ),
+    (
         "config",
         "Configuration",
         "Backend selection and input checks, process-wide, per scope, or by environment variable.",
@@ -143,6 +150,7 @@ PRIVATE_GROUPS: dict[str, str] = {
     "_gat": "conv",
     "_gcn": "conv",
     "_pool": "pool",
+    "_conv_pyg": "conv",
 }
 
 #: Capability columns (key in a layer's ``_capabilities`` dict, column title).
@@ -202,6 +210,7 @@ def _group_for(namespace: str, private: str | None, obj: object) -> str:
     fixed = {
         "graphvision.ops": "ops",
         "graphvision.config": "config",
+        "graphvision.utils": "utils",
         "graphvision.testing": "testing",
         "graphvision.testing.strategies": "testing",
         "graphvision.structure": "structure",
@@ -236,6 +245,7 @@ NAMESPACES: list[str] = [
     "graphvision.nn",
     "graphvision.ops",
     "graphvision.config",
+    "graphvision.utils",
     "graphvision.testing",
     "graphvision.testing.strategies",  # needs hypothesis; skipped when it is not installed
 ]
@@ -350,6 +360,7 @@ _SECTION_TITLES = {
 GROUP_MODULES: dict[str, tuple[str, ...]] = {
     "ops": ("graphvision.ops",),
     "config": ("graphvision.config",),
+    "utils": ("graphvision.utils",),
     "testing": ("graphvision.testing", "graphvision.testing.strategies"),
 }
 

@@ -36,7 +36,9 @@ from graphvision.functional._mp import (
     restore,
     scatter,
     with_self_loops,
+    with_self_loops_attrs,
 )
+from graphvision.functional._mp import FILL_REDUCES  # noqa: F401  (re-used by the modules)
 
 __all__ = [
     "gcn_norm",
@@ -353,9 +355,12 @@ def _attention_core(
     normalize: bool,
     add_self_loops: bool,
     improved: bool,
-    fill_value: float,
+    fill_value: float | Tensor | str,
     training: bool,
     return_attention: bool,
+    edge_attr: Tensor | None = None,
+    weight_edge: Tensor | None = None,
+    att_edge: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     x = check_x(x)
     dropout = _check_prob(dropout, "dropout")
@@ -378,12 +383,38 @@ def _attention_core(
         if x0.shape != x.shape:
             raise ValueError(f"Expected 'x0' of the same shape as 'x' {tuple(x.shape)} (got {tuple(x0.shape)})")
     x, g = resolve_graph(x, edge_index, edge_weight, batch)
+    ea: Tensor | None = None
+    if edge_attr is not None:
+        if weight_edge is None or att_edge is None:
+            raise ValueError("'edge_attr' was given but no edge projection 'weight_edge'/'att_edge' (set edge_dim)")
+        graph = g.graph
+        assert isinstance(graph, GraphStructure)
+        ea = check_tensor(edge_attr, "edge_attr")
+        ea = ea.view(-1, 1) if ea.dim() == 1 else ea
+        if ea.dim() != 2 or ea.size(0) != graph.num_edges:
+            raise ValueError(f"Expected 'edge_attr' of shape (E, D) with E={graph.num_edges} (got {tuple(edge_attr.shape)})")
+        _check_param(ea, (graph.num_edges, "D"), "edge_attr", x)
+        _check_param(weight_edge, (k * f_out, ea.size(1)), "weight_edge", x)
+        att_edge = att_edge.squeeze(0) if att_edge.dim() == 3 else att_edge
+        _check_param(att_edge, (k, f_out), "att_edge", x)
 
     h = F.linear(x, weight).unflatten(-1, (k, f_out))  # (..., N, K, F)
     a_src = (h * att_src).sum(-1)
     a_dst = (h * att_dst).sum(-1)
-    g = prepare_attention_graph(g, normalize, add_self_loops, improved, fill_value, x.dtype)
-    out, attn = attend(g, h, a_src, a_dst, g.edge_weight, negative_slope, dropout, training, return_attention)
+    a_edge: Tensor | None = None
+    if not normalize and (ea is not None or not isinstance(fill_value, (int, float))):
+        if add_self_loops:  # PyG's add_self_loops with a reduction or tensor fill (edge weights and features)
+            w0 = g.edge_weight
+            g, (w_l, ea) = with_self_loops_attrs(g, [w0, ea], fill_value)
+            g = GraphInput(g.graph, w_l, g.num_nodes, g.batch_size, g.shared)
+    else:
+        g = prepare_attention_graph(g, normalize, add_self_loops, improved, float(fill_value), x.dtype)  # type: ignore[arg-type]
+    if ea is not None:
+        assert weight_edge is not None and att_edge is not None
+        a_edge = (F.linear(ea, weight_edge).view(-1, k, f_out) * att_edge).sum(-1)  # (E', K)
+    out, attn = attend(
+        g, h, a_src, a_dst, g.edge_weight, negative_slope, dropout, training, return_attention, alpha_edge=a_edge
+    )
     if x0 is not None and alpha != 0.0:
         out = (1.0 - alpha) * out + alpha * F.linear(x0.reshape(x.shape), weight).unflatten(-1, (k, f_out))
     out = out.flatten(-2) if concat else out.mean(-2)
@@ -411,10 +442,13 @@ def gat_conv(
     negative_slope: float = 0.2,
     dropout: float = 0.0,
     add_self_loops: bool = True,
-    fill_value: float = 1.0,
+    fill_value: float | Tensor | str = "mean",
     residual_weight: Tensor | None = None,
     training: bool = True,
     return_attention: bool = False,
+    edge_attr: Tensor | None = None,
+    weight_edge: Tensor | None = None,
+    att_edge: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     r"""Graph attention of Veličković et al., `"Graph Attention Networks"
     <https://arxiv.org/abs/1710.10903>`_, on the fused :func:`graphvision.ops.attention_aggregate`.
@@ -446,11 +480,19 @@ def gat_conv(
         dropout: Dropout probability on the attention coefficients (training only; uses the
             unfused path).
         add_self_loops: Append self-loops.
-        fill_value: Weight of the appended self-loops when ``edge_weight`` is given.
+        fill_value: Value of the appended self-loops' ``edge_weight`` and ``edge_attr``: a float,
+            a tensor, or ``"add"``, ``"mean"``, ``"max"``, ``"min"`` of the node's incoming
+            (non-loop) values, as PyG's ``add_self_loops`` (nodes without any get 0).
         residual_weight: Optional ``(out, F_in)`` skip projection added to the output.
         training: Apply dropout.
         return_attention: Also return ``(edge_index, attention)`` with the self-loops included (the
             softmax coefficients before dropout, unlike PyG which returns them after).
+        edge_attr: Optional ``(E, D)`` edge features entering the score as
+            :math:`\mathbf{a}^{k\top}_{e}\mathbf{\Theta}^{k}_{e}\mathbf{e}_{ji}` (PyG's ``edge_dim``);
+            with them the softmax runs unfused (:func:`graphvision.ops.segment_softmax` and a
+            per-head :func:`graphvision.ops.spmm`).
+        weight_edge: ``(K * F_out, D)`` :math:`\mathbf{\Theta}_e` (PyG ``lin_edge.weight``).
+        att_edge: ``(K, F_out)`` or ``(1, K, F_out)`` :math:`\mathbf{a}_e` (PyG ``att_edge``).
 
     Returns:
         The output features, and with ``return_attention`` the tuple
@@ -489,6 +531,9 @@ def gat_conv(
         fill_value=fill_value,
         training=training,
         return_attention=return_attention,
+        edge_attr=edge_attr,
+        weight_edge=weight_edge,
+        att_edge=att_edge,
     )
 
 

@@ -277,13 +277,16 @@ def attend(
     dropout: float,
     training: bool,
     return_attention: bool,
+    alpha_edge: Tensor | None = None,
 ) -> tuple[Tensor, Tensor | None]:
     """GAT-style attention aggregation, with the batch of a shared graph folded into the heads.
 
     ``h`` is ``(N, K, F)`` (or ``(B, N, K, F)`` shared), alphas ``(N, K)`` (or ``(B, N, K)``).
     Returns the aggregate in the layout of ``h`` and the attention ``(E, K)`` (or ``(B, E, K)``).
     With attention dropout in training, the fused kernel cannot be used: the attention is
-    computed with ``segment_softmax``, dropped out, and aggregated by ``spmm`` with per-head weights.
+    computed with ``segment_softmax``, dropped out, and aggregated by ``spmm`` with per-head weights;
+    so it is with ``alpha_edge`` (``(E, K)`` per-edge score terms in the graph's edge order, shared
+    by the samples of a shared graph).
     A structure with more target rows than nodes (the static-shape self-looped graph under
     ``torch.compile``) gets zero logits for the extra row, whose output is dropped.
     """
@@ -299,12 +302,14 @@ def attend(
     extra = graph.num_nodes - g.num_nodes
     if extra > 0:
         alpha_dst = torch.cat([alpha_dst, alpha_dst.new_zeros(extra, alpha_dst.size(1))])
-    if dropout > 0.0 and training:
-        rowptr, col, _ = graph.csr()  # the looped structures are target-sorted: sorted = edge order
+    if (dropout > 0.0 and training) or alpha_edge is not None:
         ei = graph.edge_index
-        e = F.leaky_relu(alpha_src.index_select(0, ei[0]) + alpha_dst.index_select(0, ei[1]), negative_slope)
+        e = alpha_src.index_select(0, ei[0]) + alpha_dst.index_select(0, ei[1])
+        if alpha_edge is not None:
+            e = e + (alpha_edge.repeat(1, bsz) if bsz is not None else alpha_edge)
+        e = F.leaky_relu(e, negative_slope)
         attn = _ops.segment_softmax(e, graph)
-        coef = F.dropout(attn, p=dropout, training=True)
+        coef = F.dropout(attn, p=dropout, training=True) if dropout > 0.0 and training else attn
         if weight is not None:
             coef = coef * weight.unsqueeze(-1)
         out = spmm(graph, coef, h, graph.num_nodes)  # per-head weights: no (E, K, F) messages
@@ -340,3 +345,51 @@ def with_self_loops(g: GraphInput, loop_weight: Tensor | None, fill_value: float
         lw = loop_weight if loop_weight is not None else torch.full((n,), fill_value, dtype=ew.dtype, device=index.device)
         w = torch.cat([ew, lw.to(ew.dtype), ew.new_zeros(1)]).index_select(0, index)
     return GraphInput(looped, w, n, g.batch_size, g.shared)
+
+
+#: Reductions accepted as a string ``fill_value`` (PyG's ``add_self_loops``).
+FILL_REDUCES = ("add", "sum", "mean", "max", "min")
+
+
+def _loop_attr(attr: Tensor, ei: Tensor, num_nodes: int, fill_value: float | Tensor | str) -> Tensor:
+    """Edge features of the added loops, as PyG's ``add_self_loops`` after ``remove_self_loops``.
+
+    ``attr`` is ``(E, D)``. A string reduces the features of each node's incoming non-loop edges
+    (0 for a node without any); a float or a ``(D,)`` / ``(N, D)`` tensor is used as is.
+    """
+    d = attr.size(1)
+    if isinstance(fill_value, str):
+        _checks.check_choice(fill_value, FILL_REDUCES, "fill_value")
+        reduce = "sum" if fill_value == "add" else fill_value
+        src, dst = ei[0], ei[1]
+        # the existing loops are removed first: send them to an extra row that is dropped
+        idx = torch.where(src == dst, torch.full_like(dst, num_nodes), dst).long()
+        return scatter(attr, idx, num_nodes + 1, reduce)[:num_nodes]
+    if isinstance(fill_value, Tensor):
+        fv = fill_value.to(attr.dtype)
+        if fv.dim() <= 1:
+            return fv.reshape(1, -1).expand(num_nodes, d) if fv.numel() != 1 else fv.reshape(1, 1).expand(num_nodes, d)
+        return fv
+    if isinstance(fill_value, bool) or not isinstance(fill_value, (int, float)):
+        raise TypeError(
+            f"Expected 'fill_value' to be a float, a tensor or one of {FILL_REDUCES} (got {type(fill_value).__name__})"
+        )
+    return attr.new_full((num_nodes, d), float(fill_value))
+
+
+def with_self_loops_attrs(g: GraphInput, attrs: list[Tensor | None], fill_value: float | Tensor | str) -> tuple[GraphInput, list[Tensor | None]]:
+    """The structure's cached looped graph and the per-edge tensors carried onto it (loops from ``fill_value``)."""
+    graph = g.graph
+    assert isinstance(graph, GraphStructure)
+    looped, index = graph.with_self_loops()
+    n = graph.num_nodes
+    out: list[Tensor | None] = []
+    for a in attrs:
+        if a is None:
+            out.append(None)
+            continue
+        a2 = a if a.dim() == 2 else a.unsqueeze(-1)
+        loop = _loop_attr(a2, graph.edge_index, n, fill_value)
+        full = torch.cat([a2, loop, a2.new_zeros(1, a2.size(1))]).index_select(0, index)
+        out.append(full if a.dim() == 2 else full.squeeze(-1))
+    return GraphInput(looped, None, g.num_nodes, g.batch_size, g.shared), out

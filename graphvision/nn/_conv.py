@@ -42,6 +42,11 @@ def zeros_(t: Tensor | None) -> None:
             t.zero_()
 
 
+def _is_lazy(m: nn.Module) -> bool:
+    """A lazy module whose parameters are not sized yet (``in_channels=-1`` before the first call)."""
+    return isinstance(m, nn.modules.lazy.LazyModuleMixin) and m.has_uninitialized_params()
+
+
 def _check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"Expected '{name}' to be a bool (got {type(value).__name__}: {value!r})")
@@ -319,8 +324,9 @@ class _AttentionBase(nn.Module):
         bias: bool,
         device: torch.device | str | None,
         dtype: torch.dtype | None,
+        lazy: bool = False,
     ) -> dict:
-        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.in_channels = -1 if lazy and in_channels == -1 else check_positive_int(in_channels, "in_channels")
         self.out_channels = check_positive_int(out_channels, "out_channels")
         self.heads = check_positive_int(heads, "heads")
         self.concat = _check_bool(concat, "concat")
@@ -329,7 +335,10 @@ class _AttentionBase(nn.Module):
         self.negative_slope = float(negative_slope)
         self.dropout = _check_unit(dropout, "dropout", closed=False)
         dd = {"device": device, "dtype": dtype}
-        self.lin = nn.Linear(in_channels, heads * out_channels, bias=False, **dd)
+        if self.in_channels == -1:  # lazy: sized by the first input (PyG's in_channels=-1)
+            self.lin = nn.LazyLinear(heads * out_channels, bias=False, **dd)
+        else:
+            self.lin = nn.Linear(in_channels, heads * out_channels, bias=False, **dd)
         self.att_src = nn.Parameter(torch.empty(1, heads, out_channels, **dd))
         self.att_dst = nn.Parameter(torch.empty(1, heads, out_channels, **dd))
         self.out_dim = heads * out_channels if concat else out_channels
@@ -337,7 +346,8 @@ class _AttentionBase(nn.Module):
         return dd
 
     def _reset_attention(self) -> None:
-        glorot_(self.lin.weight)
+        if not _is_lazy(self.lin):
+            glorot_(self.lin.weight)
         glorot_(self.att_src)
         glorot_(self.att_dst)
         zeros_(self.bias)
@@ -376,14 +386,19 @@ class GATConv(_AttentionBase):
     see :func:`graphvision.functional.gat_conv`.
 
     Args:
-        in_channels: Input features per node :math:`F_{in}`.
+        in_channels: Input features per node :math:`F_{in}`, or ``-1`` to size ``lin`` from the
+            first input (lazy, as PyG).
         out_channels: Output features per head :math:`F_{out}`.
         heads: Number of attention heads :math:`K`.
         concat: Concatenate the heads (else average).
         negative_slope: LeakyReLU slope.
         dropout: Dropout on the attention coefficients in training.
-        add_self_loops: Append self-loops.
-        fill_value: Weight of the appended self-loops when ``edge_weight`` is given.
+        add_self_loops: Remove existing self-loops and add one per node (PyG's semantics).
+        edge_dim: Edge feature size :math:`D`; enables ``edge_attr`` in the scores (PyG
+            ``lin_edge``, ``att_edge``).
+        fill_value: ``edge_weight`` / ``edge_attr`` of the added loops: a float, a tensor, or
+            ``"add"``, ``"mean"``, ``"max"``, ``"min"`` of the node's incoming values (PyG's default
+            ``"mean"``).
         bias: Learn an additive bias.
         residual: Add a linear skip connection ``res(x)``.
         device: Parameter device.
@@ -416,7 +431,8 @@ class GATConv(_AttentionBase):
         negative_slope: float = 0.2,
         dropout: float = 0.0,
         add_self_loops: bool = True,
-        fill_value: float = 1.0,
+        edge_dim: int | None = None,
+        fill_value: float | Tensor | str = "mean",
         bias: bool = True,
         residual: bool = False,
         *,
@@ -424,18 +440,41 @@ class GATConv(_AttentionBase):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        dd = self._init_attention(in_channels, out_channels, heads, concat, negative_slope, dropout, bias, device, dtype)
+        dd = self._init_attention(
+            in_channels, out_channels, heads, concat, negative_slope, dropout, bias, device, dtype, lazy=True
+        )
         self.add_self_loops = _check_bool(add_self_loops, "add_self_loops")
-        self.fill_value = float(fill_value)
+        if isinstance(fill_value, str):
+            check_choice(fill_value, F_conv.FILL_REDUCES, "fill_value")
+        elif not isinstance(fill_value, Tensor):
+            fill_value = float(fill_value)
+        self.fill_value = fill_value
+        self.edge_dim = None if edge_dim is None else check_positive_int(edge_dim, "edge_dim")
+        if self.edge_dim is not None:
+            self.lin_edge: nn.Linear | None = nn.Linear(self.edge_dim, heads * out_channels, bias=False, **dd)
+            self.att_edge: nn.Parameter | None = nn.Parameter(torch.empty(1, heads, out_channels, **dd))
+        else:
+            self.lin_edge = None
+            self.register_parameter("att_edge", None)
         self.residual = _check_bool(residual, "residual")
-        self.res = nn.Linear(in_channels, self.out_dim, bias=False, **dd) if residual else None
+        if residual:
+            self.res: nn.Module | None = (
+                nn.LazyLinear(self.out_dim, bias=False, **dd)
+                if self.in_channels == -1
+                else nn.Linear(in_channels, self.out_dim, bias=False, **dd)
+            )
+        else:
+            self.res = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Glorot weights and attention vectors, zero bias."""
         self._reset_attention()
-        if self.res is not None:
+        if self.res is not None and not _is_lazy(self.res):
             glorot_(self.res.weight)
+        if self.lin_edge is not None:
+            glorot_(self.lin_edge.weight)
+            glorot_(self.att_edge)
 
     def forward(
         self,
@@ -443,6 +482,7 @@ class GATConv(_AttentionBase):
         edge_index: GraphLike,
         edge_weight: WeightLike = None,
         *,
+        edge_attr: Tensor | None = None,
         batch: Tensor | None = None,
         return_attention: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -451,13 +491,24 @@ class GATConv(_AttentionBase):
         Args:
             x: ``(N, F_in)`` or ``(B, N, F_in)``.
             edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
-            edge_weight: Optional ``(E,)`` multiplying the attention.
+            edge_weight: Optional ``(E,)`` multiplying the attention. With ``edge_dim`` set, the
+                third positional argument is read as ``edge_attr`` instead, as in PyG's
+                ``conv(x, edge_index, edge_attr)``.
+            edge_attr: Optional ``(E, edge_dim)`` edge features entering the attention scores.
             batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
             return_attention: Also return ``(edge_index, attention)`` including the self-loops.
 
         Returns:
             The output, and with ``return_attention`` ``(edge_index, attention)``.
         """
+        if self.lin_edge is not None and edge_attr is None:
+            edge_attr, edge_weight = edge_weight, None  # type: ignore[assignment]
+        if edge_attr is not None and self.lin_edge is None:
+            raise ValueError("'edge_attr' was given to a GATConv without 'edge_dim'; set edge_dim=D")
+        for lin in (self.lin, self.res):
+            if lin is not None and _is_lazy(lin):
+                lin(x.new_zeros(0, x.size(-1)))
+                glorot_(lin.weight)
         return F_conv.gat_conv(
             x,
             edge_index,
@@ -475,12 +526,17 @@ class GATConv(_AttentionBase):
             residual_weight=None if self.res is None else self.res.weight,
             training=self.training,
             return_attention=return_attention,
+            edge_attr=edge_attr,
+            weight_edge=None if self.lin_edge is None else self.lin_edge.weight,
+            att_edge=self.att_edge,
         )
 
     def extra_repr(self) -> str:
         s = self._repr_attention()
         if not self.add_self_loops:
             s += ", add_self_loops=False"
+        if self.edge_dim is not None:
+            s += f", edge_dim={self.edge_dim}"
         if self.residual:
             s += ", residual=True"
         return s

@@ -273,7 +273,8 @@ class TestAttention:
         a_s, a_d = _rand(g, 1, heads, f), _rand(g, 1, heads, f)
         bias = _rand(g, heads * f if concat else f)
         w = torch.rand(ei.size(1), generator=g) + 0.1 if weighted else None
-        out, (ei_out, attn) = GF.gat_conv(x, ei, weight, a_s, a_d, bias, w, concat=concat, return_attention=True)
+        out, (ei_out, attn) = GF.gat_conv(x, ei, weight, a_s, a_d, bias, w, concat=concat, fill_value=1.0,
+                                          return_attention=True)
         ref, ref_attn = ref_attention_conv(x, ei, weight, a_s, a_d, bias, w, concat=concat)
         assert_close(out, ref)
         assert_same_attention(ei_out, attn, ref_attn)
