@@ -69,3 +69,5 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     cmd = "pip install torch==2.13.0 && pip install -e \".[test,docs,examples]\" && python -m pytest -n 2 -q"
     assert cmd in readme, "README's test command changed: update .ci/run and this test"
     assert cmd in ci, ".ci/run must run the README's test command"
+    assert "python -m pytest -n 2 -q -m slow" in ci, ".ci/run must run the slow tests in a second step"
+    assert "-m 'not slow'" in (ROOT / "pyproject.toml").read_text(), "the README command deselects slow tests"
