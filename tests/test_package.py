@@ -71,3 +71,19 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     assert cmd in ci, ".ci/run must run the README's test command"
     assert "python -m pytest -n 2 -q -m slow" in ci, ".ci/run must run the slow tests in a second step"
     assert "-m 'not slow'" in (ROOT / "pyproject.toml").read_text(), "the README command deselects slow tests"
+
+
+def test_readme_example_runs_and_its_edge_count_is_true() -> None:
+    """The README's short example runs, and its comment on edges per node is what it builds."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## A short example", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert "top-8 partners" in block and "8 to 16 edges per node (about 12.4 here)" in block
+    import torch
+
+    torch.manual_seed(0)
+    ns: dict = {}
+    exec(compile(block, "README.md", "exec"), ns)
+    per_node = ns["edge_index"].shape[1] / ns["x"].shape[0]
+    assert 8 <= per_node <= 16
+    assert abs(per_node - 12.4) < 0.6, per_node
+    assert ns["logits_in"].shape == (4, 64)
