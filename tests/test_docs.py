@@ -284,6 +284,7 @@ def test_benchmark_scripts_format(tmp_path) -> None:
     assert _rst_problems(_uncheckable(rst)) == []
 
 
+@pytest.mark.slow  # plots every committed result (~10-40 s); the docs build renders them too
 def test_committed_results_render(tmp_path) -> None:
     rst = gv_bench.render_benchmarks(os.path.join(ROOT, "benchmarks", "results"), str(tmp_path), "/api/generated")
     assert _rst_problems(_uncheckable(rst)) == []
