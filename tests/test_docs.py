@@ -39,7 +39,13 @@ def _sphinx(builder: str, out: str, doctrees: str) -> subprocess.CompletedProces
     env.pop("GRAPHVISION_DOCS_ONLINE", None)
     env.setdefault("PYTHONWARNINGS", "ignore::DeprecationWarning")
     cmd = [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b", builder, "-d", doctrees, DOCS, out]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
+    # Output goes to a file, not a pipe: the KaTeX server (a node process the build starts)
+    # inherits stderr, and a pipe it holds open would keep subprocess.run waiting.
+    log_path = f"{out}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=1200, cwd=ROOT)
+    with open(log_path, encoding="utf-8", errors="replace") as log:
+        return subprocess.CompletedProcess(cmd, proc.returncode, log.read(), "")
 
 
 def _public_paths() -> list[str]:
