@@ -24,11 +24,31 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """The wheel and sdist, built once per test run even across xdist workers (as the docs are)."""
     if importlib.util.find_spec("build") is None or importlib.util.find_spec("twine") is None:
         pytest.skip("needs the test extra's build and twine")
-    tmp = tmp_path_factory.mktemp("dist")
+    from filelock import FileLock  # a dependency of torch
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this run's folder, above the workers' popen-gw* folders
+    with FileLock(str(shared / "gv_dist.lock")):
+        done = shared / "gv_dist" / "result.txt"
+        if not done.exists():
+            log = _build(shared / "gv_dist")
+            done.write_text(log)
+        tmp = shared / "gv_dist"
+        log = done.read_text()
+    (wheel,) = glob.glob(str(tmp / "out" / "*.whl"))
+    (sdist,) = glob.glob(str(tmp / "out" / "*.tar.gz"))
+    return {"log": log, "wheel": wheel, "sdist": sdist}
+
+
+def _build(tmp: Path) -> str:
+    shutil.rmtree(tmp, ignore_errors=True)  # a failed build of another worker leaves a partial tree
+    tmp.mkdir(parents=True)
     src = tmp / "src"
     # Build from a copy of the package's own files, as a clean checkout would, so the build
     # writes no build/ or egg-info into the working tree.
@@ -47,9 +67,7 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
-    (wheel,) = glob.glob(str(tmp / "out" / "*.whl"))
-    (sdist,) = glob.glob(str(tmp / "out" / "*.tar.gz"))
-    return {"log": log, "wheel": wheel, "sdist": sdist}
+    return log
 
 
 def test_build_has_no_deprecation_warnings(dists: dict[str, object]) -> None:
