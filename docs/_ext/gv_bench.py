@@ -22,7 +22,6 @@ import math
 import os
 import re
 
-
 __all__ = ["load_results", "render_benchmarks"]
 
 _LIST_KEYS = ("results", "records", "rows", "benchmarks", "data", "cases", "entries")

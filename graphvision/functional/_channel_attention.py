@@ -109,7 +109,7 @@ def channel_attention(
 
     # (B, L, C) -> (B, K, d, L): channels of each head as rows, positions as columns
     def split(t: Tensor) -> Tensor:
-        return rearrange(t, "b l (k d) -> b k d l", k=heads)
+        return rearrange(t, "b l (k d) -> b k d l", k=heads, d=d)
 
     qh, kh, vh = split(q), split(k), split(v)
     if normalize:

@@ -96,4 +96,4 @@ def test_deterministic_claim_holds_on_the_cpu(name: str) -> None:
         results.append((out.detach(), [g for g in grads if g is not None]))
     (o1, g1), (o2, g2) = results
     assert torch.equal(o1, o2), f"{name}: forward differs between runs"
-    assert len(g1) == len(g2) and all(torch.equal(a, b) for a, b in zip(g1, g2)), f"{name}: gradients differ"
+    assert len(g1) == len(g2) and all(torch.equal(a, b) for a, b in zip(g1, g2, strict=True)), f"{name}: gradients differ"
