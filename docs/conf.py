@@ -9,6 +9,11 @@ Build (warnings are errors, as in CI)::
 Run the examples of the narrative pages and docstrings with ``sphinx-build -b doctest docs
 docs/_build/doctest``.
 
+Offline: math is pre-rendered at build time by KaTeX (``sphinxcontrib-katex``, which ships
+KaTeX, run by Node.js) into MathML that the browser draws natively, so pages load no math script
+and no font from the internet. The build needs ``node`` on the ``PATH``. Markdown files
+(``docs/rmcg_results.md``, the benchmark results) are read by myst-parser.
+
 Offline by default: links to the Python and PyTorch docs (intersphinx) need their inventories
 from the internet, so they are switched on only with ``GRAPHVISION_DOCS_ONLINE=1``. Without it,
 references to ``torch.Tensor`` and friends render as code, with no warning.
@@ -17,6 +22,7 @@ references to ``torch.Tensor`` and friends render as code, with no warning.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import warnings
 
@@ -39,7 +45,8 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.intersphinx",
-    "sphinx.ext.mathjax",
+    "sphinxcontrib.katex",  # math pre-rendered to MathML at build time: offline, no script
+    "myst_parser",  # Markdown includes (rmcg_results.md, benchmark results)
     "sphinx.ext.viewcode",
     "sphinx.ext.doctest",
     "sphinx_autodoc_typehints",
@@ -49,6 +56,20 @@ extensions = [
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store", "rmcg_results.md"]
 root_doc = "index"
 source_suffix = {".rst": "restructuredtext"}
+
+# -- math: KaTeX pre-rendered (see the module docstring) ---------------------------------------
+if shutil.which("node") is None:
+    raise RuntimeError(
+        "The docs pre-render math with KaTeX under Node.js, so pages work offline: install Node.js "
+        "(e.g. `apt-get install nodejs`) so that `node` is on the PATH."
+    )
+katex_prerender = True
+# KaTeX writes MathML (drawn by the browser) and an HTML twin that needs KaTeX's CSS and fonts
+# from a CDN; this local stylesheet shows the MathML and hides the twin.
+katex_css_path = "katex-offline.css"
+
+# -- Markdown (myst-parser) ----------------------------------------------------------------------
+myst_heading_anchors = 3  # "[text](#a-heading)" links inside the Markdown files
 
 # -- autodoc / autosummary / typehints ---------------------------------------------------------
 add_module_names = False

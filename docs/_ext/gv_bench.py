@@ -22,8 +22,6 @@ import math
 import os
 import re
 
-from gv_md2rst import md_to_rst
-
 __all__ = ["load_results", "render_benchmarks"]
 
 _LIST_KEYS = ("results", "records", "rows", "benchmarks", "data", "cases", "entries")
@@ -305,8 +303,23 @@ def _render_ops(data: dict, name: str, outdir: str, rel_prefix: str) -> list[str
 
 _SECTION = "-~^"
 
+#: The docs' source folder (``docs/``): Markdown includes are written relative to it.
+DOCS_SRC = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-def _render_file(path: str, results_dir: str, outdir: str, rel_prefix: str, level: int) -> list[str]:
+
+def md_include(path: str, srcdir: str = DOCS_SRC) -> str:
+    """An ``include`` directive that has myst-parser read the Markdown file ``path``.
+
+    The path is written as Sphinx reads include paths, relative to the source folder with a
+    leading ``/``, so the directive works from any page (and from a ``.inc`` file) that includes it.
+    """
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(srcdir)).replace(os.sep, "/")
+    return f".. include:: /{rel}\n   :parser: myst_parser.sphinx_\n"
+
+
+def _render_file(
+    path: str, results_dir: str, outdir: str, rel_prefix: str, level: int, srcdir: str = DOCS_SRC
+) -> list[str]:
     """One result file (JSON, or Markdown without a JSON twin) as a section of depth ``level``."""
     rel = os.path.relpath(path, results_dir)
     stem = os.path.splitext(os.path.basename(rel))[0]
@@ -314,8 +327,7 @@ def _render_file(path: str, results_dir: str, outdir: str, rel_prefix: str, leve
     title = stem.replace("_", " ")
     lines = [title, _SECTION[level] * max(len(title), 4), ""]
     if path.endswith(".md"):
-        with open(path, encoding="utf-8") as f:
-            return lines + [md_to_rst(f.read(), top_level=-level), ""]
+        return lines + [md_include(path, srcdir), ""]
     try:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
@@ -340,7 +352,7 @@ def _render_file(path: str, results_dir: str, outdir: str, rel_prefix: str, leve
     return lines + _table(records, _columns(records))
 
 
-def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str) -> str:
+def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str, srcdir: str = DOCS_SRC) -> str:
     """reST for every result file in ``results_dir``; plots are written to ``outdir``.
 
     Files directly in ``results_dir`` come first, one section each. Each run folder
@@ -351,6 +363,7 @@ def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str) -> str:
         results_dir: ``benchmarks/results``.
         outdir: Where to write plot PNGs (inside the Sphinx source tree).
         rel_prefix: The path of ``outdir`` as seen from the including page (for ``.. image::``).
+        srcdir: The Sphinx source folder, for the Markdown files' include paths.
 
     Returns:
         reST source (a note when there are no results).
@@ -375,15 +388,13 @@ def render_benchmarks(results_dir: str, outdir: str, rel_prefix: str) -> str:
         folder = os.path.relpath(os.path.dirname(path), results_dir)
         folders.setdefault("" if folder == "." else folder, []).append(path)
     for path in folders.pop("", []):
-        lines += _render_file(path, results_dir, outdir, rel_prefix, level=0)
+        lines += _render_file(path, results_dir, outdir, rel_prefix, level=0, srcdir=srcdir)
     for folder in sorted(folders, reverse=True):  # run folders named by date: newest first
         readme = os.path.join(results_dir, folder, "README.md")
         title = f"Run {folder}"
         lines += [title, _SECTION[0] * len(title), ""]
         if os.path.exists(readme):
-            with open(readme, encoding="utf-8") as f:
-                body = md_to_rst(f.read(), top_level=0)
-            lines += [body, ""]
+            lines += [md_include(readme, srcdir), ""]
         for path in folders[folder]:
-            lines += _render_file(path, results_dir, outdir, rel_prefix, level=1)
+            lines += _render_file(path, results_dir, outdir, rel_prefix, level=1, srcdir=srcdir)
     return "\n".join(lines)

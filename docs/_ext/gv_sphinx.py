@@ -1,9 +1,10 @@
 """Sphinx extension of the graphvision docs.
 
 - Generates the API group pages, the capability table, the benchmark tables and plots, and the
-  RMCG comparison (from ``docs/rmcg_results.md``) into ``docs/api/generated/`` before the
-  sources are read (``builder-inited``), so whatever the code exports at build time is
-  documented.
+  RMCG comparison page's include of ``docs/rmcg_results.md`` into ``docs/api/generated/``
+  before the sources are read (``builder-inited``), so whatever the code exports at build time
+  is documented. Markdown is read by myst-parser (``.. include:: x.md`` with
+  ``:parser: myst_parser.sphinx_``).
 - Lets ``Shape:`` sections be written as bullet lists (``- x: :math:`(N, F)```) and still
   render as a field like ``Args:`` (napoleon's ``params_style`` custom section otherwise shows
   the bullet in the name).
@@ -18,7 +19,6 @@ from sphinx.application import Sphinx
 
 import gv_apigen
 import gv_bench
-from gv_md2rst import md_to_rst
 
 _SECTION = re.compile(r"^(\s*)([A-Z][A-Za-z ]*):\s*$")
 
@@ -98,7 +98,9 @@ def _generate(app: Sphinx) -> None:
     os.makedirs(out, exist_ok=True)
     gv_apigen.write_all(out)
 
-    rst = gv_bench.render_benchmarks(os.path.join(root, "benchmarks", "results"), out, "/api/generated")
+    rst = gv_bench.render_benchmarks(
+        os.path.join(root, "benchmarks", "results"), out, "/api/generated", srcdir=src
+    )
     gv_apigen.write_if_changed(os.path.join(out, "benchmarks.inc"), rst)
 
     pyproject = os.path.join(root, "pyproject.toml")
@@ -107,9 +109,10 @@ def _generate(app: Sphinx) -> None:
 
     md_path = os.path.join(src, "rmcg_results.md")
     if os.path.exists(md_path):
-        with open(md_path, encoding="utf-8") as f:
-            body = md_to_rst(f.read(), top_level=1)
-        body = f"The table below is ``docs/rmcg_results.md``, written by ``examples/rmcg/compare.py``.\n\n{body}"
+        body = (
+            "The table below is ``docs/rmcg_results.md``, written by ``examples/rmcg/compare.py``.\n\n"
+            + gv_bench.md_include(md_path, src)
+        )
     else:
         body = (
             ".. note::\n\n   ``docs/rmcg_results.md`` is not there yet: run ``examples/rmcg/compare.py`` "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from graphvision._checks import check_floating, check_positive_int, check_tensor
@@ -108,7 +109,7 @@ def channel_attention(
 
     # (B, L, C) -> (B, K, d, L): channels of each head as rows, positions as columns
     def split(t: Tensor) -> Tensor:
-        return t.reshape(bsz, length, heads, d).permute(0, 2, 3, 1)
+        return rearrange(t, "b l (k d) -> b k d l", k=heads, d=d)
 
     qh, kh, vh = split(q), split(k), split(v)
     if normalize:
@@ -272,7 +273,7 @@ def multi_channel_attention(
     if temperature.shape != (heads,):
         raise ValueError(f"Expected 'temperature' of shape (K,) = ({heads},) (got {tuple(temperature.shape)})")
 
-    tokens = x.flatten(2).transpose(1, 2) if image else x  # (B, L, C)
+    tokens = rearrange(x, "b c h w -> b (h w) c") if image else x  # (B, L, C)
 
     xn = F.layer_norm(tokens, (c,), norm1_weight, norm1_bias, eps) if norm else tokens
     q = F.linear(xn, q_weight, q_bias)
@@ -287,7 +288,7 @@ def multi_channel_attention(
         hid = F.dropout(F.gelu(F.linear(yn, ffn1_weight, ffn1_bias)), dropout, training)
         y = y + F.linear(hid, ffn2_weight, ffn2_bias)
 
-    out = y.transpose(1, 2).reshape(x.shape) if image else y
+    out = rearrange(y, "b (h w) c -> b c h w", h=x.shape[2], w=x.shape[3]) if image else y
     return (out, attn) if return_attention else out
 
 

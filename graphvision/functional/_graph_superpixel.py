@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import torch
+from einops import rearrange
 from torch import Tensor
 
 from graphvision._checks import (
@@ -243,7 +244,7 @@ def superpixel_graph(
     num_nodes = uniq.numel()
     batch = uniq // span
     counts = torch.bincount(inv, minlength=num_nodes).unsqueeze(1)
-    feats = image.permute(0, 2, 3, 1).reshape(-1, c)
+    feats = rearrange(image, "b c h w -> (b h w) c")
     x = feats.new_zeros(num_nodes, c).index_add(0, inv, feats) / counts.to(feats.dtype)
     pdtype = image.dtype
     ys = torch.arange(h, device=device, dtype=pdtype).view(1, h, 1).expand(b, h, w)

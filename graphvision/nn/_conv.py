@@ -166,7 +166,9 @@ _CAPS_BASE = {
     "per_sample_graph": True,
     "edge_weight": True,
     "compile_safe": True,
-    "deterministic": True,
+    # On CUDA the torch backend's gcn_norm degree sum and the attention backward use index_add_
+    # (atomics): float sums may differ in the last bits between runs.
+    "deterministic": "CPU only",
 }
 
 

@@ -122,7 +122,7 @@ class PatchGraph(nn.Module):
     """
 
     #: What the layer supports (read by the docs' capability table).
-    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": False, "fused_kernel": False, "compile_safe": True, "deterministic": True}
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "feature similarity (optional)", "fused_kernel": False, "compile_safe": True, "deterministic": True}
 
     def __init__(
         self,
@@ -328,7 +328,7 @@ class SuperpixelGraph(nn.Module):
     """
 
     #: What the layer supports (read by the docs' capability table).
-    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": False, "fused_kernel": False, "compile_safe": "with capture_dynamic_output_shape_ops", "deterministic": True}
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "feature similarity (optional)", "fused_kernel": False, "compile_safe": "with capture_dynamic_output_shape_ops", "deterministic": "CPU only"}
 
     def __init__(
         self,

@@ -200,7 +200,18 @@ def available_backends(device: torch.device | str = "cpu", op: str = "spmm_csr")
     return [b for b in BACKEND_NAMES if backend_unusable_reason(b, device, op) is None]
 
 
-@torch.compiler.assume_constant_result
+def _assume_constant_result(fn: Callable) -> Callable:
+    """Mark ``fn`` as constant for ``torch.compile``, as ``torch.compiler.assume_constant_result`` does.
+
+    ``torch.compiler.assume_constant_result`` imports ``torch._dynamo`` (about 2 s) just to set
+    this flag; setting it here keeps ``import graphvision`` cheap. ``tests/test_package.py``
+    checks that Dynamo still treats :func:`resolve_backend` as a constant (no graph break).
+    """
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
+
+
+@_assume_constant_result
 def resolve_backend(op: str, device: torch.device, requested: str | None = None) -> str:
     """Choose the backend that runs ``op`` for inputs on ``device``.
 
