@@ -143,6 +143,7 @@ PRIVATE_GROUPS: dict[str, str] = {
     "_gat": "conv",
     "_gcn": "conv",
     "_pool": "pool",
+    "_vig": "conv",
 }
 
 #: Capability columns (key in a layer's ``_capabilities`` dict, column title).
