@@ -169,14 +169,19 @@ def _graph_ptr(batch: Tensor) -> list[int]:
     return ptr
 
 
-def _check_k(k: int, smallest: int, loop: bool, where: str) -> None:
+def _check_k(k: int, smallest: int, loop: bool, where: str, dilation: int = 1) -> None:
     limit = smallest if loop else smallest - 1
-    if k > limit:
+    if k * dilation > limit:
         hint = (
             ""
             if loop
             else " (a node is not its own neighbour unless loop=True, so k must be below the number of nodes)"
         )
+        if dilation > 1:
+            raise ValueError(
+                f"Expected 'k' * dilation <= {limit} for {where} with {smallest} nodes "
+                f"(got k={k}, dilation={dilation}: {k * dilation} candidates){hint}"
+            )
         raise ValueError(f"Expected 'k' <= {limit} for {where} with {smallest} nodes (got k={k}){hint}")
 
 
@@ -509,7 +514,7 @@ def knn_graph(
         bsz, n, _ = x.shape
         if bsz * n == 0:
             return _as_result(GraphStructure._trusted(torch.empty(2, 0, dtype=torch.long, device=device), 0, 0), flow)
-        _check_k(kk, n, loop, "each sample" if dilation == 1 else f"each sample with dilation={dilation}")
+        _check_k(k, n, loop, "each sample", dilation)
         _check_finite(x)
         nbr = _knn_dense(x, kk, loop, metric, chunk_size, relative_pos)
         nbr = _dilate(nbr, k, dilation, bool(stochastic), float(epsilon), bool(training))
@@ -524,7 +529,7 @@ def knn_graph(
             "'dilation' and 'relative_pos' need one point set (no 'batch') or batched 'x' of shape (B, N, F)"
         )
     if batch is None and (dilation > 1 or relative_pos is not None):
-        _check_k(kk, n, loop, "a graph" if dilation == 1 else f"a graph with dilation={dilation}")
+        _check_k(k, n, loop, "a graph", dilation)
         _check_finite(x)
         rel = None if relative_pos is None else relative_pos.unsqueeze(0)
         nbr = _knn_dense(x.unsqueeze(0), kk, loop, metric, chunk_size, rel)[0]

@@ -366,7 +366,8 @@ def edge_conv(x: Tensor, edge_index: Adjacency, nn: Callable[[Tensor], Tensor], 
             ei = g.edge_index
             h = p[ei[1]] + q[ei[0]]
         if rest is not None:
-            h = rest(h.reshape(-1, h.size(-1))).view(*h.shape[:-1], -1)
+            out = rest(h.reshape(-1, h.size(-1)))
+            h = out.view(*h.shape[:-1], out.size(-1))
     else:
         if table is not None:
             xi = xf.unsqueeze(1).expand(-1, table.size(1), -1)
@@ -394,7 +395,7 @@ def _knn_structure(
 ) -> GraphStructure:
     """The per-sample kNN structure of batched ``x (B, N, F)`` over ``B * N`` nodes (no edge_index copy)."""
     bsz, n, _ = x.shape
-    _check_k(k * dilation, n, loop, "each sample" if dilation == 1 else f"each sample with dilation={dilation}")
+    _check_k(k, n, loop, "each sample", dilation)
     _check_finite(x)
     nbr = _knn_dense(x, k * dilation, loop, metric, None, relative_pos)
     nbr = _dilate(nbr, k, dilation, stochastic, epsilon, training)
