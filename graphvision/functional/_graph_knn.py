@@ -102,15 +102,16 @@ def _scores(q: Tensor, c: Tensor, bias: Tensor | None, metric: str = "euclidean"
 
     Euclidean: ``2 q.c - |c|^2`` (= ``|q|^2 - |q - c|^2``: the row constant ``|q|^2`` does not
     change the ranking, so it is never added); cosine: ``q.c - bias`` of unit rows (the bias is
-    0, or inf for a non-finite row). One matrix product with a broadcast bias.
+    0, or inf for a non-finite row). The bias rides in the matrix product as one extra feature
+    (``[a q, -1] . [c, bias]``), so the block is written once (``addmm`` would first copy the
+    broadcast bias into it).
     """
-    ct = c.transpose(-1, -2)
     alpha = 2.0 if metric == "euclidean" else 1.0
     if bias is None:
-        return torch.matmul(q, ct)
-    if q.dim() == 3:
-        return torch.baddbmm(bias.neg().unsqueeze(-2), q, ct, alpha=alpha)
-    return torch.addmm(bias.neg().unsqueeze(0), q, ct, alpha=alpha)
+        return torch.matmul(q * alpha if alpha != 1.0 else q, c.transpose(-1, -2))
+    qa = torch.cat([q * alpha, torch.full_like(q[..., :1], -1.0)], dim=-1)
+    ca = torch.cat([c, bias.unsqueeze(-1).to(c.dtype)], dim=-1)
+    return torch.matmul(qa, ca.transpose(-1, -2))
 
 
 FLOWS = ("source_to_target", "target_to_source")
@@ -298,10 +299,7 @@ def _dense_scores(
     """Scores ``(B, i1 - i0, n)`` of query rows ``i0:i1`` of every sample against its own nodes."""
     s = _scores(xc[:, i0:i1], xc, bias, metric)
     if relative_pos is not None:
-        # ViG adds the term to the squared euclidean distance (of the unit rows for cosine):
-        # score = |q|^2 - d^2 (euclidean) or (2 - d^2) / 2 (cosine).
-        rel = relative_pos[..., i0:i1, :].to(s.dtype)
-        s = s - (rel if metric == "euclidean" else 0.5 * rel)
+        s.sub_(relative_pos[..., i0:i1, :])  # scaled by the caller (see _knn_dense)
     s[:, :, i0:i1].diagonal(dim1=1, dim2=2).fill_(_self_score(loop))
     return s
 
@@ -322,6 +320,10 @@ def _knn_dense(
     b, n, _ = x.shape
     xc, bias = _prepare(x, metric)
     assert bias is not None
+    if relative_pos is not None:
+        # ViG adds the term to the squared euclidean distance (of the unit rows for cosine):
+        # score = |q|^2 - d^2 (euclidean) or (2 - d^2) / 2 (cosine).
+        relative_pos = relative_pos.to(xc.dtype) * (1.0 if metric == "euclidean" else 0.5)
     rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // max(b * n, 1))
     out = []
     for i0 in range(0, n, rows):

@@ -388,7 +388,7 @@ class Grapher(nn.Module):
             assert table is not None
             xi = flat.unsqueeze(1).expand(-1, self.k, -1)
             msg = torch.cat([xi, flat[table] - xi], dim=-1)  # (BN, k, 2C)
-            msg = msg.view(b, h * w, self.k, 2 * c).permute(0, 3, 1, 2)  # (B, 2C, N, k)
+            msg = msg.view(b, h * w, self.k, 2 * c).permute(0, 3, 1, 2).contiguous()  # (B, 2C, N, k)
             y = net(msg).amax(dim=-1).view(b, 2 * c, h, w)
         y = self.fc2(y)
         return self.drop_path(y) + shortcut
