@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -368,16 +370,37 @@ def _known_loops(loop: bool, num_nodes: int, dilation: int, random_ranks: bool) 
     return None if (random_ranks and dilation > 1) else num_nodes
 
 
+class _EdgeIndexWithGraph(Tensor):
+    """A plain ``(2, E)`` edge index that also carries its structure as ``.graph``.
+
+    Torch functions are disabled on the subclass, so every op on it returns a plain tensor (the
+    structure never follows a derived tensor), and pickling, ``torch.save`` and ``deepcopy`` store
+    a plain tensor (``torch.load(weights_only=True)`` loads it).
+    """
+
+    graph: GraphStructure
+    __torch_function__ = torch._C._disabled_torch_function_impl
+
+    def __reduce_ex__(self, proto: Any) -> Any:
+        return self.as_subclass(Tensor).__reduce_ex__(proto)
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        return copy.deepcopy(self.as_subclass(Tensor), memo)
+
+    def __repr__(self, **kwargs: Any) -> str:
+        return repr(self.as_subclass(Tensor))
+
+
 def _as_result(g: GraphStructure, flow: str) -> Tensor:
-    """``edge_index`` carrying ``.graph`` (a view of the structure's memory, so in-place edits are seen)."""
+    """``edge_index`` carrying ``.graph`` (an alias of the structure's memory: in-place edits are seen)."""
     ei = g.edge_index
     if flow == "target_to_source":
         ei = ei.flip(0)
         g = GraphStructure._trusted(ei, g.num_nodes, g.num_src_nodes)
     if is_compiling():
         return ei
-    out = ei.view(ei.shape)
-    out.graph = g  # type: ignore[attr-defined]
+    out = ei.as_subclass(_EdgeIndexWithGraph)
+    out.graph = g
     return out
 
 

@@ -5,6 +5,8 @@ The reference is ``torch.cdist`` in float64 on the input values (brute force, no
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 
 import pytest
@@ -143,6 +145,15 @@ def test_result_carries_trusted_structure():
     flipped = knn_graph(x, 2, flow="target_to_source")
     assert torch.equal(flipped, knn_graph(x, 2).flip(0)) and flipped.graph.num_edges == 24
     assert torch.equal(knn_graph(x, 2, cosine=True), knn_graph(x, 2, metric="cosine"))
+    # the structure never follows a derived tensor, and saving stores a plain tensor
+    assert not hasattr(r[:, :2], "graph") and not hasattr(r.clone(), "graph") and type(r + 0) is torch.Tensor
+    buf = io.BytesIO()
+    torch.save(r, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    assert type(loaded) is torch.Tensor and torch.equal(loaded, r)
+    assert type(copy.deepcopy(r)) is torch.Tensor
+    assert repr(r).startswith("tensor(")
 
 
 # ----------------------------------------------------------------------------- batched ViG kNN

@@ -135,3 +135,6 @@ def test_grapher_compiles_fullgraph():
     ref = block(x)
     compiled = torch.compile(block, fullgraph=True, backend="eager")
     assert_close(compiled(x), ref)
+    dyn = gnn.DynamicEdgeConv(torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU()), k=3)
+    nodes = torch.randn(2, 9, 3)
+    assert_close(torch.compile(dyn, fullgraph=True, backend="eager")(nodes), dyn(nodes))
