@@ -200,7 +200,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         a, b = r["ours_ms"], r["ref_ms"]
         mem = "" if r["ours_peak_mb"] is None else f"{fmt(r['ours_peak_mb'], 0)} / {fmt(r['ref_peak_mb'], 0)}"
         lines.append(
-            f"| {r['case']} | {r['reference']} | {fmt(a['median_ms'], 1)} ({fmt(a['min_ms'], 1)}-{fmt(a['max_ms'], 1)}) "
+            f"| {r['case']} | {r['reference']} "
+            f"| {fmt(a['median_ms'], 1)} ({fmt(a['min_ms'], 1)}-{fmt(a['max_ms'], 1)}) "
             f"| {fmt(b['median_ms'], 1)} ({fmt(b['min_ms'], 1)}-{fmt(b['max_ms'], 1)}) | {r['speedup']:.2f}x | {mem} |"
         )
     return "\n".join(lines) + "\n"

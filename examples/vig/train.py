@@ -150,7 +150,8 @@ def main() -> None:
             sched.step()
             total += float(loss.detach()) * len(idx)
         val = accuracy(model, *data["val"], args.batch_size, device)
-        history.append({"epoch": epoch + 1, "loss": total / len(xtr), "val_acc": val, "seconds": time.perf_counter() - t0})
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch + 1, "loss": total / len(xtr), "val_acc": val, "seconds": seconds})
         print(f"epoch {epoch + 1}: loss {total / len(xtr):.4f}  val acc {val:.2f}%  ({time.perf_counter() - t0:.0f} s)")
     test = accuracy(model, *data["test"], args.batch_size, device)
     print(f"test acc {test:.2f}%")

@@ -414,7 +414,8 @@ def _check_vig_options(
         check_tensor(relative_pos, "relative_pos")
         n = x.size(-2)
         ok = relative_pos.shape[-2:] == (n, n) and (
-            relative_pos.dim() == 2 or (relative_pos.dim() == 3 and x.dim() == 3 and relative_pos.size(0) in (1, x.size(0)))
+            relative_pos.dim() == 2
+            or (relative_pos.dim() == 3 and x.dim() == 3 and relative_pos.size(0) in (1, x.size(0)))
         )
         if not ok:
             raise ValueError(

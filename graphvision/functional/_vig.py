@@ -175,7 +175,8 @@ def _structure_of(edge_index: object) -> GraphStructure | None:
     g = getattr(edge_index, "graph", None)
     if isinstance(g, GraphStructure) and isinstance(edge_index, Tensor):
         ei = g.edge_index
-        if ei.shape == edge_index.shape and ei.data_ptr() == edge_index.data_ptr() and ei.stride() == edge_index.stride():
+        same = ei.shape == edge_index.shape and ei.stride() == edge_index.stride()
+        if same and ei.data_ptr() == edge_index.data_ptr():
             return g
     return None
 
@@ -210,7 +211,16 @@ def _resolve(x: Tensor, edge_index: Adjacency) -> tuple[Tensor, GraphStructure]:
     if g is None:
         check_tensor(edge_index, "edge_index")
         _checks.check_same_device("x", x, "edge_index", edge_index)  # type: ignore[arg-type]
-        g = as_structure(edge_index, n, n)
+        try:
+            g = as_structure(edge_index, n, n)
+        except IndexError as exc:
+            if x.dim() != 3:
+                raise
+            raise IndexError(
+                f"{exc}. A raw edge_index with batched 'x' is one graph shared by the samples, over N={n} "
+                "nodes; for per-sample graphs pass the structure over the B*N nodes (knn_graph(x, k) for "
+                "(B, N, F) 'x' returns one) or flatten 'x' to (B*N, F)"
+            ) from None
     else:
         _checks.check_same_device("x", x, "edge_index", g.edge_index)
         if g.num_src_nodes != g.num_nodes:

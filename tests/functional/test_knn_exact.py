@@ -166,7 +166,8 @@ def test_result_carries_trusted_structure():
 )
 def test_batched_dilated_knn_matches_cdist(b, n, f, k, d, metric, rel, seed):
     if k * d > n:
-        with pytest.raises(ValueError, match=rf"'k' \* dilation <= {n} for each sample with {n} nodes \(got k={k}, dilation={d}"):
+        msg = rf"'k' \* dilation <= {n} for each sample with {n} nodes \(got k={k}, dilation={d}"
+        with pytest.raises(ValueError, match=msg):
             knn_graph(torch.randn(b, n, f), k, loop=True, dilation=d)
         return
     g = torch.Generator().manual_seed(seed)

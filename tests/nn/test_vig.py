@@ -95,8 +95,12 @@ def test_ffn_matches_vig_reference_and_repr():
     ref.load_state_dict(ours.state_dict(), strict=True)
     x = torch.randn(2, 8, 3, 3, dtype=torch.float64)
     assert_close(ours(x), ref(x))
-    assert str(gnn.Grapher(48, dilation=2, relative_pos=True)) == "Grapher(48, k=9, dilation=2, conv='mr', relative_pos=True)"
-    assert str(gnn.Grapher(8, stochastic=True)) == "Grapher(8, k=9, dilation=1, conv='mr', stochastic=True, epsilon=0.2)"
+    assert str(gnn.Grapher(48, dilation=2, relative_pos=True)) == (
+        "Grapher(48, k=9, dilation=2, conv='mr', relative_pos=True)"
+    )
+    assert str(gnn.Grapher(8, stochastic=True)) == (
+        "Grapher(8, k=9, dilation=1, conv='mr', stochastic=True, epsilon=0.2)"
+    )
 
 
 def test_grapher_stochastic_dilation_only_in_training():
