@@ -14,8 +14,9 @@
   structure) and a raw ``edge_index`` over the ``B * N`` flattened nodes (a fresh tensor each
   call, as a data loader hands it over: validated, scatter path).
 
-Every pair is checked for agreement before timing. Statistic: median (min, max) of ``--reps``
-calls after a warm-up; peak memory from the profiler's allocation timeline (``common.py``).
+Every pair is checked for agreement before timing. The two sides are timed interleaved (one
+call each, ``--reps`` times, after a warm-up), so load drift on a shared machine hits both.
+Statistic: median (min, max); peak memory from the profiler's allocation timeline (``common.py``).
 
     python benchmarks/bench_vig.py --threads 1            # CPU, a few minutes
     python benchmarks/bench_vig.py --smoke --out /tmp/b   # tiny, seconds
@@ -49,21 +50,26 @@ from tests import vig_reference as R  # noqa: E402  (the baseline is the tested 
 warnings.filterwarnings("ignore")
 
 
-def timed(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 1) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
+def _stats(times: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
 
 
+def _once(fn: Callable[[], Any], device: torch.device) -> float:
+    sync(device)
+    t0 = time.perf_counter()
+    fn()
+    sync(device)
+    return (time.perf_counter() - t0) * 1e3
+
+
 def run_pair(name: str, ours: Callable[[], Any], ref: Callable[[], Any], ref_name: str, device, reps, rows, mem=True):
-    a, b = timed(ours, device, reps), timed(ref, device, reps)
+    """Time both interleaved (ours, ref, ours, ref, ...) so that load drift on a shared machine hits both."""
+    ours(), ref()  # warm-up
+    ta, tb = [], []
+    for _ in range(reps):
+        ta.append(_once(ours, device))
+        tb.append(_once(ref, device))
+    a, b = _stats(ta), _stats(tb)
     ma = peak_memory_mb(ours, device) if mem else None
     mb = peak_memory_mb(ref, device) if mem else None
     row = {"case": name, "reference": ref_name, "ours_ms": a, "ref_ms": b, "speedup": b["median_ms"] / a["median_ms"],
@@ -191,7 +197,8 @@ def markdown(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"Device: {meta.get('device_name', meta.get('device'))}; torch {meta['torch']}; threads "
         f"{meta['torch_threads']}; commit {meta.get('commit')}; load average at start "
         f"{meta.get('load_average_1m_at_start')}. Median (min-max) of the timed calls; ratio = reference / ours "
-        "(> 1: graphvision faster). Every pair was checked for agreement first.",
+        "(> 1: graphvision faster); the two sides were timed interleaved. Every pair was checked for "
+        "agreement first.",
         "",
         "| case | reference | graphvision ms | reference ms | speed-up | peak MB (ours / ref) |",
         "|---|---|---|---|---|---|",
