@@ -340,11 +340,16 @@ def _dilate(nbr: Tensor, k: int, dilation: int, stochastic: bool, epsilon: float
 
     With ``stochastic`` in training, with probability ``epsilon`` a random ``k`` of the
     ``k * dilation`` ranks instead (the same ranks for every node, kept in rank order), as ViG.
+    The draw happens on ``nbr``'s device with tensor ops only: no host synchronisation, and
+    ``torch.compile`` keeps it random (no Python branch baked into the graph).
     """
     if dilation == 1:
         return nbr
-    if stochastic and training and float(torch.rand(())) < epsilon:
-        ranks = torch.randperm(k * dilation)[:k].sort().values.to(nbr.device)
+    if stochastic and training:
+        device = nbr.device
+        dilated = torch.arange(0, k * dilation, dilation, device=device)
+        random = torch.randperm(k * dilation, device=device)[:k].sort().values
+        ranks = torch.where(torch.rand((), device=device) < epsilon, random, dilated)
         return nbr.index_select(-1, ranks)
     return nbr[..., ::dilation]
 

@@ -315,12 +315,18 @@ def mr_conv(x: Tensor, edge_index: Adjacency, nn: Callable[[Tensor], Tensor] | N
     return _restore(out, x)
 
 
+def _plain_linear(m: object) -> bool:
+    """A ``torch.nn.Linear`` itself (no subclass, parametrization or hook that its forward would run)."""
+    return type(m) is nn.Linear and not (m._forward_hooks or m._forward_pre_hooks)  # type: ignore[union-attr]
+
+
 def _split_first_linear(net: Callable[[Tensor], Tensor]) -> tuple[nn.Linear | None, Callable[[Tensor], Tensor] | None]:
     """``(linear, rest)`` when ``net`` is a plain ``Linear`` or a ``Sequential`` starting with one."""
-    if type(net) is nn.Linear:
-        return net, None
-    if type(net) is nn.Sequential and len(net) > 0 and type(net[0]) is nn.Linear:
-        return net[0], (net[1:] if len(net) > 1 else None)
+    if _plain_linear(net):
+        return net, None  # type: ignore[return-value]
+    if type(net) is nn.Sequential and not (net._forward_hooks or net._forward_pre_hooks):
+        if len(net) > 0 and _plain_linear(net[0]):
+            return net[0], (net[1:] if len(net) > 1 else None)
     return None, None
 
 

@@ -77,6 +77,14 @@ def test_edge_conv_matches_loop(graph, aggr, first_linear, seed):
     assert_close(GF.edge_conv(xb, ei, net, aggr), torch.stack([ref, loop_edge(-x, ei, net, aggr)]))
 
 
+def test_edge_conv_runs_hooks_of_the_first_linear():
+    lin = torch.nn.Linear(6, 2)
+    seen = []
+    lin.register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    GF.edge_conv(torch.randn(4, 3), torch.tensor([[0, 1, 2], [1, 2, 3]]), torch.nn.Sequential(lin))
+    assert seen == [torch.Size([3, 2])]  # applied per edge, hook called
+
+
 def test_dense_table_path_equals_scatter_path():
     # A knn_graph result keeps its (N, k) table: the gather path must equal the scatter path.
     torch.manual_seed(0)

@@ -139,6 +139,9 @@ def test_grapher_compiles_fullgraph():
     ref = block(x)
     compiled = torch.compile(block, fullgraph=True, backend="eager")
     assert_close(compiled(x), ref)
+    torch._dynamo.reset()
+    train = gnn.Grapher(8, k=3, dilation=2, stochastic=True, epsilon=0.5).train()
+    torch.compile(train, fullgraph=True, backend="eager")(x)  # the random dilation draws in the graph
     dyn = gnn.DynamicEdgeConv(torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU()), k=3)
     nodes = torch.randn(2, 9, 3)
     assert_close(torch.compile(dyn, fullgraph=True, backend="eager")(nodes), dyn(nodes))
