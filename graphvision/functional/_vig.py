@@ -182,8 +182,31 @@ def _structure_of(edge_index: object) -> GraphStructure | None:
 
 
 def _dense_table(g: GraphStructure) -> Tensor | None:
-    """``(N, k)`` neighbour table of a fixed-degree structure built by a converter, else ``None``."""
-    return g.derived("dense_neighbours", lambda: None) if g.is_cached("dense_neighbours") else None
+    """``(N, k)`` neighbour table of a fixed-degree, target-sorted graph, else ``None``.
+
+    Converters (:func:`knn_graph`, :func:`patch_graph`) store it on their structures. A raw
+    ``edge_index`` validated on the CPU is recognised too when it is target-sorted (known from its
+    validation read) with the same in-degree ``E / N`` everywhere (one comparison of host memory,
+    then cached): PyG's ``knn_graph`` output, or a ``knn_graph`` result that went through a copy.
+    Never on CUDA (that would be a host synchronisation) or while compiling.
+    """
+    if g.is_cached("dense_neighbours"):
+        return g.derived("dense_neighbours", lambda: None)
+    n, e = g.num_nodes, g.num_edges
+    if (
+        n == 0 or e == 0 or e % n or g._identity_perm is not True or g.device.type != "cpu"
+        or _checks.is_compiling() or g.num_src_nodes != n
+    ):
+        return None
+
+    def build() -> Tensor | None:
+        k = e // n
+        rowptr, col, _ = g.csr()  # target-sorted: no sort, identity perm
+        if not torch.equal(rowptr, torch.arange(0, e + 1, k, device=rowptr.device)):
+            return None
+        return col.view(n, k)
+
+    return g.derived("dense_neighbours", build)
 
 
 def _batched_copies(g: GraphStructure, bsz: int) -> GraphStructure:

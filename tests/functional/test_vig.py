@@ -77,6 +77,23 @@ def test_edge_conv_matches_loop(graph, aggr, first_linear, seed):
     assert_close(GF.edge_conv(xb, ei, net, aggr), torch.stack([ref, loop_edge(-x, ei, net, aggr)]))
 
 
+def test_raw_fixed_degree_edge_index_is_recognised():
+    from graphvision.ops._functional import as_structure
+
+    x = torch.randn(12, 4, dtype=torch.float64)
+    ei = GF.knn_graph(x, 3).clone()  # a plain tensor, as PyG's knn_graph would give
+    g = as_structure(ei, 12, 12)
+    assert torch.equal(GF._vig._dense_table(g), ei[0].view(12, 3))
+    # same degree but not target-sorted, or sorted with unequal degrees: no table, same results
+    shuffled = ei[:, torch.randperm(36, generator=torch.Generator().manual_seed(0))]
+    assert GF._vig._dense_table(as_structure(shuffled, 12, 12)) is None
+    uneven = torch.tensor([[1, 2, 0, 3, 1, 2], [0, 0, 0, 1, 2, 3]])
+    assert GF._vig._dense_table(as_structure(uneven, 4, 4)) is None
+    for e in (ei, shuffled):
+        assert_close(GF.mr_conv(x, e), loop_mr(x, e))
+    assert_close(GF.mr_conv(x[:4], uneven), loop_mr(x[:4], uneven))
+
+
 def test_edge_conv_runs_hooks_of_the_first_linear():
     lin = torch.nn.Linear(6, 2)
     seen = []
