@@ -35,7 +35,7 @@ def ref_dist_rows(x, nbr):
     return (xd.unsqueeze(1) - xd[nbr]).pow(2).sum(-1)
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     offset=st.sampled_from([1e3, 1e4, 1e5, 1e6]),
     dtype=st.sampled_from([torch.float32, torch.float64]),
@@ -159,7 +159,7 @@ def test_result_carries_trusted_structure():
 # ----------------------------------------------------------------------------- batched ViG kNN
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     b=st.integers(1, 3), n=st.integers(2, 12), f=st.integers(2, 12), k=st.integers(1, 3), d=st.integers(1, 3),
     metric=st.sampled_from(["euclidean", "cosine"]), rel=st.booleans(), seed=st.integers(0, 2**16),

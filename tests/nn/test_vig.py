@@ -69,8 +69,7 @@ def test_mr_conv_module():
     assert conv(x, ei).shape == (2, 9, 5)
 
 
-@pytest.mark.parametrize("conv", ["mr", "edge"])
-@pytest.mark.parametrize("rel", [False, True])
+@pytest.mark.parametrize(("conv", "rel"), [("mr", True), ("edge", False)])
 def test_grapher_matches_vig_reference(conv, rel):
     torch.manual_seed(0)
     ours = gnn.Grapher(16, k=4, dilation=2, conv=conv, relative_pos=rel).double()
