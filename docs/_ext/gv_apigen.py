@@ -151,6 +151,7 @@ PRIVATE_GROUPS: dict[str, str] = {
     "_gcn": "conv",
     "_pool": "pool",
     "_conv_pyg": "conv",
+    "_vig": "conv",
 }
 
 #: Capability columns (key in a layer's ``_capabilities`` dict, column title).

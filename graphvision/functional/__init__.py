@@ -6,12 +6,14 @@ has :mod:`torch.nn.functional`.
 
 from graphvision.functional import _channel_attention, _conv, _converters, _mutual_information, _pool
 from graphvision.functional import _conv_pyg
+from graphvision.functional import _vig
 from graphvision.functional._channel_attention import *  # noqa: F401,F403
 from graphvision.functional._conv import *  # noqa: F401,F403
 from graphvision.functional._converters import *  # noqa: F401,F403
 from graphvision.functional._mutual_information import *  # noqa: F401,F403
 from graphvision.functional._pool import *  # noqa: F401,F403
 from graphvision.functional._conv_pyg import *  # noqa: F401,F403
+from graphvision.functional._vig import *  # noqa: F401,F403
 
 __all__ = [
     *_converters.__all__,
@@ -20,4 +22,5 @@ __all__ = [
     *_conv.__all__,
     *_pool.__all__,
     *_conv_pyg.__all__,
+    *_vig.__all__,
 ]

@@ -561,7 +561,7 @@ def patch_graph(
         >>> patch_graph(torch.rand(1, 3, 8, 8), patch_size=4, features="flatten").x.shape
         torch.Size([4, 48])
     """
-    from graphvision.functional._graph_knn import METRICS, _knn_dense
+    from graphvision.functional._graph_knn import METRICS, _check_finite, _fixed_degree_structure, _knn_dense
 
     image = _check_image(image)
     p = check_positive_int(patch_size, "patch_size")
@@ -598,10 +598,12 @@ def patch_graph(
         if b * n == 0:
             graph = GraphStructure._trusted(torch.empty(2, 0, dtype=torch.long, device=image.device), 0, 0)
         else:
-            nbr = _knn_dense(x.detach().view(b, n, -1), k, loop=bool(loop), metric=metric, chunk_size=None)
+            feats = x.detach().view(b, n, -1)
+            _check_finite(feats)
+            nbr = _knn_dense(feats, k, loop=bool(loop), metric=metric, chunk_size=None)
             shift = torch.arange(b, device=image.device).mul_(n).view(b, 1, 1)
             # k neighbours per patch, target-major: a fixed-degree structure, no sort, no check
-            graph = GraphStructure.from_neighbour_table((nbr + shift).reshape(b * n, k), validate=False)
+            graph = _fixed_degree_structure((nbr + shift).reshape(b * n, k), b * n if loop else 0)
     return _graph_result(x, graph, batch, edge_weight, sigma)
 
 
