@@ -165,6 +165,13 @@ def _graph_of(edge_index: object, num_nodes: int, x: Tensor, name: str = "edge_i
         _check_structure_size(edge_index, num_nodes, name)
         check_same_device("x", x, name, edge_index.edge_index)
         return edge_index
+    carried = getattr(edge_index, "graph", None)
+    if isinstance(carried, GraphStructure) and isinstance(edge_index, Tensor):
+        # a converter's edge index (knn_graph, radius_graph) carrying its trusted structure:
+        # used when it still describes this very memory (same pointer, shape and strides)
+        ce = carried.edge_index
+        if ce.data_ptr() == edge_index.data_ptr() and ce.shape == edge_index.shape and ce.stride() == edge_index.stride():
+            return _graph_of(carried, num_nodes, x, name)
     ei = _edge_index_of(edge_index)
     check_same_device("x", x, name, ei)
     return as_structure(ei, num_nodes, num_nodes)
