@@ -72,6 +72,14 @@ _RUNS = {
     "AttentionPooling": (lambda: gnn.AttentionPooling(8, heads=2), lambda m, x, ei, w: m(x.view(2, -1, 8))),
     "TopKPooling": (lambda: gnn.TopKPooling(8, k=3), lambda m, x, ei, w: m(x.view(2, -1, 8)).x),
     "SAGPooling": (lambda: gnn.SAGPooling(8, k=3), lambda m, x, ei, w: m(x.view(2, -1, 8), ei).x),
+    "GATv2Conv": (lambda: gnn.GATv2Conv(8, 4, heads=2, edge_dim=1), lambda m, x, ei, w: m(x, ei, w[:, None])),
+    "SAGEConv": (lambda: gnn.SAGEConv(8, 4, aggr="max"), lambda m, x, ei, w: m(x, ei)),
+    "GraphConv": (lambda: gnn.GraphConv(8, 4), lambda m, x, ei, w: m(x, ei, w)),
+    "GINConv": (lambda: gnn.GINConv(torch.nn.Linear(8, 4), train_eps=True), lambda m, x, ei, w: m(x, ei)),
+    "GINEConv": (lambda: gnn.GINEConv(torch.nn.Linear(8, 4), edge_dim=1), lambda m, x, ei, w: m(x, ei, w[:, None])),
+    "EdgeConv": (lambda: gnn.EdgeConv(torch.nn.Linear(16, 4), aggr="max"), lambda m, x, ei, w: m(x, ei)),
+    "MRConv": (lambda: gnn.MRConv(torch.nn.Linear(16, 4)), lambda m, x, ei, w: m(x, ei)),
+    "DynamicEdgeConv": (lambda: gnn.DynamicEdgeConv(torch.nn.Linear(16, 4), k=3), lambda m, x, ei, w: m(x)),
 }
 
 
