@@ -2,10 +2,10 @@
 
 Kernel table
     :data:`KERNELS` maps each contract function name (see DEVELOPING.md, "Ops contract") to
-    ``{backend: implementation}``. An implementation is a callable or a lazy reference
-    ``"module:function"``; Triton kernels are looked up lazily in
-    ``graphvision.ops._triton.k_*`` by their contract name, so the Triton files can land (or be
-    missing) independently: :func:`get_kernel` imports on first use.
+    ``{backend: implementation}``: an import path ``"module:function"`` for every backend (the
+    Triton ones name their ``graphvision/ops/_triton/k_*.py`` file), imported by
+    :func:`get_kernel` on first use; a file that fails to import disables only its own kernels,
+    with the reason kept for the error message.
 
 Choice of backend, per call (:func:`resolve_backend`)
     1. the op's ``backend=`` argument, else :func:`graphvision.config.use_backend` /
@@ -26,7 +26,6 @@ graph (a later change of ``GRAPHVISION_BACKEND`` needs a recompile, e.g. ``torch
 from __future__ import annotations
 
 import importlib
-import pkgutil
 from collections.abc import Callable
 
 import torch
@@ -37,27 +36,48 @@ __all__ = ["KERNELS", "AUTO_ORDER", "AUTO_ORDER_OPS", "get_kernel", "resolve_bac
 
 BACKEND_NAMES: tuple[str, ...] = ("torch", "triton", "torch_scatter", "torch_sparse")
 
-#: Op name -> {backend: callable or "module:attr"}. ``"triton"`` entries are resolved by
-#: scanning ``graphvision.ops._triton.k_*`` for the contract name (see :func:`_find_triton`).
+#: The Triton file that implements each contract function (``graphvision/ops/_triton/<file>.py``).
+_TRITON_FILES: dict[str, str] = {
+    "spmm_csr": "k_spmm",
+    "sddmm_csr": "k_sddmm",
+    "segment_softmax_csr": "k_segment_softmax",
+    "segment_softmax_backward_csr": "k_segment_softmax",
+    "segment_reduce_csr": "k_segment_reduce",
+    "attention_forward_csr": "k_attention",
+    "attention_backward_csr": "k_attention",
+    "attention_pool_ptr": "k_attention_pool",
+    "joint_entropy_dense": "k_mutual_information",
+    "joint_entropy_dense_backward": "k_mutual_information",
+}
+
+#: The ops the torch_scatter / torch_sparse backends implement (graph ops only, no MI kernel).
+_SCATTER_OPS = (
+    "spmm_csr",
+    "sddmm_csr",
+    "segment_softmax_csr",
+    "segment_softmax_backward_csr",
+    "segment_reduce_csr",
+    "attention_forward_csr",
+    "attention_backward_csr",
+    "attention_pool_ptr",
+)
+
+#: Op name -> {backend: "module:attr" import path}; every entry is a plain import path, so
+#: ``grep`` answers "where does backend X of op Y come from". Imported on first use.
 KERNELS: dict[str, dict[str, Callable | str]] = {
     name: {
         "torch": f"graphvision.ops._torch:{name}",
-        "triton": "<scan>",
-        "torch_scatter": f"graphvision.ops._scatter_backends:{name}",
-        "torch_sparse": f"graphvision.ops._scatter_backends:TORCH_SPARSE.{name}",
+        "triton": f"graphvision.ops._triton.{triton_file}:{name}",
+        **(
+            {
+                "torch_scatter": f"graphvision.ops._scatter_backends:{name}",
+                "torch_sparse": f"graphvision.ops._scatter_backends:TORCH_SPARSE.{name}",
+            }
+            if name in _SCATTER_OPS
+            else {}
+        ),
     }
-    for name in (
-        "spmm_csr",
-        "sddmm_csr",
-        "segment_softmax_csr",
-        "segment_softmax_backward_csr",
-        "segment_reduce_csr",
-        "attention_forward_csr",
-        "attention_backward_csr",
-        "attention_pool_ptr",
-        "joint_entropy_dense",
-        "joint_entropy_dense_backward",
-    )
+    for name, triton_file in _TRITON_FILES.items()
 }
 
 #: Backends tried by ``"auto"``, per device type, fastest first. On the CPU ``"torch"`` was the
@@ -89,26 +109,12 @@ _resolved: dict[tuple[str, str], Callable | None] = {}
 _missing_reason: dict[tuple[str, str], str] = {}
 
 
-def _find_triton(name: str) -> Callable | None:
-    """Find contract function ``name`` in ``graphvision.ops._triton.k_*`` (None if absent)."""
+def _triton_installed(key: tuple[str, str]) -> bool:
     from graphvision.ops import _triton
 
     if not _triton.HAS_TRITON:
-        _missing_reason[(name, "triton")] = f"Triton is not installed ({_triton.TRITON_IMPORT_ERROR})"
-        return None
-    for mod in sorted(pkgutil.iter_modules(_triton.__path__), key=lambda m: m.name):
-        if not mod.name.startswith("k_"):
-            continue
-        try:
-            module = importlib.import_module(f"graphvision.ops._triton.{mod.name}")
-        except Exception as exc:  # a broken kernel file must not break the other backends
-            _missing_reason[(name, "triton")] = f"graphvision.ops._triton.{mod.name} failed to import: {exc}"
-            continue
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn
-    _missing_reason.setdefault((name, "triton"), f"no Triton kernel named {name!r} in graphvision.ops._triton.k_*")
-    return None
+        _missing_reason[key] = f"Triton is not installed ({_triton.TRITON_IMPORT_ERROR})"
+    return bool(_triton.HAS_TRITON)
 
 
 def get_kernel(name: str, backend: str) -> Callable | None:
@@ -128,17 +134,19 @@ def get_kernel(name: str, backend: str) -> Callable | None:
         _missing_reason[key] = f"backend {backend!r} has no implementation of {name!r}"
     elif callable(entry):
         fn = entry
-    elif entry == "<scan>":
-        fn = _find_triton(name)
+    elif backend == "triton" and not _triton_installed(key):
+        fn = None
     else:
         mod_name, attr = entry.split(":")
         try:
             fn = importlib.import_module(mod_name)
             for part in attr.split("."):
                 fn = getattr(fn, part, None)
-        except ImportError as exc:
+            if fn is None:
+                _missing_reason[key] = f"{mod_name} has no {attr!r}"
+        except Exception as exc:  # a broken kernel file must not break the other backends
             fn = None
-            _missing_reason[key] = f"{mod_name} failed to import: {exc}"
+            _missing_reason[key] = f"{mod_name} failed to import: {type(exc).__name__}: {exc}"
     _resolved[key] = fn
     return fn
 
