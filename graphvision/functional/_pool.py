@@ -556,6 +556,8 @@ def _filter_graph(
     Only the in-edges of kept nodes are read, so the cost is their count, not ``E``.
     """
     rowptr, col, eperm = graph.csr()
+    if valid is not None:  # padding slots (index 0, perhaps of a graph without nodes): one more pointer
+        rowptr = torch.cat([rowptr, rowptr[-1:]])
     start = rowptr.index_select(0, kept)
     deg = rowptr.index_select(0, kept + 1) - start
     if valid is not None:
