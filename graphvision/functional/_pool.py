@@ -710,7 +710,8 @@ def per_graph_topk_pool(
     gi = GraphInput(_graph_of(edge_index, x.size(0), x), None, x.size(0), None, False)
     table = torch.full((x.size(0),), -1, dtype=torch.long, device=x.device)
     table[perm] = torch.arange(perm.numel(), device=x.device)
-    ei, ea, g = _filter_graph(gi.graph, perm, None, None, table, _check_edge_attr(edge_attr, gi))  # type: ignore[arg-type]
+    ea = _check_edge_attr(edge_attr, gi)
+    ei, ea, g = _filter_graph(gi.graph, perm, None, None, table, ea)  # type: ignore[arg-type]
     return PooledGraph(out_x, ei, ea, out_batch, perm, kept_score, g)
 
 
@@ -783,7 +784,9 @@ def topk_pool(
         raise ValueError(f"Expected 'weight' of shape (F,) = ({x.size(-1)},) (got {tuple(weight.shape)})")
     score = (x * weight).sum(-1) / weight.norm(p=2)
     graph = _static_graph(x, edge_index, batch, edge_attr)
-    return _select(x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr)
+    return _select(
+        x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
+    )
 
 
 def sag_pool(
@@ -871,10 +874,14 @@ def _sag(
     if score.shape != x.shape[:-1]:
         raise ValueError(f"Expected 'score' of shape {tuple(x.shape[:-1])} (got {tuple(score.shape)})")
     check_floating(score, "score")
-    return _select(x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr)
+    return _select(
+        x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
+    )
 
 
-def _static_graph(x: Tensor, edge_index: GraphLike | None, batch: Tensor | None, edge_attr: object) -> GraphInput | None:
+def _static_graph(
+    x: Tensor, edge_index: GraphLike | None, batch: Tensor | None, edge_attr: object
+) -> GraphInput | None:
     if edge_index is None:
         if edge_attr is not None:
             raise ValueError("'edge_attr' was given without 'edge_index'")

@@ -220,8 +220,8 @@ class _SelectTopK(nn.Module):
         with torch.no_grad():
             self.weight.uniform_(-bound, bound)
 
-    def extra_repr(self) -> str:
-        return str(self.in_channels)
+    def __repr__(self) -> str:
+        return f"SelectTopK({self.in_channels})"
 
 
 class _TopKBase(nn.Module):
@@ -346,7 +346,22 @@ def _check_edge_index_arg(edge_index: object) -> None:
         )
 
 
-_MODES = r"""
+
+
+class TopKPooling(_TopKBase):
+    r"""Top-k pooling of Gao & Ji, `"Graph U-Nets" <https://arxiv.org/abs/1905.05178>`_ (and
+    Cangea et al.), PyG's ``TopKPooling`` with a static-shape path.
+
+    .. math::
+        \mathbf{y} = \tanh\Big(\frac{\mathbf{X}\mathbf{p}}{\lVert \mathbf{p} \rVert}\Big), \quad
+        \mathbf{i} = \operatorname{top}_k(\mathbf{y}), \quad
+        \mathbf{X}' = \big(\mathbf{X} \odot \mathbf{y}\big)_{\mathbf{i}}, \quad
+        \mathbf{A}' = \mathbf{A}_{\mathbf{i}, \mathbf{i}}
+
+    (with ``min_score``: :math:`\mathbf{y} = \operatorname{softmax}(\mathbf{X}\mathbf{p})` per
+    graph, keeping :math:`y_i > \tilde\alpha`). Arguments, defaults and the state_dict key
+    (``select.weight``, shape ``(1, F)``) are PyG's: a PyG state_dict loads with ``strict=True``.
+
     **Two paths**, chosen by the input layout:
 
     - *PyG's* (flat ``x`` of shape ``(N, F)`` without ``max_num_nodes``): each graph of ``batch``
@@ -363,23 +378,7 @@ _MODES = r"""
 
     In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
     ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
-"""
 
-
-class TopKPooling(_TopKBase):
-    r"""Top-k pooling of Gao & Ji, `"Graph U-Nets" <https://arxiv.org/abs/1905.05178>`_ (and
-    Cangea et al.), PyG's ``TopKPooling`` with a static-shape path.
-
-    .. math::
-        \mathbf{y} = \tanh\Big(\frac{\mathbf{X}\mathbf{p}}{\lVert \mathbf{p} \rVert}\Big), \quad
-        \mathbf{i} = \operatorname{top}_k(\mathbf{y}), \quad
-        \mathbf{X}' = \big(\mathbf{X} \odot \mathbf{y}\big)_{\mathbf{i}}, \quad
-        \mathbf{A}' = \mathbf{A}_{\mathbf{i}, \mathbf{i}}
-
-    (with ``min_score``: :math:`\mathbf{y} = \operatorname{softmax}(\mathbf{X}\mathbf{p})` per
-    graph, keeping :math:`y_i > \tilde\alpha`). Arguments, defaults and the state_dict key
-    (``select.weight``, shape ``(1, F)``) are PyG's: a PyG state_dict loads with ``strict=True``.
-""" + _MODES + r"""
     Args:
         in_channels: Features per node :math:`F`.
         ratio: Nodes kept per graph: a float fraction in ``(0, 1]`` (``ceil``) or an int count.
@@ -405,7 +404,7 @@ class TopKPooling(_TopKBase):
         >>> batch = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
         >>> x, edge_index, edge_attr, batch, perm, score = pool(x, ei, batch=batch)
         >>> x.shape, batch.tolist()
-        (torch.Size([4, 16]), [0, 1, 1, 1])
+        (torch.Size([3, 16]), [0, 1, 1])
     """
 
     _capabilities = {**_CAPS, "fused_kernel": False}
@@ -463,7 +462,8 @@ class TopKPooling(_TopKBase):
         x = F_pool._check_pool_x(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(
-                f"Expected 'x' with in_channels={self.in_channels} features in its last dimension (got {tuple(x.shape)})"
+                f"Expected 'x' with in_channels={self.in_channels} features in its last dimension "
+                f"(got {tuple(x.shape)})"
             )
         _check_edge_index_arg(edge_index)
         a = _check_attn(x, attn, self.in_channels)
@@ -490,7 +490,24 @@ class SAGPooling(_TopKBase):
     defaults to :class:`GCNConv` (the paper's), PyG to ``GraphConv``; pass
     ``GNN=graphvision.nn.GraphConv`` for PyG's default. The GNN accepts every graph layout of the
     convolutions (one graph, a graph shared by a ``(B, N, F)`` batch, per-sample graphs).
-""" + _MODES + r"""
+
+    **Two paths**, chosen by the input layout:
+
+    - *PyG's* (flat ``x`` of shape ``(N, F)`` without ``max_num_nodes``): each graph of ``batch``
+      keeps ``ceil(ratio * N_b)`` nodes (float ``ratio``), ``min(ratio, N_b)`` (int ``ratio``),
+      or those above ``min_score``; returns a :class:`graphvision.functional.PooledGraph`
+      ``(x, edge_index, edge_attr, batch, perm, score)`` like PyG (plus ``.graph``), see
+      :func:`graphvision.functional.per_graph_topk_pool`. Data-dependent shapes.
+    - *static* (batched ``(B, N, F)``, or flat with ``batch``, ``num_graphs`` and
+      ``max_num_nodes``): the same ``k`` per graph (``ratio`` refers to the padded size ``N``),
+      returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
+      with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
+      ``B * k`` slots is attached (``out.edge_index``, ``out.edge_attr``, ``out.graph``,
+      ``out.batch``). ``min_score`` is not available here.
+
+    In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
+    ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
+
     Args:
         in_channels: Features per node :math:`F`.
         ratio: Nodes kept per graph: a float fraction in ``(0, 1]`` (``ceil``) or an int count.
@@ -594,7 +611,9 @@ class SAGPooling(_TopKBase):
         kw = {"batch": batch} if x.dim() == 3 and batch is not None else {}
         s = self.gnn(a, edge_index, edge_weight, **kw)
         if s.shape[:-1] != x.shape[:-1] and s.shape != x.shape[:-1]:
-            raise ValueError(f"Expected 'gnn' to return one score per node {tuple(x.shape[:-1])} (got {tuple(s.shape)})")
+            raise ValueError(
+                f"Expected 'gnn' to return one score per node {tuple(x.shape[:-1])} (got {tuple(s.shape)})"
+            )
         s = s.reshape(x.shape[:-1])
         proj = s * self.select.weight.view(())
         return self._pool(x, proj, edge_index, edge_attr, batch, num_graphs, mask, max_num_nodes)

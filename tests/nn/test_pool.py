@@ -311,5 +311,6 @@ class TestPyGInterface:
             pool(torch.randn(2, 5, 4), batch=torch.zeros(10, dtype=torch.long))
 
     def test_repr(self):
-        assert str(gnn.TopKPooling(16, min_score=0.1, multiplier=2.0)) == "TopKPooling(16, min_score=0.1, multiplier=2.0)"
+        pool = gnn.TopKPooling(16, min_score=0.1, multiplier=2.0)
+        assert str(pool) == "TopKPooling(16, min_score=0.1, multiplier=2.0)"
         assert str(gnn.TopKPooling(16, 3)) == "TopKPooling(16, ratio=3)"
