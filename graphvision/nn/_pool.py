@@ -473,6 +473,12 @@ class TopKPooling(_TopKBase):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # checkpoints from before the PyG key layout stored the projection as 'weight'
+        if prefix + "weight" in state_dict and prefix + "select.weight" not in state_dict:
+            state_dict[prefix + "select.weight"] = state_dict.pop(prefix + "weight")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
 
 class SAGPooling(_TopKBase):
     r"""Self-attention graph pooling of Lee et al., `"Self-Attention Graph Pooling"
@@ -567,6 +573,13 @@ class SAGPooling(_TopKBase):
             dd = {key: v for key, v in (("device", device), ("dtype", dtype)) if v is not None}
             self.gnn = GNN(in_channels, 1, **dd, **kwargs)
         self.select = _SelectTopK(1, {"device": device, "dtype": dtype})
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # checkpoints from before the PyG key layout had no 'select.weight': +1 keeps their scores
+        has_gnn = any(k.startswith(prefix + "gnn.") for k in state_dict)
+        if has_gnn and prefix + "select.weight" not in state_dict:
+            state_dict[prefix + "select.weight"] = torch.ones_like(self.select.weight)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
         """Re-initialise the scoring GNN and ``select.weight``."""

@@ -314,3 +314,20 @@ class TestPyGInterface:
         pool = gnn.TopKPooling(16, min_score=0.1, multiplier=2.0)
         assert str(pool) == "TopKPooling(16, min_score=0.1, multiplier=2.0)"
         assert str(gnn.TopKPooling(16, 3)) == "TopKPooling(16, ratio=3)"
+
+
+def test_checkpoints_from_before_the_pyg_keys_load():
+    torch.manual_seed(0)
+    x, ei = torch.randn(2, 6, 4), _grid(2, 3)
+    topk = gnn.TopKPooling(4, k=3)
+    old = {"weight": topk.select.weight.detach().clone()}  # the former layout
+    fresh = gnn.TopKPooling(4, k=3)
+    fresh.load_state_dict(old, strict=True)
+    assert torch.equal(fresh(x).x, topk(x).x)
+    sag = gnn.SAGPooling(4, k=3)
+    old = {k: v for k, v in sag.state_dict().items() if not k.startswith("select.")}
+    fresh = gnn.SAGPooling(4, k=3)
+    fresh.load_state_dict(old, strict=True)
+    assert torch.equal(fresh.select.weight, torch.ones(1, 1))
+    ref = GF.sag_pool(x, fresh.gnn(x, ei).squeeze(-1), k=3)  # the former score: tanh(gnn(x))
+    assert_close(fresh(x, ei).x, ref.x)
