@@ -374,7 +374,8 @@ class TopKPooling(_TopKBase):
       returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
       with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
       ``B * k`` slots is attached (``out.edge_index``, ``out.edge_attr``, ``out.graph``,
-      ``out.batch``). ``min_score`` is not available here.
+      ``out.batch``); its edge count depends on the data (one host read), so that part does not
+      trace with ``fullgraph=True``. ``min_score`` is not available here.
 
     In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
     ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
@@ -509,7 +510,8 @@ class SAGPooling(_TopKBase):
       returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
       with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
       ``B * k`` slots is attached (``out.edge_index``, ``out.edge_attr``, ``out.graph``,
-      ``out.batch``). ``min_score`` is not available here.
+      ``out.batch``); its edge count depends on the data (one host read), so that part does not
+      trace with ``fullgraph=True``. ``min_score`` is not available here.
 
     In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
     ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
