@@ -221,15 +221,19 @@ def _check_against_pyg(ours, theirs, x, ei, ea, batch):
 @given(g=batched_graphs(min_graphs=1, max_graphs=3, min_nodes=0, max_nodes=7),
        kind=st.sampled_from(["topk", "sag", "sag_gcn"]), ratio=st.sampled_from([0.3, 0.5, 0.75, 1, 2, 4]),
        min_score=st.sampled_from([None, None, 0.2]), multiplier=st.sampled_from([1.0, 0.5]),
-       nonlinearity=st.sampled_from(["tanh", "sigmoid"]), seed=st.integers(0, 2**16))
+       nonlinearity=st.sampled_from(["tanh", "sigmoid"]), shuffle=st.booleans(), seed=st.integers(0, 2**16))
 @settings(max_examples=30, deadline=None)
-def test_per_graph_path_matches_pyg(g, kind, ratio, min_score, multiplier, nonlinearity, seed):
+def test_per_graph_path_matches_pyg(g, kind, ratio, min_score, multiplier, nonlinearity, shuffle, seed):
     assume(g.num_nodes > 0)
     torch.manual_seed(seed)
     ours, theirs = _pyg_pair(kind, 4, ratio, min_score, multiplier, nonlinearity)
     x = torch.randn(g.num_nodes, 4)
     ea = torch.randn(g.edge_index.size(1), 3)
-    _check_against_pyg(ours, theirs, x, g.edge_index, ea, g.batch)
+    ei, batch = g.edge_index, g.batch
+    if shuffle:  # nodes of the graphs interleaved: 'batch' unsorted
+        q = torch.randperm(g.num_nodes)
+        ei, batch = q[ei], torch.empty_like(batch).index_copy_(0, q, batch)
+    _check_against_pyg(ours, theirs, x, ei, ea, batch)
 
 
 def test_static_path_pooled_graph_matches_pyg_on_equal_size_graphs():
