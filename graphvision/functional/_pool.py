@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from graphvision._checks import check_floating, check_index, check_tensor, sync_checks_enabled
-from graphvision.functional._mp import attention_pool, scatter
+from graphvision.functional._mp import GraphInput, GraphLike, _graph_of, attention_pool, resolve_graph, scatter
+from graphvision.structure import GraphStructure
 
 __all__ = [
     "global_sum_pool",
@@ -30,6 +31,8 @@ __all__ = [
     "TopKOutput",
     "topk_pool",
     "sag_pool",
+    "PooledGraph",
+    "per_graph_topk_pool",
 ]
 
 
@@ -284,8 +287,20 @@ def attention_pooling(
 # --------------------------------------------------------------------------------------------
 
 
-class TopKOutput(NamedTuple):
-    """Result of :func:`topk_pool` / :func:`sag_pool` (and the pooling modules).
+class _TopKFields(NamedTuple):
+    x: Tensor
+    index: Tensor
+    mask: Tensor
+    score: Tensor
+
+
+class TopKOutput(_TopKFields):
+    """Result of :func:`topk_pool` / :func:`sag_pool` (and the pooling modules' static-shape path).
+
+    Unpacks as the 4-tuple ``x, index, mask, score``. When a graph was given, the pooled graph is
+    attached as attributes (``None`` otherwise): the subgraph induced by the kept nodes, relabelled
+    to the kept slots, so node ``b * k + s`` of the pooled graph is slot ``s`` of graph ``b``
+    (``x.reshape(B * k, F)``). Padding slots (``mask=False``) are isolated nodes.
 
     Attributes:
         x: ``(B, k, F)`` kept node features, gated by their score.
@@ -293,21 +308,104 @@ class TopKOutput(NamedTuple):
             flat input: the global node index ``[0, N_total)``).
         mask: ``(B, k)`` bool, ``False`` for padding slots (graphs with fewer than ``k`` real nodes).
         score: ``(B, k)`` gate value of each kept node (after the nonlinearity).
+        edge_index: ``(2, E')`` edges among the kept nodes over the ``B * k`` slots, sorted by target
+            (not part of the tuple; ``None`` without a graph).
+        edge_attr: ``(E', *)`` the attributes of those edges (``None`` without ``edge_attr``).
+        graph: The :class:`~graphvision.GraphStructure` of ``edge_index`` (trusted, target-sorted).
+        batch: ``(B * k,)`` graph id of every slot.
 
     Shape:
         - x: :math:`(B, k, F)`
         - index, mask, score: :math:`(B, k)`
+        - edge_index: :math:`(2, E')`; batch: :math:`(B k,)`
 
     Example:
         >>> out = graphvision.functional.sag_pool(torch.randn(2, 5, 3), torch.randn(2, 5), k=2)
-        >>> out.x.shape, out.index.shape, out.mask.all().item()
-        (torch.Size([2, 2, 3]), torch.Size([2, 2]), True)
+        >>> out.x.shape, out.index.shape, out.mask.all().item(), out.edge_index
+        (torch.Size([2, 2, 3]), torch.Size([2, 2]), True, None)
+        >>> ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])  # a path shared by both graphs
+        >>> out = graphvision.functional.sag_pool(torch.randn(2, 5, 3), torch.randn(2, 5), k=5, edge_index=ei)
+        >>> out.edge_index.shape, out.batch.tolist()
+        (torch.Size([2, 8]), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1])
     """
 
+    edge_index: Tensor | None = None
+    edge_attr: Tensor | None = None
+    graph: GraphStructure | None = None
+    batch: Tensor | None = None
+
+    def __new__(
+        cls,
+        x: Tensor,
+        index: Tensor,
+        mask: Tensor,
+        score: Tensor,
+        edge_index: Tensor | None = None,
+        edge_attr: Tensor | None = None,
+        graph: GraphStructure | None = None,
+        batch: Tensor | None = None,
+    ) -> TopKOutput:
+        self = super().__new__(cls, x, index, mask, score)
+        if graph is not None or batch is not None:
+            self.__dict__.update(edge_index=edge_index, edge_attr=edge_attr, graph=graph, batch=batch)
+        return self
+
+
+class _PooledFields(NamedTuple):
     x: Tensor
-    index: Tensor
-    mask: Tensor
+    edge_index: Tensor | None
+    edge_attr: Tensor | None
+    batch: Tensor
+    perm: Tensor
     score: Tensor
+
+
+class PooledGraph(_PooledFields):
+    """Result of :func:`per_graph_topk_pool` and of the pooling modules on flat input: PyG's 6-tuple.
+
+    Unpacks as ``x, edge_index, edge_attr, batch, perm, score``, the return value of PyG's
+    ``TopKPooling`` / ``SAGPooling``. The edges are the same set as PyG's with their attributes
+    aligned, but sorted by target (PyG keeps the input order).
+
+    Attributes:
+        x: ``(M, F)`` kept node features, gated by their score (graph by graph, in descending score
+            within each graph with ``ratio``; in node order with ``min_score``).
+        edge_index: ``(2, E')`` the edges among the kept nodes, relabelled to ``[0, M)``, sorted by
+            target (``None`` without a graph).
+        edge_attr: ``(E', *)`` their attributes (``None`` without ``edge_attr``).
+        batch: ``(M,)`` graph id of every kept node.
+        perm: ``(M,)`` index of every kept node in the input.
+        score: ``(M,)`` gate value of every kept node.
+        graph: The :class:`~graphvision.GraphStructure` of ``edge_index`` (trusted, target-sorted;
+            not part of the tuple).
+
+    Shape:
+        - x: :math:`(M, F)`; batch, perm, score: :math:`(M,)`
+        - edge_index: :math:`(2, E')`; edge_attr: :math:`(E', *)`
+
+    Example:
+        >>> x, ei = torch.randn(4, 3), torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> out = graphvision.functional.per_graph_topk_pool(x, torch.tensor([4.0, 3.0, 2.0, 1.0]), ei)
+        >>> out.perm.tolist(), out.edge_index.tolist()
+        ([0, 1], [[0], [1]])
+    """
+
+    graph: GraphStructure | None = None
+
+    def __new__(
+        cls,
+        x: Tensor,
+        edge_index: Tensor | None,
+        edge_attr: Tensor | None,
+        batch: Tensor,
+        perm: Tensor,
+        score: Tensor,
+        graph: GraphStructure | None = None,
+    ) -> PooledGraph:
+        self = super().__new__(cls, x, edge_index, edge_attr, batch, perm, score)
+        if graph is not None:
+            self.__dict__["graph"] = graph
+        return self
 
 
 def _num_keep(k: int | None, ratio: float | None, n: int) -> int:
@@ -364,13 +462,13 @@ def _select(
     mask: Tensor | None,
     max_num_nodes: int | None,
     nonlinearity: str,
+    multiplier: float = 1.0,
+    graph: GraphInput | None = None,
+    edge_attr: object = None,
 ) -> TopKOutput:
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {_NONLINEARITIES}")
-    if nonlinearity == "tanh":
-        score = torch.tanh(score)
-    elif nonlinearity == "sigmoid":
-        score = torch.sigmoid(score)
+    score = _activate(score, nonlinearity)
     gidx: Tensor | None = None
     if x.dim() == 2:
         batch, num_graphs = _resolve_batch(x, batch, num_graphs)
@@ -391,12 +489,230 @@ def _select(
     _, idx = torch.topk(rank.detach(), kk, dim=1, sorted=True)
     kept_score = score.gather(1, idx)
     kept_x = x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.size(2))) * kept_score.unsqueeze(-1)
+    if multiplier != 1.0:
+        kept_x = kept_x * multiplier
     kept_mask = torch.ones_like(idx, dtype=torch.bool) if mask is None else mask.gather(1, idx)
     kept_x = kept_x * kept_mask.unsqueeze(-1).to(kept_x.dtype)
     kept_score = kept_score * kept_mask.to(kept_score.dtype)
     index = idx if gidx is None else gidx.gather(1, idx)
     index = index.masked_fill(~kept_mask, 0)
-    return TopKOutput(kept_x, index, kept_mask, kept_score)
+    if graph is None:
+        return TopKOutput(kept_x, index, kept_mask, kept_score)
+    bsz = index.size(0)
+    slots = bsz * kk
+    if graph.shared:  # one graph over the N nodes of every sample: sources are offset per sample
+        kept = index.reshape(-1)
+        offset = (torch.arange(bsz, device=x.device) * graph.num_nodes).repeat_interleave(kk)
+        table_size = bsz * graph.num_nodes
+    else:  # flat input (global ids) or per-sample graphs over the B * N flattened nodes
+        kept = index if gidx is not None else index + (torch.arange(bsz, device=x.device) * n).unsqueeze(1)
+        kept = kept.reshape(-1)
+        offset, table_size = None, graph.num_nodes
+    old = kept if offset is None else kept + offset
+    flat_mask = kept_mask.reshape(-1)
+    new_ids = torch.arange(slots, device=x.device)
+    table = torch.full((table_size,), -1, dtype=torch.long, device=x.device)
+    table[old[flat_mask]] = new_ids[flat_mask]
+    ea = _check_edge_attr(edge_attr, graph)
+    ei, ea, g = _filter_graph(graph.graph, kept, flat_mask, offset, table, ea)
+    out_batch = torch.arange(bsz, device=x.device).repeat_interleave(kk)
+    return TopKOutput(kept_x, index, kept_mask, kept_score, ei, ea, g, out_batch)
+
+
+def _activate(score: Tensor, nonlinearity: str) -> Tensor:
+    if nonlinearity == "tanh":
+        return torch.tanh(score)
+    if nonlinearity == "sigmoid":
+        return torch.sigmoid(score)
+    return score
+
+
+def _check_edge_attr(edge_attr: object, graph: GraphInput) -> Tensor | None:
+    if edge_attr is None:
+        return None
+    if isinstance(edge_attr, (list, tuple)):
+        edge_attr = torch.cat([check_tensor(a, f"edge_attr[{i}]") for i, a in enumerate(edge_attr)])
+    ea = check_tensor(edge_attr, "edge_attr")
+    e = graph.graph.num_edges  # type: ignore[union-attr]
+    if ea.dim() == 0 or ea.size(0) != e:
+        raise ValueError(f"Expected 'edge_attr' of shape (E, *) with E={e} edges (got {tuple(ea.shape)})")
+    if ea.device != graph.graph.edge_index.device:  # type: ignore[union-attr]
+        raise ValueError(f"Expected 'edge_attr' on the device of 'edge_index' (got {ea.device})")
+    return ea
+
+
+def _filter_graph(
+    graph: GraphStructure,
+    kept: Tensor,
+    valid: Tensor | None,
+    offset: Tensor | None,
+    table: Tensor,
+    edge_attr: Tensor | None,
+) -> tuple[Tensor, Tensor | None, GraphStructure]:
+    """The subgraph induced by the kept nodes, relabelled, read from the target-sorted CSR (no sort).
+
+    New node ``t`` is node ``kept[t]`` of ``graph`` (when ``valid[t]``); the sources of its edges
+    (plus ``offset[t]``) are mapped by ``table`` (old id -> new id, ``-1`` for dropped nodes).
+    Only the in-edges of kept nodes are read, so the cost is their count, not ``E``.
+    """
+    rowptr, col, eperm = graph.csr()
+    if valid is not None:  # padding slots (index 0, perhaps of a graph without nodes): one more pointer
+        rowptr = torch.cat([rowptr, rowptr[-1:]])
+    start = rowptr.index_select(0, kept)
+    deg = rowptr.index_select(0, kept + 1) - start
+    if valid is not None:
+        deg = deg * valid
+    m = kept.numel()
+    ptr = torch.zeros(m + 1, dtype=torch.long, device=kept.device)
+    torch.cumsum(deg, 0, out=ptr[1:])
+    total = int(ptr[-1])
+    pos = torch.repeat_interleave(start - ptr[:-1], deg, output_size=total) + torch.arange(total, device=kept.device)
+    src = col.index_select(0, pos)
+    if offset is not None:
+        src = src + torch.repeat_interleave(offset, deg, output_size=total)
+    new_src = table.index_select(0, src)
+    keep = new_src >= 0
+    ck = torch.zeros(total + 1, dtype=torch.long, device=kept.device)
+    torch.cumsum(keep, 0, out=ck[1:])
+    g = GraphStructure.from_csr(ck.index_select(0, ptr), new_src[keep], validate=False)
+    ea = None
+    if edge_attr is not None:
+        kept_pos = pos[keep]
+        if not graph.identity_perm:
+            kept_pos = eperm.index_select(0, kept_pos)
+        ea = edge_attr.index_select(0, kept_pos)
+    return g.edge_index, ea, g
+
+
+def _topk_perm(
+    score: Tensor, ratio: float | int | None, batch: Tensor, num_graphs: int, min_score: float | None, tol: float = 1e-7
+) -> Tensor:
+    """PyG's per-graph ``topk`` selection: indices of the kept nodes, graph by graph."""
+    if min_score is not None:
+        smax = scatter(score.detach(), batch, num_graphs, "max").index_select(0, batch) - tol
+        return (score > smax.clamp(max=min_score)).nonzero().view(-1)
+    num_nodes = scatter(torch.ones_like(batch, dtype=score.dtype), batch, num_graphs, "sum").long()
+    if isinstance(ratio, int):
+        k = torch.full_like(num_nodes, ratio)
+    else:
+        k = (float(ratio) * num_nodes.to(score.dtype)).ceil().to(torch.long)  # type: ignore[arg-type]
+    _, x_perm = torch.sort(score.detach().view(-1), descending=True, stable=True)
+    b, b_perm = torch.sort(batch.index_select(0, x_perm), stable=True)
+    ptr = torch.cumsum(num_nodes, 0) - num_nodes
+    keep = torch.arange(score.numel(), device=score.device) - ptr.index_select(0, b) < k.index_select(0, b)
+    return x_perm[b_perm[keep]]
+
+
+def _segment_softmax(score: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    """Softmax within each graph, computed as PyG's ``softmax`` (max shift, ``1e-16`` in the sum)."""
+    smax = scatter(score.detach(), batch, num_graphs, "max").index_select(0, batch)
+    out = (score - smax).exp()
+    return out / (scatter(out, batch, num_graphs, "sum") + 1e-16).index_select(0, batch)
+
+
+def _check_pyg_ratio(ratio: object, min_score: object) -> None:
+    """``ratio``: an int ``k >= 1`` or a float in ``(0, 1]``; ``min_score``: ``None`` or a float."""
+    if min_score is not None and (isinstance(min_score, bool) or not isinstance(min_score, (int, float))):
+        raise ValueError(f"Expected 'min_score' to be None or a float (got {min_score!r})")
+    if ratio is None:
+        if min_score is None:
+            raise ValueError("At least one of 'ratio' and 'min_score' must be given (got both None)")
+        return
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+        raise ValueError(f"Expected 'ratio' to be an int k >= 1 or a float in (0, 1] (got {ratio!r})")
+    if isinstance(ratio, int) and ratio < 1:
+        raise ValueError(f"Expected an int 'ratio' (nodes kept per graph) >= 1 (got {ratio})")
+    if isinstance(ratio, float) and not 0.0 < ratio <= 1.0:
+        raise ValueError(f"Expected a float 'ratio' in (0, 1]; pass an int for a node count (got {ratio!r})")
+
+
+def per_graph_topk_pool(
+    x: Tensor,
+    score: Tensor,
+    edge_index: GraphLike | None = None,
+    edge_attr: Tensor | None = None,
+    batch: Tensor | None = None,
+    *,
+    ratio: float | int | None = 0.5,
+    min_score: float | None = None,
+    nonlinearity: str = "tanh",
+    num_graphs: int | None = None,
+    multiplier: float = 1.0,
+) -> PooledGraph:
+    r"""PyG's top-k node selection and edge filtering (``SelectTopK`` + ``FilterEdges``), per graph.
+
+    With ``min_score=None``: :math:`\mathbf{y} = \sigma(\mathbf{s})` and each graph keeps its
+    ``ceil(ratio * N_b)`` best nodes (``ratio`` a float) or ``min(ratio, N_b)`` (an int). With
+    ``min_score``: :math:`\mathbf{y} = \operatorname{softmax}_b(\mathbf{s})` and a node is kept
+    when :math:`y_i > \min(\tilde\alpha, \max_b y - 10^{-7})` (so every graph keeps at least
+    its best node). Then :math:`\mathbf{X}' = \text{multiplier} \cdot (\mathbf{X} \odot
+    \mathbf{y})_{\mathbf{i}}` and the edges among the kept nodes, relabelled to ``[0, M)``.
+
+    The number of kept nodes depends on the data (host synchronisations, no
+    ``torch.compile(fullgraph=True)``); :func:`topk_pool` / :func:`sag_pool` are the static-shape
+    alternatives. A float ``ratio=1.0`` keeps every node (PyG's code reads any ``ratio >= 1`` as
+    a count, so it keeps one). The kept edges are read from the target-sorted CSR of the graph,
+    not by scanning all ``E`` edges, and come out sorted by target.
+
+    Args:
+        x: Flat ``(N, F)`` node features.
+        score: ``(N,)`` (or ``(N, 1)``) raw scores :math:`\mathbf{s}`: PyG's ``TopKPooling`` uses
+            :math:`\mathbf{X}\mathbf{p} / \lVert\mathbf{p}\rVert` (without the norm when
+            ``min_score`` is set).
+        edge_index: Optional ``(2, E)`` or ``GraphStructure`` over the ``N`` nodes.
+        edge_attr: Optional ``(E, *)`` edge attributes, filtered alike.
+        batch: ``(N,)`` graph id of every node (``None``: one graph); need not be sorted.
+        ratio: Nodes kept per graph: a float fraction (``ceil``) or an int count.
+        min_score: Keep nodes whose softmax score exceeds it instead (``ratio`` is ignored).
+        nonlinearity: :math:`\sigma`: ``"tanh"`` (PyG), ``"sigmoid"`` or ``"none"``.
+        num_graphs: Number of graphs (default ``batch.max() + 1``).
+        multiplier: Factor on the kept features.
+
+    Returns:
+        A :class:`PooledGraph` ``(x, edge_index, edge_attr, batch, perm, score)`` with ``.graph``.
+
+    Shape:
+        - x: :math:`(N, F)`; score, batch: :math:`(N,)`
+        - edge_index: :math:`(2, E)`; edge_attr: :math:`(E, *)`
+        - output: x :math:`(M, F)`; batch, perm, score :math:`(M,)`; edge_index :math:`(2, E')`
+
+    Example:
+        >>> x, ei = torch.randn(6, 3), torch.tensor([[0, 1, 3, 4], [1, 2, 4, 5]])
+        >>> batch = torch.tensor([0, 0, 0, 1, 1, 1])
+        >>> out = graphvision.functional.per_graph_topk_pool(x, torch.randn(6), ei, batch=batch, ratio=0.5)
+        >>> out.x.shape, out.batch.tolist()
+        (torch.Size([4, 3]), [0, 0, 1, 1])
+    """
+    x = _check_pool_x(x)
+    if x.dim() != 2:
+        raise ValueError(f"Expected flat 'x' of shape (N, F) (got {tuple(x.shape)}); use topk_pool for (B, N, F)")
+    _check_pyg_ratio(ratio, min_score)
+    if nonlinearity not in _NONLINEARITIES:
+        raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {_NONLINEARITIES}")
+    check_tensor(score, "score")
+    if score.dim() == 2 and score.size(1) == 1:
+        score = score.view(-1)
+    if score.shape != (x.size(0),):
+        raise ValueError(f"Expected 'score' of shape (N,) = ({x.size(0)},) (got {tuple(score.shape)})")
+    check_floating(score, "score")
+    batch, num_graphs = _resolve_batch(x, batch, num_graphs)
+    y = _activate(score, nonlinearity) if min_score is None else _segment_softmax(score, batch, num_graphs)
+    perm = _topk_perm(y, ratio, batch, num_graphs, min_score)
+    kept_score = y.index_select(0, perm)
+    out_x = x.index_select(0, perm) * kept_score.unsqueeze(-1)
+    if multiplier != 1.0:
+        out_x = out_x * multiplier
+    out_batch = batch.index_select(0, perm)
+    if edge_index is None:
+        if edge_attr is not None:
+            raise ValueError("'edge_attr' was given without 'edge_index'")
+        return PooledGraph(out_x, None, None, out_batch, perm, kept_score)
+    gi = GraphInput(_graph_of(edge_index, x.size(0), x), None, x.size(0), None, False)
+    table = torch.full((x.size(0),), -1, dtype=torch.long, device=x.device)
+    table[perm] = torch.arange(perm.numel(), device=x.device)
+    ea = _check_edge_attr(edge_attr, gi)
+    ei, ea, g = _filter_graph(gi.graph, perm, None, None, table, ea)  # type: ignore[arg-type]
+    return PooledGraph(out_x, ei, ea, out_batch, perm, kept_score, g)
 
 
 def topk_pool(
@@ -410,6 +726,9 @@ def topk_pool(
     mask: Tensor | None = None,
     max_num_nodes: int | None = None,
     nonlinearity: str = "tanh",
+    edge_index: GraphLike | None = None,
+    edge_attr: Tensor | None = None,
+    multiplier: float = 1.0,
 ) -> TopKOutput:
     r"""Top-k pooling of Gao & Ji, `"Graph U-Nets" <https://arxiv.org/abs/1905.05178>`_, with static shapes.
 
@@ -436,9 +755,15 @@ def topk_pool(
         mask: ``(B, N)`` bool real nodes (batched ``x``).
         max_num_nodes: Padded size per graph (flat ``x``).
         nonlinearity: ``"tanh"`` (paper, PyG), ``"sigmoid"`` or ``"none"``.
+        edge_index: Optional graph of ``x`` (``(2, E)`` or ``GraphStructure``: over the ``N``
+            nodes of one graph, shared by a ``(B, N, F)`` batch, or over all flat nodes; or a list
+            of ``B`` per-sample graphs): the pooled graph is then attached to the result.
+        edge_attr: Optional ``(E, *)`` edge attributes (a list for per-sample graphs), filtered alike.
+        multiplier: Factor on the kept features (PyG's ``multiplier``).
 
     Returns:
-        A :class:`TopKOutput` ``(x, index, mask, score)``.
+        A :class:`TopKOutput` ``(x, index, mask, score)``, with ``edge_index``, ``edge_attr``,
+        ``graph`` and ``batch`` of the pooled graph when ``edge_index`` is given.
 
     Shape:
         - x: :math:`(B, N, F)` or :math:`(N, F)`
@@ -458,7 +783,10 @@ def topk_pool(
     if weight.dim() != 1 or weight.size(0) != x.size(-1):
         raise ValueError(f"Expected 'weight' of shape (F,) = ({x.size(-1)},) (got {tuple(weight.shape)})")
     score = (x * weight).sum(-1) / weight.norm(p=2)
-    return _select(x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity)
+    graph = _static_graph(x, edge_index, batch, edge_attr)
+    return _select(
+        x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
+    )
 
 
 def sag_pool(
@@ -472,6 +800,9 @@ def sag_pool(
     mask: Tensor | None = None,
     max_num_nodes: int | None = None,
     nonlinearity: str = "tanh",
+    edge_index: GraphLike | None = None,
+    edge_attr: Tensor | None = None,
+    multiplier: float = 1.0,
 ) -> TopKOutput:
     r"""Self-attention graph pooling of Lee et al., `"Self-Attention Graph Pooling"
     <https://arxiv.org/abs/1904.08082>`_, given the GNN scores, with static shapes.
@@ -494,9 +825,15 @@ def sag_pool(
         mask: ``(B, N)`` bool real nodes (batched ``x``).
         max_num_nodes: Padded size per graph (flat ``x``).
         nonlinearity: ``"tanh"`` (paper, PyG), ``"sigmoid"`` or ``"none"``.
+        edge_index: Optional graph of ``x`` (``(2, E)`` or ``GraphStructure``: over the ``N``
+            nodes of one graph, shared by a ``(B, N, F)`` batch, or over all flat nodes; or a list
+            of ``B`` per-sample graphs): the pooled graph is then attached to the result.
+        edge_attr: Optional ``(E, *)`` edge attributes (a list for per-sample graphs), filtered alike.
+        multiplier: Factor on the kept features (PyG's ``multiplier``).
 
     Returns:
-        A :class:`TopKOutput` ``(x, index, mask, score)``.
+        A :class:`TopKOutput` ``(x, index, mask, score)``, with ``edge_index``, ``edge_attr``,
+        ``graph`` and ``batch`` of the pooled graph when ``edge_index`` is given.
 
     Shape:
         - x: :math:`(B, N, F)` or :math:`(N, F)`
@@ -511,6 +848,25 @@ def sag_pool(
     """
     x = _check_pool_x(x)
     _reject_batch_for_batched(x, batch)
+    graph = _static_graph(x, edge_index, batch, edge_attr)
+    return _sag(x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr)
+
+
+def _sag(
+    x: Tensor,
+    score: Tensor,
+    k: int | None,
+    ratio: float | None,
+    batch: Tensor | None,
+    num_graphs: int | None,
+    mask: Tensor | None,
+    max_num_nodes: int | None,
+    nonlinearity: str,
+    multiplier: float,
+    graph: GraphInput | None,
+    edge_attr: object,
+) -> TopKOutput:
+    """:func:`sag_pool` after the graph was resolved (the modules resolve offset graphs themselves)."""
     mask = _check_mask(mask, x)
     check_tensor(score, "score")
     if score.dim() == x.dim() and score.size(-1) == 1:
@@ -518,4 +874,16 @@ def sag_pool(
     if score.shape != x.shape[:-1]:
         raise ValueError(f"Expected 'score' of shape {tuple(x.shape[:-1])} (got {tuple(score.shape)})")
     check_floating(score, "score")
-    return _select(x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity)
+    return _select(
+        x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
+    )
+
+
+def _static_graph(
+    x: Tensor, edge_index: GraphLike | None, batch: Tensor | None, edge_attr: object
+) -> GraphInput | None:
+    if edge_index is None:
+        if edge_attr is not None:
+            raise ValueError("'edge_attr' was given without 'edge_index'")
+        return None
+    return resolve_graph(x, edge_index, None, batch if x.dim() == 2 else None)[1]

@@ -10,9 +10,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from graphvision._checks import check_positive_int
+from graphvision._checks import check_positive_int, check_tensor
 from graphvision.functional import _pool as F_pool  # noqa: N812
-from graphvision.functional._mp import GraphLike, WeightLike
+from graphvision.functional._mp import GraphLike, WeightLike, resolve_graph
 from graphvision.structure import GraphStructure  # noqa: F401  (resolves the GraphLike hints)
 from graphvision.nn._conv import GCNConv, _check_bool, _check_unit
 
@@ -183,49 +183,229 @@ class AttentionPooling(nn.Module):
         return s
 
 
-def _check_k_ratio(k: int | None, ratio: float | None) -> None:
-    if (k is None) == (ratio is None):
-        raise ValueError(f"Pass exactly one of 'k' and 'ratio' (got k={k!r}, ratio={ratio!r})")
+class _DefaultRatio(float):
+    """PyG's default ``ratio=0.5``, told apart from an explicit ``0.5`` (so ``k=`` can be checked)."""
+
+    def __repr__(self) -> str:
+        return "0.5"
+
+
+_RATIO_DEFAULT = _DefaultRatio(0.5)
+
+
+def _resolve_ratio(ratio: float | int | None, k: int | None, min_score: float | None) -> float | int | None:
+    """The selection size: ``k`` (an alias of an int ``ratio``) or ``ratio`` (PyG: int = count, float = fraction)."""
     if k is not None:
+        if ratio is not _RATIO_DEFAULT:
+            raise ValueError(f"Pass exactly one of 'k' and 'ratio' (got k={k!r}, ratio={ratio!r})")
         check_positive_int(k, "k")
-    elif not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0.0 < float(ratio) <= 1.0:
-        raise ValueError(f"Expected 'ratio' in (0, 1] (got {ratio!r})")
+        ratio = k
+    elif ratio is _RATIO_DEFAULT:
+        ratio = 0.5
+    F_pool._check_pyg_ratio(ratio, min_score)
+    return ratio
 
 
-class TopKPooling(nn.Module):
+class _SelectTopK(nn.Module):
+    """The projection vector :math:`\\mathbf{p}` ``(1, F)``, as PyG's ``SelectTopK`` (key ``select.weight``)."""
+
+    def __init__(self, in_channels: int, dd: dict) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.weight = nn.Parameter(torch.empty(1, in_channels, **dd))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.in_channels)
+        with torch.no_grad():
+            self.weight.uniform_(-bound, bound)
+
+    def __repr__(self) -> str:
+        return f"SelectTopK({self.in_channels})"
+
+
+class _TopKBase(nn.Module):
+    """Shared selection of :class:`TopKPooling` and :class:`SAGPooling`: static or PyG's per-graph path."""
+
+    in_channels: int
+    ratio: float | int | None
+    k: int | None
+    min_score: float | None
+    multiplier: float
+    nonlinearity: str
+    select: _SelectTopK
+
+    def _init_selection(
+        self, ratio: float | int | None, k: int | None, min_score: float | None, multiplier: float, nonlinearity: str
+    ) -> None:
+        self.ratio = _resolve_ratio(ratio, k, min_score)
+        self.k = k
+        self.min_score = None if min_score is None else float(min_score)
+        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
+            raise ValueError(f"Expected 'multiplier' to be a float (got {multiplier!r})")
+        self.multiplier = float(multiplier)
+        if nonlinearity not in F_pool._NONLINEARITIES:
+            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {F_pool._NONLINEARITIES}")
+        self.nonlinearity = nonlinearity
+
+    @property
+    def weight(self) -> Tensor:
+        """The projection vector ``select.weight`` (alias)."""
+        return self.select.weight
+
+    def _pool(
+        self,
+        x: Tensor,
+        proj: Tensor,
+        edge_index: GraphLike | None,
+        edge_attr: Tensor | None,
+        batch: Tensor | None,
+        num_graphs: int | None,
+        mask: Tensor | None,
+        max_num_nodes: int | None,
+    ) -> F_pool.TopKOutput | F_pool.PooledGraph:
+        """Select from the projections ``proj = attn @ p`` (not yet divided by ``|p|``)."""
+        norm = self.select.weight.norm(p=2)
+        if x.dim() == 2 and max_num_nodes is None:
+            if mask is not None:
+                raise ValueError("'mask' is only used with batched 'x' of shape (B, N, F)")
+            if isinstance(edge_index, (list, tuple)):
+                raise ValueError("A list of per-sample graphs needs batched 'x' of shape (B, N, F)")
+            score = proj if self.min_score is not None else proj / norm
+            return F_pool.per_graph_topk_pool(
+                x,
+                score,
+                edge_index,
+                edge_attr,
+                batch,
+                ratio=self.ratio,
+                min_score=self.min_score,
+                nonlinearity=self.nonlinearity,
+                num_graphs=num_graphs,
+                multiplier=self.multiplier,
+            )
+        if self.min_score is not None:
+            raise ValueError(
+                "'min_score' keeps a data-dependent number of nodes: call with flat 'x' of shape (N, F) "
+                "without 'max_num_nodes' (PyG's per-graph path), or use 'ratio'/'k' for static shapes"
+            )
+        if x.dim() == 3 and batch is not None and edge_index is None:
+            F_pool._reject_batch_for_batched(x, batch)
+        graph = None
+        if edge_index is not None:
+            graph = resolve_graph(x, edge_index, None, batch)[1]
+        elif edge_attr is not None:
+            raise ValueError("'edge_attr' was given without 'edge_index'")
+        k, ratio = (self.ratio, None) if isinstance(self.ratio, int) else (None, self.ratio)
+        return F_pool._sag(
+            x,
+            proj / norm,
+            k,
+            ratio,
+            batch if x.dim() == 2 else None,
+            num_graphs,
+            mask,
+            max_num_nodes,
+            self.nonlinearity,
+            self.multiplier,
+            graph,
+            edge_attr,
+        )
+
+    def extra_repr(self) -> str:
+        if self.min_score is not None:
+            sel = f"min_score={self.min_score}"
+        elif self.k is not None:
+            sel = f"k={self.k}"
+        else:
+            sel = f"ratio={self.ratio}"
+        s = f"{self.in_channels}, {sel}"
+        if self.multiplier != 1.0:
+            s += f", multiplier={self.multiplier}"
+        if self.nonlinearity != "tanh":
+            s += f", nonlinearity={self.nonlinearity!r}"
+        return s
+
+
+def _check_attn(x: Tensor, attn: Tensor | None, features: int | None) -> Tensor:
+    if attn is None:
+        return x
+    check_tensor(attn, "attn")
+    a = attn.view(-1, 1) if attn.dim() == 1 else attn
+    if a.shape[:-1] != x.shape[:-1] or (features is not None and a.size(-1) != features):
+        want = tuple(x.shape[:-1]) + (features if features is not None else "F'",)
+        raise ValueError(f"Expected 'attn' of shape {want} (got {tuple(attn.shape)})")
+    return a
+
+
+def _check_edge_index_arg(edge_index: object) -> None:
+    if isinstance(edge_index, Tensor) and edge_index.dim() == 1:
+        raise ValueError(
+            f"Expected 'edge_index' of shape (2, E) (got {tuple(edge_index.shape)}): the arguments follow PyG's "
+            "order (x, edge_index, edge_attr, batch); pass graph ids as batch=..."
+        )
+
+
+
+
+class TopKPooling(_TopKBase):
     r"""Top-k pooling of Gao & Ji, `"Graph U-Nets" <https://arxiv.org/abs/1905.05178>`_ (and
-    Cangea et al.), keeping a fixed number of nodes per graph so shapes stay static.
+    Cangea et al.), PyG's ``TopKPooling`` with a static-shape path.
 
     .. math::
         \mathbf{y} = \tanh\Big(\frac{\mathbf{X}\mathbf{p}}{\lVert \mathbf{p} \rVert}\Big), \quad
         \mathbf{i} = \operatorname{top}_k(\mathbf{y}), \quad
-        \mathbf{X}' = \big(\mathbf{X} \odot \mathbf{y}\big)_{\mathbf{i}}
+        \mathbf{X}' = \big(\mathbf{X} \odot \mathbf{y}\big)_{\mathbf{i}}, \quad
+        \mathbf{A}' = \mathbf{A}_{\mathbf{i}, \mathbf{i}}
 
-    Parameterised as PyG's ``TopKPooling`` (``weight`` of shape ``(1, F)``). Returns a
-    :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index (B, k), mask (B, k), score
-    (B, k))``. For equal-size graphs (``(B, N, F)``) every mask entry is ``True``; padded graphs
-    pass ``mask``; flat graphs of different sizes pass ``batch``, ``num_graphs`` and
-    ``max_num_nodes`` and get padding slots with ``mask=False``. ``ratio`` keeps
-    ``ceil(ratio * N)`` nodes of the (padded) size ``N``. See
-    :func:`graphvision.functional.topk_pool`.
+    (with ``min_score``: :math:`\mathbf{y} = \operatorname{softmax}(\mathbf{X}\mathbf{p})` per
+    graph, keeping :math:`y_i > \tilde\alpha`). Arguments, defaults and the state_dict key
+    (``select.weight``, shape ``(1, F)``) are PyG's: a PyG state_dict loads with ``strict=True``.
+
+    **Two paths**, chosen by the input layout:
+
+    - *PyG's* (flat ``x`` of shape ``(N, F)`` without ``max_num_nodes``): each graph of ``batch``
+      keeps ``ceil(ratio * N_b)`` nodes (float ``ratio``), ``min(ratio, N_b)`` (int ``ratio``),
+      or those above ``min_score``; returns a :class:`graphvision.functional.PooledGraph`
+      ``(x, edge_index, edge_attr, batch, perm, score)`` like PyG (plus ``.graph``), see
+      :func:`graphvision.functional.per_graph_topk_pool`. Data-dependent shapes.
+    - *static* (batched ``(B, N, F)``, or flat with ``batch``, ``num_graphs`` and
+      ``max_num_nodes``): the same ``k`` per graph (``ratio`` refers to the padded size ``N``),
+      returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
+      with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
+      ``B * k`` slots is attached (``out.edge_index``, ``out.edge_attr``, ``out.graph``,
+      ``out.batch``); its edge count depends on the data (one host read), so that part does not
+      trace with ``fullgraph=True``. ``min_score`` is not available here.
+
+    In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
+    ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
 
     Args:
         in_channels: Features per node :math:`F`.
-        k: Nodes kept per graph.
-        ratio: Alternatively, the fraction of nodes kept.
+        ratio: Nodes kept per graph: a float fraction in ``(0, 1]`` (``ceil``) or an int count.
+        min_score: Keep the nodes whose softmax score exceeds it (PyG's path only).
+        multiplier: Factor on the kept features.
         nonlinearity: ``"tanh"``, ``"sigmoid"`` or ``"none"``.
+        k: Alias of an int ``ratio`` (the count kept per graph).
         device: Parameter device.
         dtype: Parameter dtype.
 
     Shape:
         - x: :math:`(B, N, F)`, or flat :math:`(N, F)` with ``batch``
-        - output: x :math:`(B, k, F)`; index, mask, score :math:`(B, k)`
+        - edge_index: :math:`(2, E)`, optional; edge_attr: :math:`(E, *)`
+        - output (static): x :math:`(B, k, F)`; index, mask, score :math:`(B, k)`
+        - output (PyG's): x :math:`(M, F)`; edge_index :math:`(2, E')`; batch, perm, score :math:`(M,)`
 
     Example:
         >>> pool = graphvision.nn.TopKPooling(16, ratio=0.25)
         >>> out = pool(torch.randn(2, 64, 16))
         >>> out.x.shape, out.index.shape
         (torch.Size([2, 16, 16]), torch.Size([2, 16]))
+        >>> x, ei = torch.randn(10, 16), torch.tensor([[0, 1, 2, 5, 6], [1, 2, 3, 6, 7]])
+        >>> batch = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+        >>> x, edge_index, edge_attr, batch, perm, score = pool(x, ei, batch=batch)
+        >>> x.shape, batch.tolist()
+        (torch.Size([3, 16]), [0, 1, 1])
     """
 
     _capabilities = {**_CAPS, "fused_kernel": False}
@@ -233,105 +413,138 @@ class TopKPooling(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        k: int | None = None,
-        ratio: float | None = None,
+        ratio: float | int | None = _RATIO_DEFAULT,
+        min_score: float | None = None,
+        multiplier: float = 1.0,
         nonlinearity: str = "tanh",
         *,
+        k: int | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels")
-        _check_k_ratio(k, ratio)
-        self.k, self.ratio = k, ratio
-        if nonlinearity not in F_pool._NONLINEARITIES:
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {F_pool._NONLINEARITIES}")
-        self.nonlinearity = nonlinearity
-        self.weight = nn.Parameter(torch.empty(1, in_channels, device=device, dtype=dtype))
-        self.reset_parameters()
+        self._init_selection(ratio, k, min_score, multiplier, nonlinearity)
+        self.select = _SelectTopK(in_channels, {"device": device, "dtype": dtype})
 
     def reset_parameters(self) -> None:
         """Uniform :math:`\\pm 1/\\sqrt{F}` projection vector (PyG)."""
-        bound = 1.0 / math.sqrt(self.in_channels)
-        with torch.no_grad():
-            self.weight.uniform_(-bound, bound)
+        self.select.reset_parameters()
 
     def forward(
         self,
         x: Tensor,
+        edge_index: GraphLike | None = None,
+        edge_attr: Tensor | None = None,
         batch: Tensor | None = None,
-        num_graphs: int | None = None,
+        attn: Tensor | None = None,
         *,
+        num_graphs: int | None = None,
         mask: Tensor | None = None,
         max_num_nodes: int | None = None,
-    ) -> F_pool.TopKOutput:
-        """Select the top-k nodes of each graph.
+    ) -> F_pool.TopKOutput | F_pool.PooledGraph:
+        """Select the top nodes of each graph (and the pooled graph when ``edge_index`` is given).
 
         Args:
             x: ``(B, N, F)`` or flat ``(N, F)``.
-            batch: ``(N,)`` sorted graph ids (flat ``x``).
+            edge_index: Optional graph (see :func:`graphvision.functional.topk_pool` for the
+                layouts of batched ``x``).
+            edge_attr: Optional ``(E, *)`` edge attributes, filtered with the edges.
+            batch: Flat ``x``: ``(N,)`` graph ids (sorted for the static path). Batched ``x``:
+                marks an offset ``edge_index`` over the ``B * N`` nodes.
+            attn: Optional ``(.., F)`` node features scored instead of ``x`` (PyG's ``attn``).
             num_graphs: Number of graphs (flat ``x``).
             mask: ``(B, N)`` bool real nodes (batched ``x``).
-            max_num_nodes: Padded size per graph (flat ``x``).
+            max_num_nodes: Flat ``x``: padded size per graph; selects the static path.
 
         Returns:
-            ``TopKOutput(x, index, mask, score)``.
+            ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        return F_pool.topk_pool(
-            x,
-            self.weight.view(-1),
-            self.k,
-            self.ratio,
-            batch=batch,
-            num_graphs=num_graphs,
-            mask=mask,
-            max_num_nodes=max_num_nodes,
-            nonlinearity=self.nonlinearity,
-        )
+        x = F_pool._check_pool_x(x)
+        if x.size(-1) != self.in_channels:
+            raise ValueError(
+                f"Expected 'x' with in_channels={self.in_channels} features in its last dimension "
+                f"(got {tuple(x.shape)})"
+            )
+        _check_edge_index_arg(edge_index)
+        a = _check_attn(x, attn, self.in_channels)
+        proj = (a * self.select.weight.view(-1)).sum(-1)
+        return self._pool(x, proj, edge_index, edge_attr, batch, num_graphs, mask, max_num_nodes)
 
-    def extra_repr(self) -> str:
-        sel = f"k={self.k}" if self.k is not None else f"ratio={self.ratio}"
-        s = f"{self.in_channels}, {sel}"
-        if self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
-        return s
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # checkpoints from before the PyG key layout stored the projection as 'weight'
+        if prefix + "weight" in state_dict and prefix + "select.weight" not in state_dict:
+            state_dict[prefix + "select.weight"] = state_dict.pop(prefix + "weight")
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-class SAGPooling(nn.Module):
+class SAGPooling(_TopKBase):
     r"""Self-attention graph pooling of Lee et al., `"Self-Attention Graph Pooling"
     <https://arxiv.org/abs/1904.08082>`_: node scores from a graph convolution, then top-k.
 
     .. math::
-        \mathbf{y} = \tanh\big(\mathrm{GNN}(\mathbf{X}, \mathbf{A})\big), \quad
+        \mathbf{y} = \tanh\Big(\frac{\mathrm{GNN}(\mathbf{X}, \mathbf{A})\, p}{|p|}\Big), \quad
         \mathbf{i} = \operatorname{top}_k(\mathbf{y}), \quad
-        \mathbf{X}' = \big(\mathbf{X} \odot \mathbf{y}\big)_{\mathbf{i}}
+        \mathbf{X}' = \big(\mathbf{X} \odot \mathbf{y}\big)_{\mathbf{i}}, \quad
+        \mathbf{A}' = \mathbf{A}_{\mathbf{i}, \mathbf{i}}
 
-    The GNN is a one-channel :class:`GCNConv` (as in the paper; PyG defaults to ``GraphConv``)
-    unless ``gnn`` is given. It accepts every graph layout of the convolutions (one graph, a graph
-    shared by a ``(B, N, F)`` batch, per-sample graphs). Same static-shape selection as
-    :class:`TopKPooling`; see :func:`graphvision.functional.sag_pool`.
+    PyG's ``SAGPooling``: the GNN is ``GNN(in_channels, 1, **kwargs)`` and a one-channel
+    ``select.weight`` :math:`p` (shape ``(1, 1)``, so only its sign matters) follows, as in PyG,
+    so a PyG state_dict loads with ``strict=True`` **when the same GNN is used**: graphvision
+    defaults to :class:`GCNConv` (the paper's), PyG to ``GraphConv``; pass
+    ``GNN=graphvision.nn.GraphConv`` for PyG's default. The GNN accepts every graph layout of the
+    convolutions (one graph, a graph shared by a ``(B, N, F)`` batch, per-sample graphs).
+
+    **Two paths**, chosen by the input layout:
+
+    - *PyG's* (flat ``x`` of shape ``(N, F)`` without ``max_num_nodes``): each graph of ``batch``
+      keeps ``ceil(ratio * N_b)`` nodes (float ``ratio``), ``min(ratio, N_b)`` (int ``ratio``),
+      or those above ``min_score``; returns a :class:`graphvision.functional.PooledGraph`
+      ``(x, edge_index, edge_attr, batch, perm, score)`` like PyG (plus ``.graph``), see
+      :func:`graphvision.functional.per_graph_topk_pool`. Data-dependent shapes.
+    - *static* (batched ``(B, N, F)``, or flat with ``batch``, ``num_graphs`` and
+      ``max_num_nodes``): the same ``k`` per graph (``ratio`` refers to the padded size ``N``),
+      returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
+      with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
+      ``B * k`` slots is attached (``out.edge_index``, ``out.edge_attr``, ``out.graph``,
+      ``out.batch``); its edge count depends on the data (one host read), so that part does not
+      trace with ``fullgraph=True``. ``min_score`` is not available here.
+
+    In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
+    ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
 
     Args:
         in_channels: Features per node :math:`F`.
-        k: Nodes kept per graph.
-        ratio: Alternatively, the fraction of nodes kept.
-        gnn: Optional scoring module called as ``gnn(x, edge_index, edge_weight, batch=...)``
-            returning one score per node.
+        ratio: Nodes kept per graph: a float fraction in ``(0, 1]`` (``ceil``) or an int count.
+        GNN: Class of the scoring GNN, built as ``GNN(in_channels, 1, **kwargs)``.
+        min_score: Keep the nodes whose softmax score exceeds it (PyG's path only).
+        multiplier: Factor on the kept features.
         nonlinearity: ``"tanh"``, ``"sigmoid"`` or ``"none"``.
+        k: Alias of an int ``ratio`` (the count kept per graph).
+        gnn: A ready scoring module instead of ``GNN``, called as ``gnn(x, edge_index, edge_weight)``
+            returning one score per node.
         device: Parameter device.
         dtype: Parameter dtype.
+        **kwargs: Passed to ``GNN``.
 
     Shape:
         - x: :math:`(B, N, F)`, or flat :math:`(N, F)` with ``batch``
-        - edge_index: :math:`(2, E)` (see :class:`GCNConv` for the layouts)
-        - output: x :math:`(B, k, F)`; index, mask, score :math:`(B, k)`
+        - edge_index: :math:`(2, E)` (see :class:`GCNConv` for the layouts); edge_attr: :math:`(E, *)`
+        - output (static): x :math:`(B, k, F)`; index, mask, score :math:`(B, k)`
+        - output (PyG's): x :math:`(M, F)`; edge_index :math:`(2, E')`; batch, perm, score :math:`(M,)`
 
     Example:
         >>> pool = graphvision.nn.SAGPooling(16, k=2)
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
         >>> out = pool(torch.randn(3, 4, 16), edge_index)
-        >>> out.x.shape, out.mask.shape
-        (torch.Size([3, 2, 16]), torch.Size([3, 2]))
+        >>> out.x.shape, out.mask.shape, out.graph.num_nodes
+        (torch.Size([3, 2, 16]), torch.Size([3, 2]), 6)
+        >>> x, ei, _, batch, perm, score = graphvision.nn.SAGPooling(16, 0.5)(torch.randn(4, 16), edge_index)
+        >>> x.shape, ei.size(0)
+        (torch.Size([2, 16]), 2)
     """
 
     _capabilities = {**_CAPS, "edge_weight": True, "fused_kernel": "spmm"}
@@ -339,71 +552,83 @@ class SAGPooling(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        k: int | None = None,
-        ratio: float | None = None,
-        gnn: nn.Module | None = None,
+        ratio: float | int | None = _RATIO_DEFAULT,
+        GNN: type[nn.Module] = GCNConv,  # noqa: N803  (PyG's name)
+        min_score: float | None = None,
+        multiplier: float = 1.0,
         nonlinearity: str = "tanh",
         *,
+        k: int | None = None,
+        gnn: nn.Module | None = None,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **kwargs: object,
     ) -> None:
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels")
-        _check_k_ratio(k, ratio)
-        self.k, self.ratio = k, ratio
-        if nonlinearity not in F_pool._NONLINEARITIES:
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {F_pool._NONLINEARITIES}")
-        self.nonlinearity = nonlinearity
-        self.gnn = gnn if gnn is not None else GCNConv(in_channels, 1, device=device, dtype=dtype)
-        self.reset_parameters()
+        self._init_selection(ratio, k, min_score, multiplier, nonlinearity)
+        if gnn is not None:
+            if not isinstance(gnn, nn.Module):
+                raise TypeError(f"Expected 'gnn' to be a module (got {type(gnn).__name__})")
+            self.gnn = gnn
+        else:
+            dd = {key: v for key, v in (("device", device), ("dtype", dtype)) if v is not None}
+            self.gnn = GNN(in_channels, 1, **dd, **kwargs)
+        self.select = _SelectTopK(1, {"device": device, "dtype": dtype})
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # checkpoints from before the PyG key layout had no 'select.weight': +1 keeps their scores
+        has_gnn = any(k.startswith(prefix + "gnn.") for k in state_dict)
+        if has_gnn and prefix + "select.weight" not in state_dict:
+            state_dict[prefix + "select.weight"] = torch.ones_like(self.select.weight)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def reset_parameters(self) -> None:
-        """Re-initialise the scoring GNN."""
+        """Re-initialise the scoring GNN and ``select.weight``."""
         if hasattr(self.gnn, "reset_parameters"):
             self.gnn.reset_parameters()
+        self.select.reset_parameters()
 
     def forward(
         self,
         x: Tensor,
         edge_index: GraphLike,
-        edge_weight: WeightLike = None,
-        *,
+        edge_attr: Tensor | None = None,
         batch: Tensor | None = None,
+        attn: Tensor | None = None,
+        *,
+        edge_weight: WeightLike = None,
         num_graphs: int | None = None,
         mask: Tensor | None = None,
         max_num_nodes: int | None = None,
-    ) -> F_pool.TopKOutput:
-        """Score the nodes with the GNN and select the top-k of each graph.
+    ) -> F_pool.TopKOutput | F_pool.PooledGraph:
+        """Score the nodes with the GNN and select the top ones of each graph, with the pooled graph.
 
         Args:
             x: ``(B, N, F)`` or flat ``(N, F)``.
             edge_index: ``(2, E)``, ``GraphStructure``, or a list of ``B`` per-sample graphs.
-            edge_weight: Optional ``(E,)``.
-            batch: Flat ``x``: ``(N,)`` sorted graph ids. Batched ``x``: not used for pooling
-                (it marks an offset ``edge_index``, as for the convolutions).
+            edge_attr: Optional ``(E, *)`` edge attributes, filtered with the edges (as PyG, not
+                given to the GNN).
+            batch: Flat ``x``: ``(N,)`` graph ids (sorted for the static path). Batched ``x``:
+                marks an offset ``edge_index`` over the ``B * N`` nodes (as for the convolutions).
+            attn: Optional node features scored instead of ``x`` (PyG's ``attn``).
+            edge_weight: Optional ``(E,)`` edge weights given to the GNN.
             num_graphs: Number of graphs (flat ``x``).
             mask: ``(B, N)`` bool real nodes (batched ``x``).
-            max_num_nodes: Padded size per graph (flat ``x``).
+            max_num_nodes: Flat ``x``: padded size per graph; selects the static path.
 
         Returns:
-            ``TopKOutput(x, index, mask, score)``.
+            ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        score = self.gnn(x, edge_index, edge_weight, batch=batch if x.dim() == 3 else None)
-        return F_pool.sag_pool(
-            x,
-            score,
-            self.k,
-            self.ratio,
-            batch=None if x.dim() == 3 else batch,
-            num_graphs=num_graphs,
-            mask=mask,
-            max_num_nodes=max_num_nodes,
-            nonlinearity=self.nonlinearity,
-        )
-
-    def extra_repr(self) -> str:
-        sel = f"k={self.k}" if self.k is not None else f"ratio={self.ratio}"
-        s = f"{self.in_channels}, {sel}"
-        if self.nonlinearity != "tanh":
-            s += f", nonlinearity={self.nonlinearity!r}"
-        return s
+        x = F_pool._check_pool_x(x)
+        _check_edge_index_arg(edge_index)
+        a = _check_attn(x, attn, None)
+        kw = {"batch": batch} if x.dim() == 3 and batch is not None else {}
+        s = self.gnn(a, edge_index, edge_weight, **kw)
+        if s.shape[:-1] != x.shape[:-1] and s.shape != x.shape[:-1]:
+            raise ValueError(
+                f"Expected 'gnn' to return one score per node {tuple(x.shape[:-1])} (got {tuple(s.shape)})"
+            )
+        s = s.reshape(x.shape[:-1])
+        proj = s * self.select.weight.view(())
+        return self._pool(x, proj, edge_index, edge_attr, batch, num_graphs, mask, max_num_nodes)

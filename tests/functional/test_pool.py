@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphvision.functional as GF
 from graphvision.testing import assert_close
-from graphvision.testing.strategies import batched_graphs
+from graphvision.testing.strategies import batched_graphs, graphs
 
 
 def ref_global(x, batch, num_graphs, reduce):
@@ -239,3 +241,140 @@ def test_zero_size():
     for fn in REDUCES.values():
         assert torch.count_nonzero(fn(torch.randn(0, 3), empty, 2)) == 0
         assert fn(torch.randn(0, 3), empty, 2).shape == (2, 3)
+
+
+# --------------------------------------------------------------------------------------------
+# pooled graphs: plain-loop references
+# --------------------------------------------------------------------------------------------
+
+
+def ref_pooled_edges(edge_index, edge_attr, old_to_new):
+    """Edges whose both ends are kept, relabelled, sorted by (target, source, input position)."""
+    rows = []
+    for e in range(edge_index.size(1)):
+        s, d = int(edge_index[0, e]), int(edge_index[1, e])
+        if s in old_to_new and d in old_to_new:
+            rows.append((old_to_new[d], old_to_new[s], e))
+    rows.sort()
+    ei = torch.tensor([[r[1] for r in rows], [r[0] for r in rows]], dtype=torch.long).view(2, -1)
+    ea = None if edge_attr is None else edge_attr[[r[2] for r in rows]]
+    return ei, ea
+
+
+def canonical(edge_index, edge_attr, num_nodes):
+    """Stable sort by (target, source): duplicates keep their order."""
+    assert bool((edge_index[1].diff() >= 0).all()), "pooled edges must come sorted by target"
+    order = torch.argsort(edge_index[1] * max(num_nodes, 1) + edge_index[0], stable=True)
+    return edge_index[:, order], None if edge_attr is None else edge_attr[order]
+
+
+def check_pooled(out_ei, out_ea, graph, num_nodes, ref_ei, ref_ea):
+    assert graph is not None and graph.num_nodes == num_nodes and graph.edge_index is out_ei
+    ei, ea = canonical(out_ei, out_ea, num_nodes)
+    assert torch.equal(ei, ref_ei)
+    if ref_ea is not None:
+        assert_close(ea, ref_ea)
+
+
+class TestPooledGraph:
+    @given(b=st.integers(1, 3), graph=graphs(min_nodes=1, max_nodes=6), k=st.integers(1, 7),
+           per_sample=st.booleans(), seed=st.integers(0, 2**16))
+    @settings(max_examples=30, deadline=None)
+    def test_static_batched_matches_reference(self, b, graph, k, per_sample, seed):
+        n, ei = graph
+        gen = torch.Generator().manual_seed(seed)
+        x, score = torch.randn(b, n, 3, generator=gen), torch.randn(b, n, generator=gen)
+        if per_sample:  # sample i keeps the edges of a different subset
+            eis = [ei[:, torch.rand(ei.size(1), generator=gen) < 0.7] for _ in range(b)]
+            eas = [torch.randn(e.size(1), 2, generator=gen) for e in eis]
+            out = GF.sag_pool(x, score, k=k, edge_index=eis, edge_attr=eas)
+            flat_ei = torch.cat([e + i * n for i, e in enumerate(eis)], 1).view(2, -1)
+            flat_ea = torch.cat(eas)
+        else:
+            ea = torch.randn(ei.size(1), generator=gen)
+            out = GF.sag_pool(x, score, k=k, edge_index=ei, edge_attr=ea)
+            flat_ei = torch.cat([ei + i * n for i in range(b)], 1)
+            flat_ea = ea.repeat(b)
+        old_to_new = {i * n + int(out.index[i, s]): i * k + s for i in range(b) for s in range(k) if out.mask[i, s]}
+        ref_ei, ref_ea = ref_pooled_edges(flat_ei, flat_ea, old_to_new)
+        check_pooled(out.edge_index, out.edge_attr, out.graph, b * k, ref_ei, ref_ea)
+        assert torch.equal(out.batch, torch.arange(b).repeat_interleave(k))
+        x_, index, mask, score_ = out  # still unpacks as the 4-tuple
+        assert x_.shape == (b, k, 3)
+
+    @given(g=batched_graphs(min_graphs=1, max_graphs=3, min_nodes=0, max_nodes=6), k=st.integers(1, 4),
+           seed=st.integers(0, 2**16))
+    @settings(max_examples=20, deadline=None)
+    def test_static_flat_matches_reference(self, g, k, seed):
+        gen = torch.Generator().manual_seed(seed)
+        x, score = torch.randn(g.num_nodes, 3, generator=gen), torch.randn(g.num_nodes, generator=gen)
+        ea = torch.randn(g.edge_index.size(1), 4, generator=gen)
+        out = GF.sag_pool(x, score, k=k, batch=g.batch, num_graphs=g.num_graphs, max_num_nodes=6,
+                          edge_index=g.edge_index, edge_attr=ea)
+        b = g.num_graphs
+        old_to_new = {int(out.index[i, s]): i * k + s for i in range(b) for s in range(k) if out.mask[i, s]}
+        ref_ei, ref_ea = ref_pooled_edges(g.edge_index, ea, old_to_new)
+        check_pooled(out.edge_index, out.edge_attr, out.graph, b * k, ref_ei, ref_ea)
+
+    @given(g=batched_graphs(min_graphs=1, max_graphs=3, min_nodes=0, max_nodes=7),
+           ratio=st.sampled_from([0.2, 0.5, 0.8, 1.0, 1, 2, 5]), min_score=st.sampled_from([None, None, 0.1, 0.4]),
+           seed=st.integers(0, 2**16))
+    @settings(max_examples=30, deadline=None)
+    def test_per_graph_matches_reference(self, g, ratio, min_score, seed):
+        gen = torch.Generator().manual_seed(seed)
+        x, s = torch.randn(g.num_nodes, 3, generator=gen), torch.randn(g.num_nodes, generator=gen)
+        ea = torch.randn(g.edge_index.size(1), generator=gen)
+        out = GF.per_graph_topk_pool(x, s, g.edge_index, ea, g.batch, ratio=ratio, min_score=min_score,
+                                     num_graphs=g.num_graphs, multiplier=2.0)
+        perm, y = [], torch.zeros(g.num_nodes)
+        for b in range(g.num_graphs):
+            lo, hi = int(g.ptr[b]), int(g.ptr[b + 1])
+            if hi == lo:
+                continue
+            if min_score is None:
+                y[lo:hi] = torch.tanh(s[lo:hi])
+                cnt = ratio if isinstance(ratio, int) else math.ceil(ratio * (hi - lo) - 1e-6)
+                perm += (lo + torch.argsort(y[lo:hi], descending=True, stable=True)[:cnt]).tolist()
+            else:
+                y[lo:hi] = torch.softmax(s[lo:hi], 0)
+                thr = min(min_score, float(y[lo:hi].max()) - 1e-7)
+                perm += [i for i in range(lo, hi) if y[i] > thr]
+        assert out.perm.tolist() == perm
+        assert_close(out.score, y[perm])
+        assert_close(out.x, 2.0 * x[perm] * y[perm, None])
+        assert torch.equal(out.batch, g.batch[perm])
+        ref_ei, ref_ea = ref_pooled_edges(g.edge_index, ea, {p: i for i, p in enumerate(perm)})
+        check_pooled(out.edge_index, out.edge_attr, out.graph, len(perm), ref_ei, ref_ea)
+
+    def test_gradients_reach_x_score_and_edge_attr(self):
+        x = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+        s = torch.randn(6, dtype=torch.float64, requires_grad=True)
+        ei = torch.tensor([[0, 1, 2, 3, 4, 5, 0], [1, 2, 3, 4, 5, 0, 0]])
+        ea = torch.randn(7, 2, dtype=torch.float64, requires_grad=True)
+
+        def f(x, s, ea):
+            out = GF.per_graph_topk_pool(x, s, ei, ea, ratio=0.5)
+            return out.x, out.score, out.edge_attr
+
+        assert torch.autograd.gradcheck(f, (x, s, ea))
+        assert torch.autograd.gradcheck(lambda x, s, ea: GF.sag_pool(x[None], s[None], k=4, edge_index=ei,
+                                                                     edge_attr=ea).edge_attr, (x, s, ea))
+
+    def test_empty_and_errors(self):
+        out = GF.per_graph_topk_pool(torch.randn(0, 3), torch.randn(0), torch.zeros(2, 0, dtype=torch.long))
+        assert out.x.shape == (0, 3) and out.edge_index.shape == (2, 0) and out.graph.num_nodes == 0
+        out = GF.sag_pool(torch.randn(2, 0, 3), torch.randn(2, 0), k=2, edge_index=torch.zeros(2, 0, dtype=torch.long))
+        assert out.edge_index.shape == (2, 0) and out.batch.tolist() == [0, 0, 1, 1]
+        ei = torch.tensor([[0, 1], [1, 2]])
+        with pytest.raises(ValueError, match=r"Expected 'edge_attr' of shape \(E, \*\) with E=2"):
+            GF.sag_pool(torch.randn(1, 3, 2), torch.randn(1, 3), k=2, edge_index=ei, edge_attr=torch.randn(3))
+        with pytest.raises(ValueError, match="'edge_attr' was given without 'edge_index'"):
+            GF.per_graph_topk_pool(torch.randn(3, 2), torch.randn(3), edge_attr=torch.randn(2))
+        with pytest.raises(ValueError, match=r"Expected a float 'ratio' in \(0, 1\]"):
+            GF.per_graph_topk_pool(torch.randn(3, 2), torch.randn(3), ratio=1.5)
+        with pytest.raises(ValueError, match="At least one of 'ratio' and 'min_score'"):
+            GF.per_graph_topk_pool(torch.randn(3, 2), torch.randn(3), ratio=None)
+        with pytest.raises(ValueError, match=r"Expected 'score' of shape \(N,\) = \(3,\)"):
+            GF.per_graph_topk_pool(torch.randn(3, 2), torch.randn(4))
+        with pytest.raises(IndexError, match="edge_index"):
+            GF.per_graph_topk_pool(torch.randn(3, 2), torch.randn(3), torch.tensor([[0], [5]]))
