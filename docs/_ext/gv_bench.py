@@ -114,9 +114,9 @@ _VALUE_LABELS = {"peak_fwd_mb": "peak MB forward", "peak_full_mb": "peak MB fwd+
 _BW_NOTE = (
     "† Above 100 % of the copy bandwidth. The byte model counts each op's compulsory memory traffic "
     "(inputs read once, output written once) and the copy bandwidth is measured with a copy larger "
-    "than the CPU's caches. These inputs are small ({mb} MB of compulsory bytes) and every timed call "
-    "reuses the same tensors, so they stay in the last-level cache and are read faster than main "
-    "memory allows. Such a cell measures cache bandwidth; it is not an error in the byte model, and "
+    "than the caches. These inputs are small ({mb} MB of compulsory bytes) and every timed call "
+    "reuses the same tensors, so they stay in the cache (the CPU's last-level cache, a GPU's L2) and "
+    "are read faster than main memory allows. Such a cell measures cache bandwidth; it is not an error in the byte model, and "
     "it does not carry over to inputs larger than the cache."
 )
 
@@ -199,6 +199,9 @@ def _normalise(record: dict, stat: str) -> dict:
             continue
         if isinstance(v, str):
             ids[k] = v
+        elif isinstance(v, (list, tuple)):
+            if v and len(v) <= 6 and all(isinstance(x, int) for x in v):
+                ids[k] = "x".join(str(x) for x in v)  # a shape
         elif v is not None:
             values[k] = v
     for field, d in flat.items():
@@ -263,8 +266,9 @@ def _spread_kind(recs: list[dict]) -> str | None:
     ts = [t for r in recs for t in r["times"].values() if "median" in t]
     if ts and all("min" in t and "max" in t for t in ts):
         return "min-max"
-    if ts and all("p20" in t and "p80" in t for t in ts):
-        return "p20-p80"
+    for lo, hi in (("p20", "p80"), ("min", "max")):  # else the range most timings have; others show none
+        if any(lo in t and hi in t for t in ts):
+            return f"{lo}-{hi}"
     return None
 
 
@@ -332,8 +336,9 @@ def _ratios(recs: list[dict], fields: list[str]) -> tuple[dict[int, list[tuple[s
 
 def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str], list[tuple[str, list]], bool]:
     """reST for one table, its plot bars, and whether a bandwidth cell needed the note."""
-    id_cols = list(dict.fromkeys(k for r in recs for k in r["ids"] if k not in ("error", "op")))
-    id_cols = [c for c in id_cols if len({r["ids"].get(c) for r in recs}) > 1 or c == "provider"] or id_cols[:1]
+    all_ids = list(dict.fromkeys(k for r in recs for k in r["ids"] if k not in ("error", "op")))
+    id_cols = [c for c in all_ids if len({r["ids"].get(c) for r in recs}) > 1 or c == "provider"] or all_ids[:1]
+    same = [c for c in all_ids if c not in id_cols and all(c in r["ids"] for r in recs)]
     fields = list(dict.fromkeys(f for r in recs for f in r["times"]))
     val_cols = list(dict.fromkeys(k for r in recs for k in r["values"] if _num(r["values"][k])))
     ratios, ratio_header = _ratios(recs, fields)
@@ -355,7 +360,10 @@ def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str],
     header += ["GB/s forward (% of copy)"] if has_bw else []
     header += [_VALUE_LABELS.get(c, c.replace("_", " ").replace(" mb", " MB")) for c in val_cols]
     header += ["note"] if has_err else []
-    lines = [".. list-table::", "   :header-rows: 1", "   :class: gv-bench", ""]
+    lines = []
+    if same and len(recs) > 1:
+        lines += ["Every row: " + ", ".join(f"{_label(c)} {_fmt(recs[0]['ids'][c])}" for c in same) + ".", ""]
+    lines += [".. list-table::", "   :header-rows: 1", "   :class: gv-bench", ""]
     lines.append("   * - " + "\n     - ".join(_fmt(h) for h in header))
     bars: list[tuple[str, list]] = []
     plotted: set[tuple] = set()
