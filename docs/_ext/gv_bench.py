@@ -339,6 +339,11 @@ def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str],
     all_ids = list(dict.fromkeys(k for r in recs for k in r["ids"] if k not in ("error", "op")))
     id_cols = [c for c in all_ids if len({r["ids"].get(c) for r in recs}) > 1 or c == "provider"] or all_ids[:1]
     same = [c for c in all_ids if c not in id_cols and all(c in r["ids"] for r in recs)]
+    id_cols = [c for c in id_cols if c != "provider"] + [c for c in id_cols if c == "provider"]  # provider last
+    first: dict[tuple, int] = {}
+    for r in recs:  # rows of one config together, in the order the script wrote them
+        first.setdefault(tuple(r["ids"].get(c, "") for c in id_cols if c != "provider"), len(first))
+    recs = sorted(recs, key=lambda r: first[tuple(r["ids"].get(c, "") for c in id_cols if c != "provider")])
     fields = list(dict.fromkeys(f for r in recs for f in r["times"]))
     val_cols = list(dict.fromkeys(k for r in recs for k in r["values"] if _num(r["values"][k])))
     ratios, ratio_header = _ratios(recs, fields)
@@ -396,12 +401,12 @@ def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str],
         group = tuple(v for c, v in zip(id_cols, row_ids) if c != "provider")
         if i in ratios and group not in plotted:
             plotted.add(group)
-            name = " · ".join(str(v) for v in group if v)
             several = sum(1 for k in ratios if tuple(v for c, v in zip(id_cols, [recs[k]["ids"].get(c, "") for c in
                                                                              id_cols]) if c != "provider") == group) > 1
             who = f"{r['ids'].get('provider', '')} " if several else ""
             for b, rs in ratios[i]:
-                bars.append((f"{name}: {who}vs {b}".strip(), rs))
+                name = " · ".join(str(v) for v in group if v and v != b)
+                bars.append((f"{name}: {who}vs {b}" if name else f"{who}vs {b}", rs))
     lines.append("")
     if over:
         lo, hi = min(b[2] for b in over), max(b[2] for b in over)
@@ -453,7 +458,7 @@ def _plot(panels: list[tuple[str, list[tuple[str, list]], list[str]]], out_png: 
             ax.set_title(ptitle, fontsize=9, loc="left")
         ax.grid(axis="x", alpha=0.3)
         if len(series) > 1:
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(series), frameon=False)
     axes[-1, 0].set_xlabel("speed-up = baseline median ÷ graphvision median, linear scale\n"
                            "(dashed line: equal speed; right of it graphvision is faster)", fontsize=8)
     fig.suptitle(title, fontsize=10)
