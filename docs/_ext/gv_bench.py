@@ -111,6 +111,8 @@ _FIELD_LABELS = {"fwd": "forward", "full": "forward+backward", "time": "time", "
 _VALUE_LABELS = {"peak_fwd_mb": "peak MB forward", "peak_full_mb": "peak MB fwd+bwd", "peak_mb": "peak MB",
                  "ours_peak_mb": "peak MB graphvision", "ref_peak_mb": "peak MB reference",
                  "max_rel_err": "max rel. error", "error": "note"}
+_PAIRED = (("peak_fwd_mb", "peak_full_mb", "peak MB (fwd / fwd+bwd)"),
+           ("ours_peak_mb", "ref_peak_mb", "peak MB (graphvision / reference)"))
 _BW_NOTE = (
     "† Above 100 % of the copy bandwidth. The byte model counts each op's compulsory memory traffic "
     "(inputs read once, output written once) and the copy bandwidth is measured with a copy larger "
@@ -331,7 +333,7 @@ def _ratios(recs: list[dict], fields: list[str]) -> tuple[dict[int, list[tuple[s
             if cells:
                 out[i] = cells
     what = " / ".join(_label(f) for f in tfields)
-    return out, f"speed-up vs baseline ({what})" if out else None
+    return out, f"speed-up ({what})" if out else None
 
 
 def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str], list[tuple[str, list]], bool]:
@@ -346,6 +348,11 @@ def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str],
     recs = sorted(recs, key=lambda r: first[tuple(r["ids"].get(c, "") for c in id_cols if c != "provider")])
     fields = list(dict.fromkeys(f for r in recs for f in r["times"]))
     val_cols = list(dict.fromkeys(k for r in recs for k in r["values"] if _num(r["values"][k])))
+    pairs = [(a, b, lab) for a, b, lab in _PAIRED if a in val_cols and b in val_cols]
+    for a, b, lab in pairs:  # two memory columns as one "a / b" cell, to keep the table narrow
+        val_cols[val_cols.index(a)] = (a, b, lab)
+        val_cols.remove(b)
+    val_cols.sort(key=lambda c: c == "max_rel_err")  # the error last
     ratios, ratio_header = _ratios(recs, fields)
     copy_gbs = meta.get("copy_gbs")
     bw = [None] * len(recs)
@@ -363,7 +370,8 @@ def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str],
     header = [_label(c) for c in id_cols] + [f"{_label(f)} ms" for f in fields]
     header += [ratio_header] if ratio_header else []
     header += ["GB/s forward (% of copy)"] if has_bw else []
-    header += [_VALUE_LABELS.get(c, c.replace("_", " ").replace(" mb", " MB")) for c in val_cols]
+    header += [c[2] if isinstance(c, tuple) else _VALUE_LABELS.get(c, c.replace("_", " ").replace(" mb", " MB"))
+               for c in val_cols]
     header += ["note"] if has_err else []
     lines = []
     if same and len(recs) > 1:
@@ -393,7 +401,9 @@ def _table(recs: list[dict], meta: dict, spread: str | None) -> tuple[list[str],
             else:
                 pct = "" if b[1] is None else f" ({b[1]:.0f} %{' †' if b[1] > 100 else ''})"
                 cells.append(f"{_fmt(b[0])}{pct}")
-        cells += [_fmt(r["values"].get(c)) for c in val_cols]
+        cells += [(f"{_fmt(r['values'][c[0]])} / {_fmt(r['values'][c[1]])}"
+                   if c[0] in r["values"] and c[1] in r["values"] else "")
+                  if isinstance(c, tuple) else _fmt(r["values"].get(c)) for c in val_cols]
         if has_err:
             cells.append(_fmt(r["ids"].get("error")))
         lines.append("   * - " + "\n     - ".join(c if c or k < len(id_cols) else "\\-" for k, c in enumerate(cells)))
