@@ -118,8 +118,8 @@ _BW_NOTE = (
     "(inputs read once, output written once) and the copy bandwidth is measured with a copy larger "
     "than the caches. These inputs are small ({mb} MB of compulsory bytes) and every timed call "
     "reuses the same tensors, so they stay in the cache (the CPU's last-level cache, a GPU's L2) and "
-    "are read faster than main memory allows. Such a cell measures cache bandwidth; it is not an error in the byte model, and "
-    "it does not carry over to inputs larger than the cache."
+    "are read faster than main memory allows. Such a cell measures cache bandwidth; it is not an error "
+    "in the byte model, and it does not carry over to inputs larger than the cache."
 )
 
 #: The docs' source folder (``docs/``): Markdown includes are written relative to it.
@@ -471,7 +471,8 @@ def _plot(panels: list[tuple[str, list[tuple[str, list]], list[str]]], out_png: 
             ax.legend(fontsize=7, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(series), frameon=False)
     axes[-1, 0].set_xlabel("speed-up = baseline median ÷ graphvision median, linear scale\n"
                            "(dashed line: equal speed; right of it graphvision is faster)", fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     os.makedirs(os.path.dirname(out_png), exist_ok=True)
     tmp = f"{out_png}.{os.getpid()}.tmp.png"
@@ -542,7 +543,7 @@ def _provenance(meta: dict) -> list[str]:
     return lines
 
 
-def _render_json(path: str, rel: str, name: str, outdir: str, rel_prefix: str) -> list[str]:
+def _render_json(path: str, name: str, outdir: str, rel_prefix: str) -> list[str]:
     meta, lists = load_results(path)
     args = meta.get("args") if isinstance(meta.get("args"), dict) else {}
     stat = str(args.get("stat") or meta.get("stat") or "median")
@@ -615,7 +616,7 @@ def _render_file(path: str, results_dir: str, outdir: str, rel_prefix: str, leve
             "is the one it names, which may not be the median used on the rest of this page.", "",
             md_include(path, srcdir, start_line=1 if first else 0), ""]
     try:
-        return lines + _render_json(path, rel, name, outdir, rel_prefix)
+        return lines + _render_json(path, name, outdir, rel_prefix)
     except Exception as exc:  # never fail the build on a result file
         return lines + [f"*Could not read this file* ({_fmt(type(exc).__name__)}).", ""]
 
