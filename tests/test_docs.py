@@ -228,64 +228,154 @@ def test_benchmarks_absent_gives_a_note(tmp_path) -> None:
     assert ".. note::" in rst and _rst_problems(rst) == []
 
 
-def test_benchmarks_tables_and_plot(tmp_path) -> None:
+def _headings(rst: str) -> list[str]:
+    """Section titles of a reST text (a line underlined by a run of one punctuation character)."""
+    lines = rst.splitlines()
+    return [t for t, u in zip(lines, lines[1:])
+            if t.strip() and re.fullmatch(r"([-=~^\"])\1{3,}", u) and len(u) >= len(t.rstrip())]
+
+
+def _savefig_scales(monkeypatch) -> list[tuple[str, str]]:
+    """Record the x and y scale of every axes of every figure matplotlib saves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    scales: list[tuple[str, str]] = []
+    original = Figure.savefig
+
+    def savefig(self, *args, **kwargs):
+        scales.extend((ax.get_xscale(), ax.get_yscale()) for ax in self.axes)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    return scales
+
+
+def test_benchmarks_unknown_files_get_titled_sections(tmp_path, monkeypatch) -> None:
+    """A file the page does not know gets a section titled by its Markdown twin, a linear plot."""
+    scales = _savefig_scales(monkeypatch)
     res = tmp_path / "results"
     res.mkdir()
     records = [
-        {"op": "spmm", "graph": "grid8", "C": 64, "provider": p, "median_ms": t, "iqr_ms": 0.1, "peak_mib": 3.5,
-         "shape": [64, 56, 56]}
-        for p, t in (("graphvision", 1.5), ("torch_sparse_csr", 2.0), ("pyg|weird_name", 3.0))
+        {"op": "spmm", "graph": "grid8", "provider": p, "median_ms": t, "min_ms": 0.5 * t, "max_ms": 2 * t,
+         "mean_ms": 9.0, "iqr_ms": 0.1, "peak_mib": 3.5, "shape": [64, 56, 56]}
+        for p, t in (("graphvision", 1.5), ("torch_sparse_csr", 3.0), ("pyg|weird_name", 6.0))
     ]
-    payload = {"device": "cpu", "meta": {"torch": "2.13"}, "results": records}
-    (res / "bench_ops_cpu.json").write_text(json.dumps(payload))
+    payload = {"device": "cpu", "meta": {"torch": "2.13", "commit": "abc1234", "device_name": "Some CPU"},
+               "results": records}
+    (res / "bench_new_cpu.json").write_text(json.dumps(payload))
+    (res / "bench_new_cpu.md").write_text("# A new benchmark, CPU\n\n| shown | from json |\n|---|---|\n")
     (res / "broken.json").write_text("{not json")
-    (res / "bench_extra.md").write_text("| a | b |\n|---|---|\n| 1 | 2 |\n")
-    (res / "bench_ops_cpu.md").write_text("| shown | from json |\n|---|---|\n")
+    (res / "bench_extra.md").write_text("# Extra table\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
     out = tmp_path / "out"
     rst = gv_bench.render_benchmarks(str(res), str(out), "/api/generated")
-    assert "bench ops cpu" in rst and "pyg\\|weird\\_name" in rst and "64x56x56" in rst
+    heads = _headings(rst)
+    assert "Other results" in heads and "A new benchmark, CPU" in heads and "Extra table" in heads
+    assert not [h for h in heads if re.search(r"\.(json|md)$|_", h)], heads
+    assert "pyg\\|weird\\_name" in rst and "64x56x56" in rst
+    # The median with its min-max range; the mean and the minimum alone are not shown.
+    assert "1.5 (0.75-3)" in rst and "9 " not in rst and "mean" not in rst
+    assert "2.00x vs torch\\_sparse\\_csr; 4.00x vs pyg\\|weird\\_name" in rst
     assert "Could not read" in rst and "broken.json" in rst
-    assert "bench extra" in rst and "bench_ops_cpu.md" not in rst
-    # A Markdown result without a JSON twin is read by myst-parser through an include.
-    include = f".. include:: /{os.path.relpath(res / 'bench_extra.md', DOCS)}\n   :parser: myst_parser.sphinx_"
-    assert include in rst
-    assert (out / "bench_bench_ops_cpu.png").stat().st_size > 1000
-    assert ".. image:: /api/generated/bench_bench_ops_cpu.png" in rst
+    # A Markdown result without a JSON twin is read by myst-parser, its heading used as the title.
+    include = (f".. include:: /{os.path.relpath(res / 'bench_extra.md', DOCS)}\n   :parser: myst_parser.sphinx_\n"
+               "   :start-line: 1")
+    assert include in rst and "bench_new_cpu.md" not in rst
+    assert (out / "bench_bench_new_cpu.png").stat().st_size > 1000
+    assert ".. image:: /api/generated/bench_bench_new_cpu.png" in rst
+    assert scales and all(s == ("linear", "linear") for s in scales), scales
     # The image directive points into a Sphinx source tree; docutils alone cannot resolve it.
     assert _rst_problems(_uncheckable(rst)) == []
 
 
 def test_benchmark_scripts_format(tmp_path) -> None:
-    """The layout written by benchmarks/bench_*.py: metadata, graphs, rows per op x config x provider."""
+    """The layout written by benchmarks/bench_*.py: ratios from medians, dirty trees and >100 % flagged."""
     res = tmp_path / "results"
     res.mkdir()
     rows = []
     for op in ("spmm", "attention_aggregate"):
-        for prov, t in (("graphvision[torch]", 1.0), ("PyG GCNConv propagate", 3.0)):
-            rows.append({"op": op, "config": "grid B8 28x28 C64", "provider": prov, "fwd_ms": t, "fwd_p20_ms": t,
-                         "fwd_p80_ms": 1.2 * t, "full_ms": 2 * t, "peak_fwd_mb": 3.5, "peak_full_mb": 5.0,
-                         "fwd_gbs": 0.5, "fwd_pct_copy": 12.0, "speedup": {"x": {"fwd": 2.0}}})
+        # The minima (fwd_ms, the old headline) give other ratios than the medians: the medians count.
+        for prov, t, med in (("graphvision[torch]", 1.0, 2.0), ("PyG GCNConv propagate", 3.0, 8.0)):
+            rows.append({"op": op, "config": "grid B8 28x28 C64", "provider": prov, "fwd_ms": t,
+                         "fwd_median_ms": med, "fwd_min_ms": t, "fwd_p20_ms": med * 0.9, "fwd_p80_ms": med * 1.2,
+                         "full_ms": 2 * t, "full_median_ms": 2 * med, "peak_fwd_mb": 3.5, "peak_full_mb": 5.0,
+                         "compulsory_mb": 30.0, "fwd_gbs": 30.0 / t, "fwd_pct_copy": 3000.0 / t,
+                         "speedup": {"PyG GCNConv propagate": {"fwd": 3.0}} if prov.startswith("graph") else None})
     rows.append({"op": "spmm", "config": "grid B8 28x28 C64", "provider": "torch_sparse", "error": "ImportError: no"})
-    payload = {"metadata": {"device": "cpu", "commit": "abc", "torch": "2.13", "args": {"stat": "min"}},
+    payload = {"metadata": {"device": "cpu", "device_name": "Test CPU", "commit": "abc+dirty", "torch": "2.13",
+                            "copy_gbs": 10.0, "args": {"stat": "min", "reps": 9}},
                "graphs": [{"name": "grid B8 28x28 C64", "kind": "grid", "n": 6272, "e": 47520, "c": 64,
                            "conversion_ms": 1.7}],
                "rows": rows}
     (res / "ops_cpu_quick.json").write_text(json.dumps(payload))
     run = res / "h200_run1_2026-11-28"  # a run folder with its README, shown as one section
     run.mkdir()
+    payload["metadata"] = {**payload["metadata"], "commit": "f09ee03", "device": "cuda", "device_name": "H200"}
     (run / "ops_cuda.json").write_text(json.dumps(payload))
     (run / "ops_cuda.md").write_text("| twin | of the json |\n|---|---|\n")
     (run / "README.md").write_text("# H200 run 1\n\nThe Triton rows **failed** to compile in this run.\n")
     out = tmp_path / "out"
     rst = gv_bench.render_benchmarks(str(res), str(out), "/api/generated")
-    readme = f"/{os.path.relpath(run / 'README.md', DOCS)}\n   :parser: myst_parser.sphinx_"
-    assert rst.index("ops cpu quick") < rst.index("Run h200_run1_2026-11-28") < rst.index(readme)
-    assert rst.index(readme) < rst.index("ops cuda") and "ops_cuda.md" not in rst
-    assert (out / "bench_h200_run1_2026-11-28__ops_cuda.png").exists()
-    assert "**spmm**" in rst and "**attention\\_aggregate**" in rst
-    assert "**graphvision[torch]**" in rst and "1 (1-1.2)" in rst and "3.5 / 5" in rst
-    assert "ImportError: no" in rst and "commit abc" in rst and "build ms" in rst
+    readme = f"/{os.path.relpath(run / 'README.md', DOCS)}\n   :parser: myst_parser.sphinx_\n   :start-line: 1"
+    heads = _headings(rst)
+    assert heads == ["Message-passing ops", "Ops on small graphs, CPU, one thread", "GPU runs", "H200 run 1",
+                     "Ops on image graphs (GPU)"], heads
+    assert rst.index("Ops on small graphs") < rst.index("H200 run 1") < rst.index(readme) < rst.index("Ops on image")
+    assert "ops_cuda.md" not in rst and (out / "bench_h200_run1_2026-11-28__ops_cuda.png").exists()
+    assert "**spmm**" in rst and "**attention\\_aggregate**" in rst and "build ms" in rst
+    # Medians with the 20th-80th percentile (no maximum recorded), ratios of medians: 8 / 2 and 16 / 4.
+    assert "**graphvision[torch]**" in rst and "2 (1.8-2.4)" in rst and "Times in ms: median of 9 timed calls" in rst
+    assert "4.00x / 4.00x vs PyG GCNConv propagate" in rst and "3.00x" not in rst
+    assert "ImportError: no" in rst and "3.5" in rst and "5" in rst
+    # GB/s from the median: 30 MB / 2 ms = 15 GB/s = 150 % of 10 GB/s, marked and explained.
+    assert "15 (150 % †)" in rst and rst.count("† Above 100 % of the copy bandwidth") == 4
+    # Provenance: the dirty CPU file is flagged, the clean GPU file is not.
+    assert rst.count("Recorded from uncommitted changes on top of commit ``abc``") == 1
+    assert "commit ``f09ee03``" in rst and "machine H200 (cuda)" in rst and "machine Test CPU (cpu)" in rst
     assert (out / "bench_ops_cpu_quick.png").stat().st_size > 1000
+    assert _rst_problems(_uncheckable(rst)) == []
+
+
+def test_committed_results_follow_the_page_rules(tmp_path, monkeypatch) -> None:
+    """The committed results: titled sections, the median only, no unexplained >100 % cell, dirty runs flagged.
+
+    Plotting is stubbed (the plots are checked above and in the docs build); the text is the real page.
+    """
+    plots: list = []
+    monkeypatch.setattr(gv_bench, "_plot", lambda panels, out, title: plots.append(panels) or False)
+    results = os.path.join(ROOT, "benchmarks", "results")
+    rst = gv_bench.render_benchmarks(results, str(tmp_path), "/api/generated")
+    assert plots and all(bars for panels in plots for _, bars, _ in panels)
+    stems = set()
+    dirty = 0
+    files = glob.glob(os.path.join(results, "**", "*.json"), recursive=True)
+    for path in files:
+        stems.add(os.path.splitext(os.path.basename(path))[0])
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        meta = data.get("metadata") or data.get("meta") or {}
+        dirty += "dirty" in str(meta.get("commit", ""))
+    # No raw file names as headings.
+    for h in _headings(rst):
+        assert not re.search(r"\.(json|md)\b", h), h
+        assert not any(stem in h or stem.replace("_", " ") == h.lower() for stem in stems), h
+    # One statistic: the median (minima appear only as the low end of a min-max range).
+    stat_lines = [ln for ln in rst.splitlines() if ln.startswith("Times in ms:")]
+    assert stat_lines and all(ln.startswith("Times in ms: median of") for ln in stat_lines)
+    assert "minimum" not in rst.lower() and not re.search(r"\bmin\b(?!-max)", rst)
+    assert rst.count("*Recorded:* machine") == len(files)
+    # Every cell above 100 % of the copy bandwidth is marked and explained under its own table.
+    for m in re.finditer(r"\((\d+) %( †)?\)", rst):
+        if int(m.group(1)) > 100:
+            assert m.group(2), m.group(0)
+            rest = rst[m.end():]
+            note = rest.find("† Above 100 % of the copy bandwidth")
+            nxt = rest.find(".. list-table::")
+            assert note >= 0 and (nxt < 0 or note < nxt)
+    # Results from uncommitted trees are flagged, one warning per file.
+    assert rst.count("Recorded from uncommitted changes") == dirty
     assert _rst_problems(_uncheckable(rst)) == []
 
 
