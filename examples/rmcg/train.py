@@ -19,7 +19,8 @@ folder fsynced), ``best.pt`` (the full state of the best validation epoch), ``da
 validated table trained on: path, label, class name, patient, split), ``metrics.json``
 (accuracy, balanced accuracy, macro precision / recall / F1, AUROC, per-class scores and recall,
 confusion matrix, for val and test; split sizes; unreadable images; per-epoch history; training
-images/s), ``confusion_matrix.png`` and, for graph models, ``heatmaps.png`` (pooling scores and
+images/s), ``predictions_test.csv`` (per test image: path, patient, label, prediction and class
+probabilities; ``paired.py`` compares two runs on it), ``confusion_matrix.png`` and, for graph models, ``heatmaps.png`` (pooling scores and
 node attention over a few test images).
 
 Bad input is refused before training with a message naming the problem and exit status 2 (no
@@ -61,7 +62,9 @@ from rmcg.models import FEATURE_LEVELS, GRAPH_MODELS, MODELS, create_model, regu
 
 log = logging.getLogger("rmcg")
 TISSUE_SAMPLE = _HERE / "data"  # the embedded 640-patch breast IDC sample (the default --data)
-RUN_FILES = ("checkpoint.pt", "best.pt", "metrics.json", "confusion_matrix.png", "heatmaps.png", "dataset.csv")
+RUN_FILES = (
+    "checkpoint.pt", "best.pt", "metrics.json", "confusion_matrix.png", "heatmaps.png", "dataset.csv", "predictions_test.csv"
+)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -582,6 +585,22 @@ def predict(model: nn.Module, ds: ImageDataset, batch_size: int, env: Dist, norm
     return labels, preds, probs, total_loss / max(1, len(keys))
 
 
+def write_predictions(
+    ds: ImageDataset, labels: list[int], preds: list[int], probs: Tensor | None, classes: list[str], path: Path
+) -> None:
+    """Write one row per image: path, patient, label, prediction and class probabilities (CSV)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "patient_id", "label", "pred"] + [f"prob_{c}" for c in classes])
+    for i, (s, y, p) in enumerate(zip(ds.samples, labels, preds, strict=True)):
+        row_probs = [] if probs is None else [f"{float(v):.6f}" for v in probs[i]]
+        w.writerow([str(s.path), s.patient_id or "", y, p] + row_probs)
+    atomic_write_text(buf.getvalue(), path)
+
+
 def normalize(images: Tensor, norm: tuple[Tensor, Tensor], device: torch.device) -> Tensor:
     x = images.to(device, non_blocking=True).float().div_(255)
     mean, std = norm
@@ -1015,6 +1034,9 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
         results[split] = classification_metrics(labels, preds, len(classes), classes, probs) if labels else None
         if results[split] is not None:
             results[split]["loss"] = loss
+        if env.main and split == "test" and labels and len(labels) == len(sets[split]):
+            # per-image predictions (in the dataset's order) for paired comparisons of two runs
+            write_predictions(sets[split], labels, preds, probs, classes, out / "predictions_test.csv")
     speeds = [h["train_images_per_sec"] for h in history]
     speeds_steady = speeds[1:] or speeds
     skipped = {k: [{"path": p, "error": m} for p, m in ds.skipped] for k, ds in sets.items()}
