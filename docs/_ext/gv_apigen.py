@@ -152,6 +152,7 @@ PRIVATE_GROUPS: dict[str, str] = {
     "_pool": "pool",
     "_conv_pyg": "conv",
     "_vig": "conv",
+    "_message_passing": "conv",
 }
 
 #: Capability columns (key in a layer's ``_capabilities`` dict, column title).
