@@ -17,6 +17,7 @@ per call when a structure is reused).
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Any
 
 import torch
@@ -72,7 +73,8 @@ class MessagePassing(nn.Module):
     argument that :meth:`message`, :meth:`aggregate` or :meth:`update` names is looked up in the
     keyword arguments of :meth:`propagate`: ``x_j`` is ``x`` gathered at each edge's source
     (``x[edge_index[0]]``), ``x_i`` at its target (``x[edge_index[1]]``), along ``node_dim``; a
-    pair ``x=(x_src, x_dst)`` gives ``x_j`` from ``x_src`` and ``x_i`` from ``x_dst`` (bipartite);
+    pair ``x=(x_src, x_dst)`` gives ``x_j`` from ``x_src`` and ``x_i`` from ``x_dst`` (bipartite; with
+    ``flow="target_to_source"`` too, as in PyG, so ``x_src`` then has the nodes of ``edge_index[1]``);
     other names are passed as they are. ``edge_index``, ``edge_index_i``, ``edge_index_j``,
     ``index`` (the target of each edge), ``ptr``, ``size``, ``size_i``, ``size_j`` and
     ``dim_size`` are provided by :meth:`propagate` (PyG's ``special_args``).
@@ -238,7 +240,7 @@ class MessagePassing(nn.Module):
             if isinstance(data, (tuple, list)):
                 if len(data) != 2:
                     raise ValueError(f"Expected '{name[:-2]}' to be a tensor or a pair (src, dst) (got {len(data)} items)")
-                pairs = ((0, data[0]), (1, data[1]))
+                pairs = ((j, data[0]), (i, data[1]))
             else:
                 pairs = ((dim, data),)
             for k, t in pairs:
@@ -273,7 +275,7 @@ class MessagePassing(nn.Module):
             if suffix in ("_i", "_j") and name[:-2] in kwargs:
                 data = kwargs[name[:-2]]
                 if isinstance(data, (tuple, list)):
-                    data = data[0 if (suffix == "_j") == (self.flow == "source_to_target") else 1]
+                    data = data[0 if suffix == "_j" else 1]  # (senders, receivers), as PyG
                 if isinstance(data, Tensor):
                     data = data.index_select(_node_dim(data, self.node_dim), idx[suffix])
                 out[name] = data
@@ -393,7 +395,7 @@ class MessagePassing(nn.Module):
         d = _node_dim(inputs, self.node_dim)
         moved = inputs.movedim(d, 0)
         rest = moved.shape[1:]
-        flat = moved.reshape(moved.size(0), -1).contiguous()
+        flat = moved.reshape(moved.size(0), math.prod(rest)).contiguous()
         name = resolve_backend("segment_reduce_csr", inputs.device, None)
         out, _ = torch.ops.graphvision.segment_reduce(ptr, flat, self._reduce_name(), name)
         return out.view((ptr.numel() - 1,) + tuple(rest)).movedim(0, d)
