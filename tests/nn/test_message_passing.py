@@ -375,8 +375,9 @@ def test_errors():
 
 
 # ---------------------------------------------------------------------------- compile
-def test_compiles_fullgraph():
-    ours, ref = _pair(edge_attr_like, 3, 2, "max")
+@pytest.mark.parametrize("aggr", ["max", "mean"])
+def test_compiles_fullgraph(aggr):
+    ours, ref = _pair(edge_attr_like, 3, 2, aggr)
     ei = _graph(6, 20, 8)
     x, attr = torch.randn(6, 3), torch.randn(20, 2)
     compiled = torch.compile(ours, fullgraph=True, backend="eager")
