@@ -321,9 +321,10 @@ class MessagePassing(nn.Module):
         names = self._names
         sz = self._sizes(kwargs, names, size)
         g = self._structure(edge_index, sz)
-        for v in kwargs.values():
-            if isinstance(v, Tensor):
-                check_same_device("edge_index", g.edge_index, "a propagate() argument", v)
+        for k, v in kwargs.items():
+            for t in v if isinstance(v, (tuple, list)) else (v,):
+                if isinstance(t, Tensor):
+                    check_same_device("edge_index", g.edge_index, k, t)
         s2t = self.flow == "source_to_target"
         sz = [g.num_src_nodes, g.num_nodes]
         n_out = g.num_nodes if s2t else g.num_src_nodes
