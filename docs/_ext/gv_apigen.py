@@ -300,6 +300,8 @@ def _module_members(cls: type) -> list[str]:
             if meth in vars(klass):
                 members.append(meth)
                 break
+    # a base class lists the methods subclasses override (MessagePassing: propagate, message, ...)
+    members += [m for m in getattr(cls, "_doc_members", ()) if m not in members]
     return members
 
 

@@ -133,6 +133,9 @@ class MessagePassing(nn.Module):
     #: Keyword arguments of :meth:`propagate` that are per edge (permuted with the edges).
     edge_args: tuple[str, ...] = ("edge_weight", "edge_attr", "edge_type")
 
+    #: Methods the API reference lists (read by ``docs/_ext/gv_apigen.py``).
+    _doc_members = ("propagate", "message", "aggregate", "update", "edge_updater", "edge_update")
+
     _capabilities = {
         "batched": True,
         "per_sample_graph": False,
