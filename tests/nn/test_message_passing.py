@@ -179,7 +179,7 @@ graphs = dict(
 
 
 # ---------------------------------------------------------------------------- parity with PyG
-@settings(max_examples=30)
+@settings(max_examples=20)
 @given(**graphs, as_edge_weight=st.booleans())
 def test_gcn_like_matches_pyg(n, e, seed, contiguous, aggr, as_edge_weight):
     ours, ref = _pair(gcn_like, 3, 4, aggr, as_edge_weight=as_edge_weight)
@@ -187,7 +187,7 @@ def test_gcn_like_matches_pyg(n, e, seed, contiguous, aggr, as_edge_weight):
     _compare(ours, ref, (x, _graph(n, e, seed)))
 
 
-@settings(max_examples=30)
+@settings(max_examples=20)
 @given(**graphs, batched=st.booleans())
 def test_edge_conv_like_matches_pyg(n, e, seed, contiguous, aggr, batched):
     ours, ref = _pair(edge_conv_like, 3, 4, aggr)
@@ -195,7 +195,7 @@ def test_edge_conv_like_matches_pyg(n, e, seed, contiguous, aggr, batched):
     _compare(ours, ref, (x, _graph(n, e, seed)))
 
 
-@settings(max_examples=25)
+@settings(max_examples=20)
 @given(**graphs)
 def test_edge_attr_and_update_match_pyg(n, e, seed, contiguous, aggr):
     ei = _graph(n, e, seed)
