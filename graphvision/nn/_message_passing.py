@@ -195,6 +195,11 @@ class MessagePassing(nn.Module):
         if isinstance(edge_index, GraphStructure):
             g = edge_index
         elif isinstance(edge_index, Tensor):
+            if edge_index.layout != torch.strided:
+                raise TypeError(
+                    f"Expected 'edge_index' to be a dense (2, E) tensor or a GraphStructure (got a {edge_index.layout} "
+                    "tensor); convert a sparse adjacency with GraphStructure.from_csr or .indices()"
+                )
             carried = getattr(edge_index, "graph", None)
             if isinstance(carried, GraphStructure):
                 ce = carried.edge_index  # a kNN/radius result: its structure, if it still describes this memory

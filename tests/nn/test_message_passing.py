@@ -372,6 +372,8 @@ def test_errors():
         gnn.MessagePassing(aggr=None)
     with pytest.raises(TypeError, match="edge_index"):
         conv(x, [[0, 1], [1, 2]], attr)
+    with pytest.raises(TypeError, match="sparse"):
+        conv(x, torch.eye(4).to_sparse_csr(), attr)
 
 
 # ---------------------------------------------------------------------------- compile
