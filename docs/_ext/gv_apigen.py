@@ -152,6 +152,7 @@ PRIVATE_GROUPS: dict[str, str] = {
     "_pool": "pool",
     "_conv_pyg": "conv",
     "_vig": "conv",
+    "_message_passing": "conv",
 }
 
 #: Capability columns (key in a layer's ``_capabilities`` dict, column title).
@@ -299,6 +300,8 @@ def _module_members(cls: type) -> list[str]:
             if meth in vars(klass):
                 members.append(meth)
                 break
+    # a base class lists the methods subclasses override (MessagePassing: propagate, message, ...)
+    members += [m for m in getattr(cls, "_doc_members", ()) if m not in members]
     return members
 
 

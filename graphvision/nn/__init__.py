@@ -10,6 +10,8 @@ from graphvision.nn._mutual_information import *  # noqa: F401,F403
 from graphvision.nn._pool import *  # noqa: F401,F403
 from graphvision.nn._conv_pyg import *  # noqa: F401,F403
 from graphvision.nn._vig import *  # noqa: F401,F403
+from graphvision.nn import _message_passing
+from graphvision.nn._message_passing import *  # noqa: F401,F403
 
 __all__ = [
     *_converters.__all__,
@@ -19,4 +21,5 @@ __all__ = [
     *_pool.__all__,
     *_conv_pyg.__all__,
     *_vig.__all__,
+    *_message_passing.__all__,
 ]
