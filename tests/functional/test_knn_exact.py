@@ -56,9 +56,13 @@ def test_knn_exact_far_from_origin(offset, dtype, dims, k, batched, seed):
         ref = torch.cat([ref_knn(x[:17], k, False), ref_knn(x[17:], k, False) + 17])
     else:
         ref = ref_knn(x, k, False)
-    # Exact: same distances to the k-th (ties aside: compare distances, then indices where unique).
-    assert torch.equal(ref_dist_rows(x, got), ref_dist_rows(x, ref))
-    assert float((got == ref).float().mean()) > 0.99
+    # Exact: the same distances, rank by rank, as float64 cdist on the same (float32-rounded)
+    # coordinates. Indices may differ only between tied candidates: at 1e6 float32 spacing is
+    # 0.0625, so rounded positions tie often and either choice is correct.
+    d_got, d_ref = ref_dist_rows(x, got), ref_dist_rows(x, ref)
+    assert torch.equal(d_got, d_ref)
+    differs = got != ref
+    assert torch.equal(d_got[differs], d_ref[differs])  # every index difference is a tie
 
 
 @settings(max_examples=8, deadline=None)
