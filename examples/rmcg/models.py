@@ -295,8 +295,17 @@ class GraphClassifier(nn.Module):
         graph: str | None = None,
         mi_grad: bool = False,
         width: int = 64,
+        mca: bool = True,
+        pool: str = "attention",
+        rmcg_conv: str = "attention",
     ) -> None:
         super().__init__()
+        if pool not in ("attention", "mean") or rmcg_conv not in ("attention", "gcn"):
+            raise ValueError(
+                f"Expected pool in ('attention', 'mean') and rmcg_conv in ('attention', 'gcn') "
+                f"(got pool={pool!r}, rmcg_conv={rmcg_conv!r})"
+            )
+        self.rmcg_conv = rmcg_conv
         if kind not in ("gcn", "gat", "ecc", "gcnii", "rmcg"):
             raise ValueError(f"Expected kind in ('gcn', 'gat', 'ecc', 'gcnii', 'rmcg') (got {kind!r})")
         if hidden % heads:
@@ -306,15 +315,16 @@ class GraphClassifier(nn.Module):
         self.kind = kind
         self.mi_grad = mi_grad
         self.graph = graph or ("mi" if kind == "rmcg" else "grid")
-        if self.graph not in ("grid", "mi"):
-            raise ValueError(f"Expected graph in ('grid', 'mi') (got {self.graph!r})")
+        if self.graph not in ("grid", "mi", "knn"):
+            raise ValueError(f"Expected graph in ('grid', 'mi', 'knn') (got {self.graph!r})")
+        self.knn_k = mi_topk
         if kind == "ecc" and self.graph != "grid":
             raise ValueError("Expected graph='grid' for ecc (its edge attributes are pixel offsets)")
         self.backbone = build_backbone(backbone, feature_level, width)
         c = self.backbone.out_channels
         self.hidden, self.num_layers, self.dropout = hidden, num_layers, dropout
         self.grid = _GridCache()
-        self.mca = _gv("MultiChannelAttention")(c, heads=attention_heads) if kind == "rmcg" else None
+        self.mca = _gv("MultiChannelAttention")(c, heads=attention_heads) if kind == "rmcg" and mca else None
         self.mi = (
             _gv("MutualInformationAdjacency")(bins=mi_bins, top_k=mi_topk, output="sparse")
             if self.graph == "mi"
@@ -333,11 +343,15 @@ class GraphClassifier(nn.Module):
                 convs.append(_gv("EdgeConditionedConv")(dims[i], dims[i + 1], edge_nn, aggr="mean"))
             elif kind == "gcnii":
                 convs.append(_gv("GCN2Conv")(hidden, alpha=residual_alpha, theta=0.5, layer=i + 1))
+            elif rmcg_conv == "gcn":  # ablation: plain GCN in place of the attention-based GCN
+                convs.append(_gv("GCNConv")(dims[i], dims[i + 1]))
             else:
                 convs.append(_gv("AttentionGCNConv")(dims[i], dims[i + 1] // heads, heads=heads, alpha=residual_alpha))
         self.convs = convs
         self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(num_layers))
-        self.pool = _gv("AttentionPooling")(hidden, hidden_channels=hidden) if kind == "rmcg" else None
+        self.pool = (
+            _gv("AttentionPooling")(hidden, hidden_channels=hidden) if kind == "rmcg" and pool == "attention" else None
+        )
         self.classifier = nn.Linear(hidden, num_classes)
 
     @property
@@ -355,6 +369,9 @@ class GraphClassifier(nn.Module):
         edge_weight = edge_attr = None
         if self.graph == "grid":
             edge_index, edge_attr = self.grid.get(h, w, x.device)  # one graph shared by the batch
+        elif self.graph == "knn":  # ablation: kNN in feature space (per image, offset over B*N nodes)
+            edge_index = _gv("knn_graph", "functional")(x.detach(), self.knn_k)
+            x = x.reshape(b * n, c)
         else:
             # per-image graphs, offset over the flat B*N nodes; by default the graph is built from the
             # features without back-propagating through the MI estimator (mi_grad=True does)
@@ -374,24 +391,34 @@ class GraphClassifier(nn.Module):
                 out = conv(h_in, edge_index, edge_attr)
             elif self.kind == "gcnii":
                 out = conv(h_in, x0, edge_index)
+            elif self.rmcg_conv == "gcn":
+                out = conv(h_in, edge_index, edge_weight)
             elif explain and i == len(self.convs) - 1:
                 out, (att_ei, att) = conv(h_in, edge_index, edge_weight, x0=x0, return_attention=True)
-                a = att.mean(-1)  # mean over heads, (E + N,)
+                a = att.mean(-1)  # mean over heads: (E + N,), or (B, E + N) for the grid shared by the batch
                 keep = att_ei[0] != att_ei[1]  # attention the other nodes pay to each node (as a source)
-                node_attention = torch.zeros(b * n, device=x.device, dtype=a.dtype).index_add_(
-                    0, att_ei[0][keep], a[keep]
-                )
+                if a.dim() == 2:
+                    node_attention = torch.zeros(b, n, device=x.device, dtype=a.dtype).index_add_(
+                        1, att_ei[0][keep], a[:, keep]
+                    ).reshape(b * n)
+                else:
+                    node_attention = torch.zeros(b * n, device=x.device, dtype=a.dtype).index_add_(
+                        0, att_ei[0][keep], a[keep]
+                    )
             else:
                 out = conv(h_in, edge_index, edge_weight, x0=x0)
             x = F.relu(norm(out))
         scores = None
         if self.pool is not None:
             pooled, scores = self.pool(
-                x, torch.arange(b, device=x.device).repeat_interleave(n), num_graphs=b, return_attention=True
+                x.reshape(b * n, -1),
+                torch.arange(b, device=x.device).repeat_interleave(n),
+                num_graphs=b,
+                return_attention=True,
             )
             scores = scores.mean(-1)
         else:
-            pooled = _gv("global_mean_pool", "functional")(x)
+            pooled = _gv("global_mean_pool", "functional")(x.reshape(b, n, -1))  # (B, N, C) -> (B, C)
         logits = self.classifier(F.dropout(pooled, self.dropout, self.training))
         if not explain:
             return logits

@@ -141,8 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--graph",
         default=None,
-        choices=("grid", "mi"),
-        help="override the pixel graph (default: mi for rmcg, grid otherwise)",
+        choices=("grid", "mi", "knn"),
+        help="override the pixel graph (default: mi for rmcg, grid otherwise; knn: feature-space kNN, k = --mi-topk)",
+    )
+    m.add_argument("--no-mca", action="store_true", help="rmcg ablation: without multi-channel attention")
+    m.add_argument("--pool", default="attention", choices=("attention", "mean"), help="rmcg ablation: graph pooling")
+    m.add_argument(
+        "--rmcg-conv", default="attention", choices=("attention", "gcn"), help="rmcg ablation: the graph convolution"
     )
 
     t = p.add_argument_group("training")
@@ -817,6 +822,11 @@ def _run(args: argparse.Namespace, env: Dist) -> dict[str, Any]:
             mi_topk=args.mi_topk,
             graph=args.graph,
             mi_grad=args.mi_grad,
+            **(
+                dict(mca=not args.no_mca, pool=args.pool, rmcg_conv=args.rmcg_conv)
+                if args.model == "rmcg"
+                else {}
+            ),
         )
     model = create_model(
         args.model,
