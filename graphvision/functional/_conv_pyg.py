@@ -507,6 +507,38 @@ def gatv2_conv(
 # --------------------------------------------------------------------------------------------
 
 
+def _aggregate_and_project(
+    g: GraphInput,
+    x_src: Tensor,
+    x_dst: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    root_weight: Tensor | None,
+    aggr: str,
+    edge_weight: Tensor | None,
+) -> Tensor:
+    """``W aggr_j(e_ji x_j) + b (+ W_root x_i)``, shared by SAGE and GraphConv (parameters checked).
+
+    For sum/mean, the projection runs before the aggregation when it narrows the features (same
+    result, fewer bytes through the sparse product); max needs the raw features.
+    """
+    _check_param(weight, ("F_out", x_src.size(-1)), "weight", x_src)
+    f_out = weight.size(0)
+    if bias is not None:
+        _check_param(bias, (f_out,), "bias", x_src)
+    if root_weight is not None:
+        _check_param(root_weight, (f_out, x_dst.size(-1)), "root_weight", x_dst)
+    if aggr != "max" and _linear_before(weight):
+        out = _aggregate(g, F.linear(x_src, weight), aggr, edge_weight)
+        if bias is not None:
+            out = out + bias
+    else:
+        out = F.linear(_aggregate(g, x_src, aggr, edge_weight), weight, bias)
+    if root_weight is not None:
+        out = out + F.linear(x_dst, root_weight)
+    return out
+
+
 def sage_conv(
     x: PairLike,
     edge_index: GraphLike,
@@ -567,20 +599,7 @@ def sage_conv(
         if project_bias is not None:
             _check_param(project_bias, (c,), "project_bias", x_src)
         x_src = F.linear(x_src, project_weight, project_bias).relu()
-    _check_param(weight, ("F_out", x_src.size(-1)), "weight", x_src)
-    f_out = weight.size(0)
-    if bias is not None:
-        _check_param(bias, (f_out,), "bias", x_src)
-    if root_weight is not None:
-        _check_param(root_weight, (f_out, x_dst.size(-1)), "root_weight", x_dst)
-    if aggr != "max" and _linear_before(weight):
-        out = _aggregate(g, F.linear(x_src, weight), aggr)
-        if bias is not None:
-            out = out + bias
-    else:
-        out = F.linear(_aggregate(g, x_src, aggr), weight, bias)
-    if root_weight is not None:
-        out = out + F.linear(x_dst, root_weight)
+    out = _aggregate_and_project(g, x_src, x_dst, weight, bias, root_weight, aggr, None)
     if normalize:
         out = F.normalize(out, p=2.0, dim=-1)
     return restore(out, g)
@@ -643,21 +662,7 @@ def graph_conv(
         x_src = check_x(x)
         x_src, g = resolve_graph(x_src, edge_index, edge_weight, batch)
         x_dst = x_src
-    _check_param(weight, ("F_out", x_src.size(-1)), "weight", x_src)
-    f_out = weight.size(0)
-    if bias is not None:
-        _check_param(bias, (f_out,), "bias", x_src)
-    if root_weight is not None:
-        _check_param(root_weight, (f_out, x_dst.size(-1)), "root_weight", x_dst)
-    if aggr != "max" and _linear_before(weight):
-        out = _aggregate(g, F.linear(x_src, weight), aggr, g.edge_weight)
-        if bias is not None:
-            out = out + bias
-    else:
-        out = F.linear(_aggregate(g, x_src, aggr, g.edge_weight), weight, bias)
-    if root_weight is not None:
-        out = out + F.linear(x_dst, root_weight)
-    return restore(out, g)
+    return restore(_aggregate_and_project(g, x_src, x_dst, weight, bias, root_weight, aggr, g.edge_weight), g)
 
 
 # --------------------------------------------------------------------------------------------
