@@ -22,18 +22,15 @@ Results: ``benchmarks/results/pyg_layers_<device>.json`` and ``.md``.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, metadata, peak_memory_mb, sync, write_results  # noqa: E402
+from common import fmt, metadata, peak_memory_mb, time_min_max as timed, write_results  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -44,19 +41,6 @@ CONFIGS = [("B8 56x56 C64", 8, 64, 56, 56), ("RMCG B64 7x7 C64", 64, 64, 7, 7)]
 SMOKE = [("smoke B2 6x6 C8", 2, 8, 6, 6)]
 LAYERS = ["GATv2Conv", "GATv2Conv edge_dim", "GATConv edge_dim", "SAGEConv mean", "SAGEConv max", "GraphConv",
           "GINConv", "GINEConv edge_dim"]
-
-
-def timed(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
 
 
 def build(layer: str, c: int) -> tuple[torch.nn.Module, torch.nn.Module, bool]:

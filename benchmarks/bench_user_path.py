@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, metadata, peak_memory_mb, sync, write_results  # noqa: E402
+from common import fmt, metadata, peak_memory_mb, sync, time_min_max as timed, write_results  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -48,19 +48,6 @@ HEADS = 4
 # name, B, C, H, W
 CONFIGS = [("B8 56x56 C64", 8, 64, 56, 56), ("RMCG B64 7x7 C64", 64, 64, 7, 7)]
 SMOKE = [("smoke B2 6x6 C8", 2, 8, 6, 6)]
-
-
-def timed(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> dict[str, float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        times.append((time.perf_counter() - t0) * 1e3)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
 
 
 def timed_interleaved(

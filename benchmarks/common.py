@@ -120,6 +120,20 @@ def time_fn(fn: Callable[[], Any], device: torch.device, reps: int = 7, warmup: 
     return {"median_ms": statistics.median(times), "p20_ms": q[0], "p80_ms": q[3], "min_ms": min(times)}
 
 
+def time_min_max(fn: Callable[[], Any], device: torch.device, reps: int, warmup: int = 2) -> dict[str, float]:
+    """Median, min and max of ``reps`` device-synced calls of ``fn`` in ms, after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append((time.perf_counter() - t0) * 1e3)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times)}
+
+
 # ----------------------------------------------------------------------------- memory
 def peak_memory_mb(fn: Callable[[], Any], device: torch.device) -> float:
     """Peak bytes allocated by one call of ``fn`` above what was live before it, in MB (1e6 B)."""
