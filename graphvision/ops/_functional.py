@@ -17,7 +17,7 @@ from torch import Tensor
 from graphvision import _checks, config
 from graphvision.ops import _library  # noqa: F401  (registers torch.ops.graphvision.*)
 from graphvision.ops._dispatch import resolve_backend
-from graphvision.structure import GraphStructure
+from graphvision.structure import GraphStructure, _version_of
 
 __all__ = ["scatter", "spmm", "segment_softmax", "attention_aggregate", "attention_pool"]
 
@@ -99,7 +99,7 @@ def as_structure(edge_index: Tensor | GraphStructure, num_dst: int, num_src: int
     if edge_index.numel() > 0 and (_checks.sync_checks_enabled() or cpu):
         is_sorted, num_loops = _checks.check_edge_index_range(edge_index, num_src, num_dst)
         sorted_by_target = is_sorted if cpu else False
-        if cpu and _version_or_none(edge_index) is not None:
+        if cpu and _version_of(edge_index) is not None:
             # a private copy: the user's tensor can change later without touching the cached structure
             edge_index = edge_index.clone()
         g = GraphStructure._trusted(edge_index, num_dst, num_src, sorted_by_target=sorted_by_target)
@@ -118,13 +118,6 @@ def as_structure(edge_index: Tensor | GraphStructure, num_dst: int, num_src: int
 #: never serve another graph's data; bounded to :data:`RECENT_GRAPHS` entries.
 _RECENT: OrderedDict[tuple, GraphStructure] = OrderedDict()
 RECENT_GRAPHS = 2
-
-
-def _version_or_none(t: Tensor) -> int | None:
-    try:
-        return int(t._version)
-    except (RuntimeError, AttributeError):  # inference tensors
-        return None
 
 
 def _recent_structure(edge_index: Tensor, num_dst: int, num_src: int) -> GraphStructure | None:
