@@ -60,11 +60,17 @@ class Predictions:
 
     @classmethod
     def pooled(cls, name: str, runs: Sequence[Predictions]) -> Predictions:
-        first = runs[0]
-        for r in runs[1:]:
-            if r.paths != first.paths or not torch.equal(r.labels, first.labels):
-                raise SystemExit(f"error: {r.name} and {first.name} were evaluated on different test images")
+        first = _same_images(runs)
         return cls(name, first.paths, first.patients, first.labels, torch.stack([r.probs for r in runs]).mean(0))
+
+
+def _same_images(runs: Sequence[Predictions]) -> Predictions:
+    """The first run, after checking every run was evaluated on the same images and labels."""
+    first = runs[0]
+    for r in runs[1:]:
+        if r.paths != first.paths or not torch.equal(r.labels, first.labels):
+            raise SystemExit(f"error: {r.name} and {first.name} were evaluated on different test images")
+    return first
 
 
 def scores(labels: torch.Tensor, probs: torch.Tensor) -> dict[str, float]:
@@ -112,10 +118,7 @@ def mcnemar_exact(a_right: torch.Tensor, b_right: torch.Tensor) -> tuple[int, in
 
 def compare(runs: list[Predictions], pairs: list[tuple[int, int]], boot: int, seed: int) -> dict:
     """Point estimates, patient-bootstrap intervals and paired comparisons."""
-    base = runs[0]
-    for r in runs[1:]:
-        if r.paths != base.paths or not torch.equal(r.labels, base.labels):
-            raise SystemExit(f"error: {r.name} and {base.name} were evaluated on different test images")
+    base = _same_images(runs)
     samples = patient_bootstrap(base.patients, boot, seed)
     per_run = []
     boot_scores = []
