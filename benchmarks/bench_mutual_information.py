@@ -73,7 +73,7 @@ def providers(device: torch.device, bins: int, naive: bool, triton: bool) -> dic
             old = torch.get_float32_matmul_precision()
             torch.set_float32_matmul_precision(precision)
             try:
-                return mutual_information_adjacency(x, bins=bins, self_loops=True, backend=backend)
+                return mutual_information_adjacency(x, bins=bins, loop=True, backend=backend)
             finally:
                 torch.set_float32_matmul_precision(old)
 

@@ -330,7 +330,7 @@ def case_attention(g: Graph, device: torch.device, gen: torch.Generator) -> Case
     a_s = torch.randn(g.n, HEADS, generator=gen).to(device).requires_grad_()
     a_d = torch.randn(g.n, HEADS, generator=gen).to(device).requires_grad_()
     src, dst = g.edge_index
-    case = Case("attention_aggregate", {"x": x, "alpha_src": a_s, "alpha_dst": a_d}, ["x", "alpha_src", "alpha_dst"])
+    case = Case("attention_aggregate", {"x": x, "score_src": a_s, "score_dst": a_d}, ["x", "score_src", "score_dst"])
     for be in _gv_backends(device, "attention_forward_csr"):
         case.providers[f"graphvision[{be}]"] = lambda be=be: gops.attention_aggregate(
             x, a_s, a_d, g.structure, num_nodes=g.n, backend=be
@@ -372,7 +372,7 @@ def case_pool(g: Graph, device: torch.device, gen: torch.Generator) -> Case:
     batch = g.batch
     case = Case("attention_pool", {"x": x, "gate": gate}, ["x", "gate"])
     for be in _gv_backends(device, "attention_pool_ptr"):
-        case.providers[f"graphvision[{be}]"] = lambda be=be: gops.attention_pool(x, gate, batch, g.b, backend=be)
+        case.providers[f"graphvision[{be}]"] = lambda be=be: gops.global_attention_pool(x, gate, batch, g.b, backend=be)
 
     def native() -> torch.Tensor:
         m = gate.new_full((g.b, 1), -math.inf).scatter_reduce(0, batch[:, None], gate, "amax", include_self=True)

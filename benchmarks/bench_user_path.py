@@ -105,7 +105,7 @@ def run_config(cfg: tuple, device: torch.device, args) -> tuple[list[dict], dict
     unseen_raw = fresh_stream(res.edge_index, args.reps + 4)
 
     def unseen() -> torch.Tensor:
-        from graphvision.ops._functional import clear_recent_graphs
+        from graphvision.ops._api import clear_recent_graphs
 
         clear_recent_graphs()  # never served from the content memory: the full per-call cost
         return unseen_raw()

@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> Path:
 
     # 1. Pixel grids.
     grid4, t4 = timed(GF.image_to_graph, image, connectivity=4)
-    grid8, t8 = timed(GF.image_to_graph, image, connectivity=8, edge_weight="gaussian", sigma=0.1)
+    grid8, t8 = timed(GF.image_to_graph, image, connectivity=8, similarity="gaussian", sigma=0.1)
     # 2-3. Patch graphs: grid edges, and kNN in colour space (ViG).
     patches, tp = timed(GF.patch_graph, image, p, connectivity=8)
     knn, tk = timed(GF.patch_graph, image, p // 2, k=args.k)

@@ -84,8 +84,8 @@ def ref_segment_softmax(scores: Tensor, index: Tensor, num_segments: int) -> Ten
 
 def ref_attention_aggregate(
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     edge_index: Tensor,
     edge_weight: Tensor | None = None,
     negative_slope: float = 0.2,
@@ -94,7 +94,7 @@ def ref_attention_aggregate(
 
     Returns ``(out (N, K, F), attn (E, K))`` in the caller's edge order.
     """
-    x, a_s, a_d, w = _f64(x), _f64(alpha_src), _f64(alpha_dst), _f64(edge_weight)
+    x, a_s, a_d, w = _f64(x), _f64(score_src), _f64(score_dst), _f64(edge_weight)
     n, k = a_d.shape
     f = x.size(2)
     e_total = edge_index.size(1)

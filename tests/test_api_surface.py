@@ -32,7 +32,7 @@ SHAPE_EXEMPT: dict[str, str] = {}
 _TENSOR_HINTS = ("Tensor", "EdgeIndex", "Adjacency", "GraphStructure")
 _TENSOR_ARGS = {
     "x", "image", "images", "edge_index", "edge_weight", "src", "index", "scores", "batch", "gate", "attn",
-    "alpha_src", "alpha_dst", "values", "labels", "pos", "adj", "features",
+    "score_src", "score_dst", "values", "labels", "pos", "adj", "features",
 }
 
 

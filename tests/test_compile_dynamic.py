@@ -35,7 +35,7 @@ class ConvOnImage(torch.nn.Module):
         args = (res.x, res.x) if isinstance(self.conv, gnn.GCN2Conv) else (res.x,)
         out = self.conv(*args, graph)
         if self.pool is not None:
-            out = self.pool(out, res.batch, num_graphs=image.shape[0])
+            out = self.pool(out, res.batch, size=image.shape[0])
         return out
 
 

@@ -136,23 +136,18 @@ GROUPS: list[tuple[str, str, str]] = [
 #: Private file basename -> group slug, for graphvision.functional and graphvision.nn.
 PRIVATE_GROUPS: dict[str, str] = {
     "_converters": "converters",
-    "_heatmap": "converters",
-    "_superpixel": "converters",
-    "_knn": "converters",
-    "_channel_attention": "attention",
-    "_attention": "attention",
-    "_mutual_information": "attention",
     "_graph_grid": "converters",
     "_graph_knn": "converters",
     "_graph_superpixel": "converters",
+    "_channel_attention": "attention",
+    "_mutual_information": "attention",
     "_conv": "conv",
-    "_mp": "conv",
-    "_gat": "conv",
-    "_gcn": "conv",
-    "_pool": "pool",
     "_conv_pyg": "conv",
+    "_graph_input": "conv",
+    "_propagate": "conv",
     "_vig": "conv",
     "_message_passing": "conv",
+    "_pool": "pool",
 }
 
 #: Capability columns (key in a layer's ``_capabilities`` dict, column title).

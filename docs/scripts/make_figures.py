@@ -155,9 +155,9 @@ def figure_mutual_information(image: torch.Tensor, path: str) -> None:
     _, _, h, w = image.shape
     p = 5
     x, _, _ = GF.patch_graph(image, patch_size=p, features="flatten")  # (100, 75)
-    dense = GF.mutual_information_adjacency(x.unsqueeze(0), bins=8, normalized=True)[0]
+    dense = GF.mutual_information_adjacency(x.unsqueeze(0), bins=8, normalize=True)[0]
     edge_index, _ = GF.mutual_information_adjacency(
-        x.unsqueeze(0), bins=8, normalized=True, top_k=3, output="sparse"
+        x.unsqueeze(0), bins=8, normalize=True, top_k=3, output="sparse"
     )
     pos = grid_pos(h // p, w // p, scale=p)
     fig, axes = plt.subplots(1, 4, figsize=(14, 4.2), dpi=110, layout="constrained",

@@ -394,7 +394,7 @@ class GraphClassifier(nn.Module):
             elif self.rmcg_conv == "gcn":
                 out = conv(h_in, edge_index, edge_weight)
             elif explain and i == len(self.convs) - 1:
-                out, (att_ei, att) = conv(h_in, edge_index, edge_weight, x0=x0, return_attention=True)
+                out, (att_ei, att) = conv(h_in, edge_index, edge_weight, x0=x0, return_attention_weights=True)
                 a = att.mean(-1)  # mean over heads: (E + N,), or (B, E + N) for the grid shared by the batch
                 keep = att_ei[0] != att_ei[1]  # attention the other nodes pay to each node (as a source)
                 if a.dim() == 2:
@@ -413,8 +413,8 @@ class GraphClassifier(nn.Module):
             pooled, scores = self.pool(
                 x.reshape(b * n, -1),
                 torch.arange(b, device=x.device).repeat_interleave(n),
-                num_graphs=b,
-                return_attention=True,
+                size=b,
+                return_attention_weights=True,
             )
             scores = scores.mean(-1)
         else:

@@ -145,7 +145,7 @@ def multi_channel_attention(
     dropout: float = 0.0,
     training: bool = False,
     eps: float = 1e-5,
-    return_attention: bool = False,
+    return_attention_weights: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Multi-channel attention block (RMCG-style) on a ``(B, C, H, W)`` map or ``(B, N, C)`` nodes.
 
@@ -211,10 +211,10 @@ def multi_channel_attention(
         dropout: Dropout probability on the attention matrix and the FFN hidden layer.
         training: Apply dropout.
         eps: Layer-norm epsilon.
-        return_attention: Also return the channel relation.
+        return_attention_weights: Also return the channel relation.
 
     Returns:
-        The output, same shape as ``x``; with ``return_attention`` the tuple
+        The output, same shape as ``x``; with ``return_attention_weights`` the tuple
         ``(out, attention)`` with ``attention`` of shape ``(B, K, C/K, C/K)``.
 
     Shape:
@@ -226,7 +226,7 @@ def multi_channel_attention(
         >>> w = lambda o, i: torch.randn(o, i) / i**0.5
         >>> x = torch.randn(2, c, 5, 5)
         >>> out, attn = multi_channel_attention(x, w(c, c), w(2 * c, c), w(c, c), torch.ones(2), heads=2,
-        ...                                     gate_weight=w(c, c), return_attention=True)
+        ...                                     gate_weight=w(c, c), return_attention_weights=True)
         >>> out.shape, attn.shape
         (torch.Size([2, 8, 5, 5]), torch.Size([2, 2, 4, 4]))
     """
@@ -289,7 +289,7 @@ def multi_channel_attention(
         y = y + F.linear(hid, ffn2_weight, ffn2_bias)
 
     out = rearrange(y, "b (h w) c -> b c h w", h=x.shape[2], w=x.shape[3]) if image else y
-    return (out, attn) if return_attention else out
+    return (out, attn) if return_attention_weights else out
 
 
 def _check_weight(t: object, name: str, shape: tuple[int, ...], c: int) -> None:

@@ -21,24 +21,12 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision._checks import check_choice, check_edge_index, check_tensor
-from graphvision.ops._functional import as_structure
+from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
-from graphvision.functional._mp import (
-    GraphInput,
-    GraphLike,
-    WeightLike,
-    _edge_index_of,
-    attend,
-    check_x,
-    propagate,
-    resolve_graph,
-    restore,
-    scatter,
-    with_self_loops,
-    with_self_loops_attrs,
-)
-from graphvision.functional._mp import FILL_REDUCES  # noqa: F401  (re-used by the modules)
+from graphvision.functional._graph_input import GraphInput, GraphLike, WeightLike, check_x, resolve_graph, restore
+from graphvision.functional._propagate import FILL_REDUCES  # noqa: F401  (re-used by the modules)
+from graphvision.functional._propagate import attend, propagate, scatter, with_self_loops, with_self_loops_attrs
 
 __all__ = [
     "gcn_norm",
@@ -357,7 +345,7 @@ def _attention_core(
     improved: bool,
     fill_value: float | Tensor | str,
     training: bool,
-    return_attention: bool,
+    return_attention_weights: bool,
     edge_attr: Tensor | None = None,
     weight_edge: Tensor | None = None,
     att_edge: Tensor | None = None,
@@ -413,7 +401,7 @@ def _attention_core(
         assert weight_edge is not None and att_edge is not None
         a_edge = (F.linear(ea, weight_edge).view(-1, k, f_out) * att_edge).sum(-1)  # (E', K)
     out, attn = attend(
-        g, h, a_src, a_dst, g.edge_weight, negative_slope, dropout, training, return_attention, alpha_edge=a_edge
+        g, h, a_src, a_dst, g.edge_weight, negative_slope, dropout, training, return_attention_weights, score_edge=a_edge
     )
     if x0 is not None and alpha != 0.0:
         out = (1.0 - alpha) * out + alpha * F.linear(x0.reshape(x.shape), weight).unflatten(-1, (k, f_out))
@@ -423,7 +411,7 @@ def _attention_core(
     if bias is not None:
         out = out + bias
     out = restore(out, g)
-    if return_attention:
+    if return_attention_weights:
         return out, (g.edge_index, attn)  # type: ignore[return-value]
     return out
 
@@ -445,7 +433,7 @@ def gat_conv(
     fill_value: float | Tensor | str = "mean",
     residual_weight: Tensor | None = None,
     training: bool = True,
-    return_attention: bool = False,
+    return_attention_weights: bool = False,
     edge_attr: Tensor | None = None,
     weight_edge: Tensor | None = None,
     att_edge: Tensor | None = None,
@@ -485,7 +473,7 @@ def gat_conv(
             (non-loop) values, as PyG's ``add_self_loops`` (nodes without any get 0).
         residual_weight: Optional ``(out, F_in)`` skip projection added to the output.
         training: Apply dropout.
-        return_attention: Also return ``(edge_index, attention)`` with the self-loops included (the
+        return_attention_weights: Also return ``(edge_index, attention)`` with the self-loops included (the
             softmax coefficients before dropout, unlike PyG which returns them after).
         edge_attr: Optional ``(E, D)`` edge features entering the score as
             :math:`\mathbf{a}^{k\top}_{e}\mathbf{\Theta}^{k}_{e}\mathbf{e}_{ji}` (PyG's ``edge_dim``);
@@ -495,7 +483,7 @@ def gat_conv(
         att_edge: ``(K, F_out)`` or ``(1, K, F_out)`` :math:`\mathbf{a}_e` (PyG ``att_edge``).
 
     Returns:
-        The output features, and with ``return_attention`` the tuple
+        The output features, and with ``return_attention_weights`` the tuple
         ``(edge_index, attention)``: attention ``(E', K)``, or ``(B, E', K)`` for a shared graph.
 
     Shape:
@@ -530,7 +518,7 @@ def gat_conv(
         improved=False,
         fill_value=fill_value,
         training=training,
-        return_attention=return_attention,
+        return_attention_weights=return_attention_weights,
         edge_attr=edge_attr,
         weight_edge=weight_edge,
         att_edge=att_edge,
@@ -556,7 +544,7 @@ def attention_gcn_conv(
     add_self_loops: bool = True,
     improved: bool = False,
     training: bool = True,
-    return_attention: bool = False,
+    return_attention_weights: bool = False,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     r"""Attention-weighted graph convolution: learned multi-head attention times the structural
     (or mutual-information) edge weight, with an optional GCNII-style initial residual.
@@ -604,10 +592,10 @@ def attention_gcn_conv(
         add_self_loops: Append self-loops (weight 1, or 2 with ``improved``).
         improved: Self-loops of weight 2 in the normalisation.
         training: Apply dropout.
-        return_attention: Also return ``(edge_index, attention)`` (self-loops included; before dropout).
+        return_attention_weights: Also return ``(edge_index, attention)`` (self-loops included; before dropout).
 
     Returns:
-        The output features, and with ``return_attention`` ``(edge_index, attention)``:
+        The output features, and with ``return_attention_weights`` ``(edge_index, attention)``:
         attention ``(E', K)``, or ``(B, E', K)`` for a shared graph.
 
     Shape:
@@ -620,7 +608,7 @@ def attention_gcn_conv(
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
         >>> w, a_s, a_d = torch.randn(2 * 16, 8), torch.randn(2, 16), torch.randn(2, 16)
         >>> out, (ei, attn) = graphvision.functional.attention_gcn_conv(
-        ...     x, edge_index, w, a_s, a_d, x0=x, alpha=0.1, return_attention=True)
+        ...     x, edge_index, w, a_s, a_d, x0=x, alpha=0.1, return_attention_weights=True)
         >>> out.shape, ei.shape, attn.shape
         (torch.Size([4, 32]), torch.Size([2, 7]), torch.Size([7, 2]))
     """
@@ -646,7 +634,7 @@ def attention_gcn_conv(
         improved=improved,
         fill_value=2.0 if improved else 1.0,
         training=training,
-        return_attention=return_attention,
+        return_attention_weights=return_attention_weights,
     )
 
 
@@ -740,7 +728,7 @@ def gcn2_conv(
 def edge_conditioned_conv(
     x: Tensor,
     edge_index: GraphLike,
-    edge_weights: Tensor,
+    edge_kernels: Tensor,
     root_weight: Tensor | None = None,
     bias: Tensor | None = None,
     *,
@@ -764,7 +752,7 @@ def edge_conditioned_conv(
     Args:
         x: Node features (``(N, F_in)``, ``(B, N, F_in)`` shared or per-sample graph).
         edge_index: ``(2, E)`` integer tensor, ``GraphStructure``, or a list of ``B`` per-sample ones.
-        edge_weights: ``(E, F_in, F_out)`` per-edge matrices (for a list of graphs: the
+        edge_kernels: ``(E, F_in, F_out)`` per-edge matrices (for a list of graphs: the
             concatenation over the samples, ``(sum E_b, F_in, F_out)``).
         root_weight: Optional ``(F_out, F_in)`` :math:`\mathbf{\Theta}_r`.
         bias: Optional ``(F_out,)``.
@@ -776,7 +764,7 @@ def edge_conditioned_conv(
 
     Shape:
         - x: :math:`(N, F_{in})` or :math:`(B, N, F_{in})`
-        - edge_weights: :math:`(E, F_{in}, F_{out})`
+        - edge_kernels: :math:`(E, F_{in}, F_{out})`
         - output: :math:`(N, F_{out})` or :math:`(B, N, F_{out})`
 
     Example:
@@ -788,31 +776,31 @@ def edge_conditioned_conv(
     x = check_x(x)
     aggr = "sum" if aggr == "add" else aggr
     check_choice(aggr, AGGREGATIONS, "aggr")
-    check_tensor(edge_weights, "edge_weights")
-    if edge_weights.dim() != 3 or edge_weights.size(1) != x.size(-1):
+    check_tensor(edge_kernels, "edge_kernels")
+    if edge_kernels.dim() != 3 or edge_kernels.size(1) != x.size(-1):
         raise ValueError(
-            f"Expected 'edge_weights' of shape (E, F_in={x.size(-1)}, F_out) (got {tuple(edge_weights.shape)})"
+            f"Expected 'edge_kernels' of shape (E, F_in={x.size(-1)}, F_out) (got {tuple(edge_kernels.shape)})"
         )
-    if edge_weights.dtype != x.dtype:
-        raise TypeError(f"Expected 'edge_weights' of the same dtype as 'x' ({x.dtype}) (got {edge_weights.dtype})")
-    f_out = edge_weights.size(2)
+    if edge_kernels.dtype != x.dtype:
+        raise TypeError(f"Expected 'edge_kernels' of the same dtype as 'x' ({x.dtype}) (got {edge_kernels.dtype})")
+    f_out = edge_kernels.size(2)
     if root_weight is not None:
         _check_param(root_weight, (f_out, x.size(-1)), "root_weight", x)
     if bias is not None:
         _check_param(bias, (f_out,), "bias", x)
     x, g = resolve_graph(x, edge_index, None, batch)
     ei = g.edge_index
-    if edge_weights.size(0) != ei.size(1):
+    if edge_kernels.size(0) != ei.size(1):
         raise ValueError(
-            f"Expected 'edge_weights' with one matrix per edge, E={ei.size(1)} (got {tuple(edge_weights.shape)})"
+            f"Expected 'edge_kernels' with one matrix per edge, E={ei.size(1)} (got {tuple(edge_kernels.shape)})"
         )
     src, dst = ei[0], ei[1]
     if g.shared:
         bsz, n, _ = x.shape
-        msg = torch.einsum("bei,eio->ebo", x.index_select(1, src), edge_weights)  # (E, B, F_out)
+        msg = torch.einsum("bei,eio->ebo", x.index_select(1, src), edge_kernels)  # (E, B, F_out)
         out = scatter(msg.reshape(msg.size(0), bsz * f_out), dst, n, aggr).view(n, bsz, f_out).permute(1, 0, 2)
     else:
-        msg = torch.bmm(x.index_select(0, src).unsqueeze(1), edge_weights).squeeze(1)  # (E, F_out)
+        msg = torch.bmm(x.index_select(0, src).unsqueeze(1), edge_kernels).squeeze(1)  # (E, F_out)
         out = scatter(msg, dst, g.num_nodes, aggr)
     if root_weight is not None:
         out = out + F.linear(x, root_weight)

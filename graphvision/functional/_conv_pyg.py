@@ -33,19 +33,9 @@ from torch import Tensor
 from graphvision import ops as _ops
 from graphvision._checks import check_choice, check_same_device, check_tensor, is_compiling
 from graphvision.functional._conv import _check_param, _check_prob
-from graphvision.functional._mp import (
-    GraphInput,
-    GraphLike,
-    _edge_index_of,
-    check_x,
-    propagate,
-    resolve_graph,
-    restore,
-    scatter,
-    with_self_loops_attrs,
-)
-from graphvision.functional._mp import FILL_REDUCES
-from graphvision.ops._functional import as_structure
+from graphvision.functional._graph_input import GraphInput, GraphLike, _edge_index_of, check_x, resolve_graph, restore
+from graphvision.functional._propagate import FILL_REDUCES, propagate, scatter, with_self_loops_attrs
+from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure, row_index
 
 __all__ = ["gatv2_conv", "sage_conv", "graph_conv", "gin_conv", "gine_conv"]
@@ -353,7 +343,7 @@ def gatv2_conv(
     add_self_loops: bool = True,
     fill_value: float | Tensor | str = "mean",
     training: bool = True,
-    return_attention: bool = False,
+    return_attention_weights: bool = False,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     r"""GATv2 attention of Brody et al., `"How Attentive are Graph Attention Networks?"
     <https://arxiv.org/abs/2105.14491>`_ (PyG's ``GATv2Conv``).
@@ -394,10 +384,10 @@ def gatv2_conv(
         fill_value: Edge features of the added loops: a float, a tensor, or ``"add"``, ``"mean"``,
             ``"max"``, ``"min"`` of the node's incoming edge features (PyG's ``add_self_loops``).
         training: Apply dropout.
-        return_attention: Also return ``(edge_index, attention)`` (with the loops; before dropout).
+        return_attention_weights: Also return ``(edge_index, attention)`` (with the loops; before dropout).
 
     Returns:
-        The output features, and with ``return_attention`` ``(edge_index, attention)``:
+        The output features, and with ``return_attention_weights`` ``(edge_index, attention)``:
         attention ``(E', K)``, or ``(B, E', K)`` for a shared graph.
 
     Shape:
@@ -497,7 +487,7 @@ def gatv2_conv(
     if bias is not None:
         out = out + bias
     out = restore(out, g)
-    if return_attention:
+    if return_attention_weights:
         return out, (ei, alpha)
     return out
 
@@ -653,7 +643,7 @@ def graph_conv(
     if isinstance(x, (tuple, list)):
         x_src, x_dst, g, _ = _resolve_pair(x, edge_index, batch)
         if edge_weight is not None:
-            from graphvision.functional._mp import _check_weight
+            from graphvision.functional._graph_input import _check_weight
 
             graph = g.graph
             assert isinstance(graph, GraphStructure)

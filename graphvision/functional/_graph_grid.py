@@ -123,13 +123,13 @@ def _check_size(value: object, name: str) -> int:
     return check_positive_int(value, name, minimum=0)
 
 
-def _offsets(connectivity: int, dilation: int, self_loops: bool) -> list[tuple[int, int]]:
+def _offsets(connectivity: int, dilation: int, loop: bool) -> list[tuple[int, int]]:
     """Neighbour offsets ``(dy, dx)`` in row-major order (so sources come out sorted)."""
     out = []
     for dy in (-1, 0, 1):
         for dx in (-1, 0, 1):
             if dy == 0 and dx == 0:
-                if self_loops:
+                if loop:
                     out.append((0, 0))
                 continue
             if connectivity == 4 and dy != 0 and dx != 0:
@@ -147,7 +147,7 @@ def grid_graph(
     width: int,
     connectivity: int = 8,
     dilation: int = 1,
-    self_loops: bool = False,
+    loop: bool = False,
     *,
     batch_size: int = 1,
     device: torch.device | str | None = None,
@@ -170,7 +170,7 @@ def grid_graph(
         width: Image width ``W``.
         connectivity: ``4`` or ``8`` neighbours.
         dilation: Distance in pixels between neighbours (``2`` links every other pixel).
-        self_loops: Add the edge ``i -> i`` for every pixel.
+        loop: Add the edge ``i -> i`` for every pixel.
         batch_size: Number of images ``B``; image ``b``'s nodes are offset by ``b*H*W``.
         device: Device of the result.
 
@@ -193,7 +193,7 @@ def grid_graph(
     batch_size = _check_size(batch_size, "batch_size")
     check_choice(connectivity, CONNECTIVITIES, "connectivity")
     dilation = check_positive_int(dilation, "dilation")
-    offsets = _offsets(connectivity, dilation, bool(self_loops))
+    offsets = _offsets(connectivity, dilation, bool(loop))
     num_edges = _grid_num_edges(height, width, offsets)
     if num_edges == 0 or batch_size == 0:
         return torch.empty(2, 0, dtype=torch.long, device=device)
@@ -315,7 +315,7 @@ def _grid_layout(
     return src, dst, keep
 
 
-def _grid_edge_weight(
+def _grid_similarity(
     image: Tensor, offsets: list[tuple[int, int]], num_edges: int, metric: str, sigma: float, eps: float = 1e-8
 ) -> Tensor:
     """Similarity of every grid edge computed on shifted copies of the image (no gather per edge).
@@ -414,12 +414,12 @@ def edge_similarity(
 
 
 def _graph_result(
-    x: Tensor, graph: GraphStructure, batch: Tensor, edge_weight: str | None, sigma: float
+    x: Tensor, graph: GraphStructure, batch: Tensor, similarity: str | None, sigma: float
 ) -> ImageGraph | WeightedImageGraph:
     edge_index = graph.edge_index
-    if edge_weight is None:
+    if similarity is None:
         return ImageGraph(x, edge_index, batch, graph)
-    return WeightedImageGraph(x, edge_index, batch, edge_similarity(x, edge_index, edge_weight, sigma), graph)
+    return WeightedImageGraph(x, edge_index, batch, edge_similarity(x, edge_index, similarity, sigma), graph)
 
 
 def _is_real(value: object) -> bool:
@@ -431,9 +431,9 @@ def _check_sigma(sigma: object) -> None:
         raise ValueError(f"Expected 'sigma' > 0 (got {sigma!r})")
 
 
-def _check_edge_weight(edge_weight: str | None, sigma: float) -> None:
-    if edge_weight is not None:
-        check_choice(edge_weight, SIMILARITIES, "edge_weight")
+def _check_similarity(similarity: str | None, sigma: float) -> None:
+    if similarity is not None:
+        check_choice(similarity, SIMILARITIES, "similarity")
     _check_sigma(sigma)
 
 
@@ -451,8 +451,8 @@ def image_to_graph(
     image: Tensor,
     connectivity: int = 8,
     dilation: int = 1,
-    self_loops: bool = False,
-    edge_weight: str | None = None,
+    loop: bool = False,
+    similarity: str | None = None,
     sigma: float = 1.0,
 ) -> ImageGraph | WeightedImageGraph:
     r"""Turn a batch of images into one pixel graph: one node per pixel, grid edges.
@@ -460,7 +460,7 @@ def image_to_graph(
     Node :math:`bHW + yW + x` is pixel :math:`(y, x)` of image :math:`b` and its features are
     the pixel's :math:`C` channel values. Edges are those of :func:`grid_graph` offset per image,
     built once and broadcast (no Python loop over the batch), on the image's device. With
-    ``edge_weight`` set, every edge also gets a feature similarity (see :func:`edge_similarity`).
+    ``similarity`` set, every edge also gets a feature similarity (see :func:`edge_similarity`).
 
     ``x`` is a view of ``image`` (no copy) when ``image`` is ``channels_last``, else a copy.
 
@@ -468,13 +468,13 @@ def image_to_graph(
         image: A batch of images.
         connectivity: ``4`` or ``8`` neighbours.
         dilation: Distance in pixels between neighbours.
-        self_loops: Add ``i -> i`` edges.
-        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the two pixels' features.
+        loop: Add ``i -> i`` edges.
+        similarity: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the two pixels' features.
         sigma: Bandwidth of the ``"gaussian"`` similarity.
 
     Returns:
         :class:`ImageGraph` ``(x, edge_index, batch)``, or :class:`WeightedImageGraph`
-        ``(x, edge_index, batch, edge_weight)`` when ``edge_weight`` is given.
+        ``(x, edge_index, batch, edge_weight)`` when ``similarity`` is given.
 
     Shape:
         - image: :math:`(B, C, H, W)`
@@ -488,25 +488,25 @@ def image_to_graph(
         >>> x, edge_index, batch = image_to_graph(torch.rand(2, 3, 4, 5), connectivity=4)
         >>> x.shape, edge_index.shape, batch.shape
         (torch.Size([40, 3]), torch.Size([2, 124]), torch.Size([40]))
-        >>> graph = image_to_graph(torch.rand(1, 3, 4, 4), edge_weight="gaussian", sigma=0.5)
+        >>> graph = image_to_graph(torch.rand(1, 3, 4, 4), similarity="gaussian", sigma=0.5)
         >>> graph.edge_weight.shape
         torch.Size([84])
     """
     image = _check_image(image)
-    _check_edge_weight(edge_weight, sigma)
+    _check_similarity(similarity, sigma)
     b, c, h, w = image.shape
     x = rearrange(image, "b c h w -> (b h w) c")  # node b*H*W + y*W + x
     check_choice(connectivity, CONNECTIVITIES, "connectivity")
-    offsets = _offsets(connectivity, check_positive_int(dilation, "dilation"), bool(self_loops))
+    offsets = _offsets(connectivity, check_positive_int(dilation, "dilation"), bool(loop))
     num_edges = _grid_num_edges(h, w, offsets)
     graph = _grid_structure(h, w, offsets, num_edges, b, image.device)
     edge_index = graph.edge_index
     batch = _batch_vector(b, h * w, image.device)
-    if edge_weight is None:
+    if similarity is None:
         return ImageGraph(x, edge_index, batch, graph)
     if num_edges == 0 or b == 0:
         return WeightedImageGraph(x, edge_index, batch, image.new_empty(0), graph)
-    weight = _grid_edge_weight(image, offsets, num_edges, edge_weight, sigma)
+    weight = _grid_similarity(image, offsets, num_edges, similarity, sigma)
     return WeightedImageGraph(x, edge_index, batch, weight, graph)
 
 
@@ -518,7 +518,7 @@ def patch_graph(
     features: str = "mean",
     metric: str = "euclidean",
     loop: bool = False,
-    edge_weight: str | None = None,
+    similarity: str | None = None,
     sigma: float = 1.0,
 ) -> ImageGraph | WeightedImageGraph:
     r"""Turn a batch of images into a graph of non-overlapping ``P x P`` patches (ViG style).
@@ -540,12 +540,12 @@ def patch_graph(
         metric: ``"euclidean"`` or ``"cosine"``, for kNN edges.
         loop: For kNN edges, whether a patch may be its own neighbour; for grid edges, whether
             to add self-loops.
-        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the patch features.
+        similarity: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the patch features.
         sigma: Bandwidth of the ``"gaussian"`` similarity.
 
     Returns:
         :class:`ImageGraph` ``(x, edge_index, batch)``, or :class:`WeightedImageGraph` with
-        ``edge_weight``. Use :func:`nodes_to_image` with ``patch_size`` to map node values back.
+        ``edge_weight`` when ``similarity`` is given. Use :func:`nodes_to_image` with ``patch_size`` to map node values back.
 
     Shape:
         - image: :math:`(B, C, H, W)`
@@ -567,7 +567,7 @@ def patch_graph(
     p = check_positive_int(patch_size, "patch_size")
     check_choice(features, PATCH_FEATURES, "features")
     check_choice(metric, METRICS, "metric")
-    _check_edge_weight(edge_weight, sigma)
+    _check_similarity(similarity, sigma)
     b, c, h, w = image.shape
     if h % p or w % p:
         raise ValueError(
@@ -604,7 +604,7 @@ def patch_graph(
             shift = torch.arange(b, device=image.device).mul_(n).view(b, 1, 1)
             # k neighbours per patch, target-major: a fixed-degree structure, no sort, no check
             graph = _fixed_degree_structure((nbr + shift).reshape(b * n, k), b * n if loop else 0)
-    return _graph_result(x, graph, batch, edge_weight, sigma)
+    return _graph_result(x, graph, batch, similarity, sigma)
 
 
 def nodes_to_image(

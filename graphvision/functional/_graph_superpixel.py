@@ -20,7 +20,7 @@ from graphvision.structure import GraphStructure
 from graphvision.functional._graph_grid import (
     _CarriesGraph,
     CONNECTIVITIES,
-    _check_edge_weight,
+    _check_similarity,
     _check_image,
     _is_real,
     edge_similarity,
@@ -127,7 +127,7 @@ def slic_superpixels(
     return out.to(image.device)
 
 
-def _region_edges(labels: Tensor, num_nodes: int, connectivity: int, self_loops: bool) -> Tensor:
+def _region_edges(labels: Tensor, num_nodes: int, connectivity: int, loop: bool) -> Tensor:
     """Both-direction edges between node ids that touch in ``labels (B, H, W)``, sorted by target."""
     pairs = [(labels[:, :, :-1], labels[:, :, 1:]), (labels[:, :-1, :], labels[:, 1:, :])]
     if connectivity == 8:
@@ -137,7 +137,7 @@ def _region_edges(labels: Tensor, num_nodes: int, connectivity: int, self_loops:
     keep = a != b
     a, b = a[keep], b[keep]
     src, dst = torch.cat([a, b]), torch.cat([b, a])
-    if self_loops:
+    if loop:
         loops = torch.arange(num_nodes, device=labels.device)
         src, dst = torch.cat([src, loops]), torch.cat([dst, loops])
     key = torch.unique(dst * num_nodes + src)  # sorted: target-major, then source
@@ -151,8 +151,8 @@ def superpixel_graph(
     n_segments: int = 100,
     compactness: float = 10.0,
     connectivity: int = 4,
-    self_loops: bool = False,
-    edge_weight: str | None = None,
+    loop: bool = False,
+    similarity: str | None = None,
     sigma: float = 1.0,
     slic_kwargs: dict[str, Any] | None = None,
 ) -> RegionGraph:
@@ -182,8 +182,8 @@ def superpixel_graph(
         n_segments: Approximate number of SLIC superpixels per image (when ``labels`` is ``None``).
         compactness: SLIC compactness (when ``labels`` is ``None``).
         connectivity: ``4`` or ``8``: which touching pixels make two regions adjacent.
-        self_loops: Add ``i -> i`` for every region.
-        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the region features.
+        loop: Add ``i -> i`` for every region.
+        similarity: ``None``, ``"cosine"`` or ``"gaussian"`` similarity of the region features.
         sigma: Bandwidth of the ``"gaussian"`` similarity.
         slic_kwargs: Extra keyword arguments for :func:`slic_superpixels`.
 
@@ -212,7 +212,7 @@ def superpixel_graph(
     """
     image = _check_image(image)
     check_choice(connectivity, CONNECTIVITIES, "connectivity")
-    _check_edge_weight(edge_weight, sigma)
+    _check_similarity(similarity, sigma)
     b, c, h, w = image.shape
     if labels is None:
         labels = slic_superpixels(image, n_segments, compactness, **(slic_kwargs or {}))
@@ -231,7 +231,7 @@ def superpixel_graph(
     lab = labels.long()
     if lab.numel() == 0:
         empty = torch.empty(0, dtype=torch.long, device=device)
-        ew = image.new_empty(0) if edge_weight is not None else None
+        ew = image.new_empty(0) if similarity is not None else None
         edge_index = torch.empty(2, 0, dtype=torch.long, device=device)
         return RegionGraph(image.new_empty(0, c), edge_index, empty, lab, image.new_empty(0, 2), ew)
     if sync_checks_enabled():
@@ -252,7 +252,7 @@ def superpixel_graph(
     coords = torch.stack([ys.reshape(-1), xs.reshape(-1)], dim=1)
     pos = coords.new_zeros(num_nodes, 2).index_add_(0, inv, coords) / counts.to(pdtype)
     node_labels = inv.view(b, h, w)
-    edge_index = _region_edges(node_labels, num_nodes, connectivity, bool(self_loops))
-    ew = None if edge_weight is None else edge_similarity(x, edge_index, edge_weight, sigma)
+    edge_index = _region_edges(node_labels, num_nodes, connectivity, bool(loop))
+    ew = None if similarity is None else edge_similarity(x, edge_index, similarity, sigma)
     graph = GraphStructure._trusted(edge_index, x.size(0), x.size(0), sorted_by_target=True)
     return RegionGraph(x, edge_index, batch, node_labels, pos, ew, graph)

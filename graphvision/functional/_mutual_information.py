@@ -60,7 +60,7 @@ DEFAULT_BANDWIDTH = 0.5
 #: Soft memberships below this are set to 0 (no denormal floats; see ``_soft_memberships``).
 MIN_MEMBERSHIP = 1e-12
 
-#: Accepted ``normalized=`` values.
+#: Accepted ``normalize=`` values.
 NORMALIZATIONS = (False, True, "arithmetic", "geometric", "max", "min")
 
 _OUTPUTS = ("dense", "sparse")
@@ -207,7 +207,7 @@ def _check_args(
     x: object,
     bins: object,
     bandwidth: object,
-    normalized: object,
+    normalize: object,
     top_k: object,
     threshold: object,
     output: object,
@@ -229,8 +229,8 @@ def _check_args(
         bw = float(bandwidth)
         if not (bw >= 0.0 and math.isfinite(bw)):
             raise ValueError(f"Expected 'bandwidth' >= 0 (got {bandwidth})")
-    if normalized not in NORMALIZATIONS or isinstance(normalized, int) and not isinstance(normalized, bool):
-        raise ValueError(f"Unknown normalized {normalized!r}; expected one of {NORMALIZATIONS}")
+    if normalize not in NORMALIZATIONS or isinstance(normalize, int) and not isinstance(normalize, bool):
+        raise ValueError(f"Expected 'normalize' to be one of {NORMALIZATIONS} (got {normalize!r})")
     k = None if top_k is None else check_positive_int(top_k, "top_k", minimum=1)
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise TypeError(f"Expected 'threshold' to be a float or None (got {type(threshold).__name__})")
@@ -244,11 +244,11 @@ def mutual_information_adjacency(
     x: Tensor,
     bins: int = 16,
     bandwidth: float | None = None,
-    normalized: bool | str = False,
+    normalize: bool | str = False,
     top_k: int | None = None,
     threshold: float | None = None,
     symmetric: bool = True,
-    self_loops: bool = False,
+    loop: bool = False,
     output: str = "dense",
     chunk_size: int | None = None,
     backend: str | None = None,
@@ -276,7 +276,7 @@ def mutual_information_adjacency(
     :math:`-\tfrac12\log(1-\rho^2)`; with 16 bins about 15-25% low. The ranking of pairs by
     dependence is what a graph needs, and it is preserved.
 
-    With ``normalized``, the MI is divided by the node entropies :math:`H_i = -\sum p_i\log p_i`:
+    With ``normalize``, the MI is divided by the node entropies :math:`H_i = -\sum p_i\log p_i`:
     ``True`` or ``"arithmetic"``: :math:`2\,\mathrm{MI}/(H_i + H_j)` (scikit-learn's default
     NMI); ``"geometric"``: :math:`\mathrm{MI}/\sqrt{H_i H_j}`; ``"max"`` / ``"min"``:
     :math:`\mathrm{MI}/\max(H_i, H_j)` / :math:`\mathrm{MI}/\min(H_i, H_j)`. All lie in
@@ -286,7 +286,7 @@ def mutual_information_adjacency(
     The adjacency keeps, in this order: the ``top_k`` largest entries of each row ``i`` among
     ``j != i`` (fewer when ``N - 1 < top_k``), then those ``>= threshold``; with ``symmetric``,
     the union of the kept pattern and its transpose (the MI values are symmetric); with
-    ``self_loops``, the diagonal (value :math:`\mathrm{MI}_{ii} = 2H_i - H_{ii} \le H_i`, equal
+    ``loop``, the diagonal (value :math:`\mathrm{MI}_{ii} = 2H_i - H_{ii} \le H_i`, equal
     to :math:`H_i` with hard binning). Without ``top_k`` and
     ``threshold`` every off-diagonal pair is kept. Row ``i`` of the dense matrix holds the
     weights of the edges *into* node ``i`` (``out = A @ x`` aggregates), and the sparse form
@@ -317,11 +317,11 @@ def mutual_information_adjacency(
         bins: Number of histogram bins (``>= 2``).
         bandwidth: Gaussian kernel width in units of the bin width (default ``0.5``); ``0``
             for hard binning (no gradient).
-        normalized: ``False`` (MI in nats) or a normalisation, see above.
+        normalize: ``False`` (MI in nats) or a normalisation, see above.
         top_k: Keep the ``top_k`` largest MI values per row (target node).
         threshold: Keep entries ``>= threshold``.
         symmetric: Symmetrise the kept pattern (union with its transpose).
-        self_loops: Keep the diagonal.
+        loop: Keep the diagonal.
         output: ``"dense"`` for a ``(B, N, N)`` matrix (zeros where no edge) or ``"sparse"``
             for ``(edge_index, edge_weight)`` with node ``b * N + i`` for node ``i`` of image ``b``.
         chunk_size: Rows per chunk of the torch path (default from the memory budget).
@@ -345,7 +345,7 @@ def mutual_information_adjacency(
         >>> edge_index.shape, edge_weight.shape
         (torch.Size([2, 60]), torch.Size([60]))
     """
-    x, bins, bw, k, chunk = _check_args(x, bins, bandwidth, normalized, top_k, threshold, output, chunk_size)
+    x, bins, bw, k, chunk = _check_args(x, bins, bandwidth, normalize, top_k, threshold, output, chunk_size)
     unbatched = x.dim() == 2
     if unbatched:
         x = x.unsqueeze(0)
@@ -367,12 +367,12 @@ def mutual_information_adjacency(
         mi = hj.neg_().add_(hi).add_(hk).clamp_min_(0.0)  # H_i + H_j - H_ij
     else:
         mi = ((hi + hk) - hj).clamp_min(0.0)
-    if normalized is not False:
-        if normalized is True or normalized == "arithmetic":
+    if normalize is not False:
+        if normalize is True or normalize == "arithmetic":
             den = 0.5 * (hi + hk)
-        elif normalized == "geometric":
+        elif normalize == "geometric":
             den = (hi * hk).clamp_min(0.0).sqrt()
-        elif normalized == "max":
+        elif normalize == "max":
             den = torch.maximum(hi, hk)
         else:
             den = torch.minimum(hi, hk)
@@ -386,12 +386,12 @@ def mutual_information_adjacency(
     mi = mi.to(out_dtype)
     if output == "sparse" and k is not None and threshold is None and not symmetric and n > 1:
         # static number of edges (B * N * k [+ B * N]): no nonzero(), works under torch.compile
-        return _sparse(*_topk_edges(mi, min(k, n - 1), self_loops), bsz * n)
+        return _sparse(*_topk_edges(mi, min(k, n - 1), loop), bsz * n)
     if output == "dense" and inplace and k is None and threshold is None:
-        if not self_loops:  # every off-diagonal pair kept: no (B, N, N) mask needed
+        if not loop:  # every off-diagonal pair kept: no (B, N, N) mask needed
             mi.diagonal(dim1=1, dim2=2).zero_()
         return mi.squeeze(0) if unbatched else mi
-    mask = _edge_mask(mi, k, threshold, symmetric, self_loops)
+    mask = _edge_mask(mi, k, threshold, symmetric, loop)
     if output == "dense":
         if mask is None:
             adj = mi
@@ -429,12 +429,12 @@ def _sparse(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> SparseAd
     return out
 
 
-def _topk_edges(mi: Tensor, k: int, self_loops: bool) -> tuple[Tensor, Tensor]:
+def _topk_edges(mi: Tensor, k: int, loop: bool) -> tuple[Tensor, Tensor]:
     """Edges ``j -> i`` for the ``k`` largest ``mi[b, i, j]`` (``j != i``) of each row, target-major."""
     bsz, n, _ = mi.shape
     eye = torch.eye(n, dtype=torch.bool, device=mi.device)
     idx = mi.detach().masked_fill(eye, float("-inf")).topk(k, dim=-1).indices  # (B, N, k)
-    if self_loops:
+    if loop:
         diag = torch.arange(n, device=mi.device).view(1, n, 1).expand(bsz, n, 1)
         idx = torch.cat([diag, idx], dim=-1)
     weight = mi.gather(2, idx)
@@ -446,11 +446,11 @@ def _topk_edges(mi: Tensor, k: int, self_loops: bool) -> tuple[Tensor, Tensor]:
 
 
 def _edge_mask(
-    mi: Tensor, top_k: int | None, threshold: float | None, symmetric: bool, self_loops: bool
+    mi: Tensor, top_k: int | None, threshold: float | None, symmetric: bool, loop: bool
 ) -> Tensor | None:
     """Boolean ``(B, N, N)`` pattern of kept entries, or ``None`` when every entry is kept."""
     bsz, n, _ = mi.shape
-    if top_k is None and threshold is None and self_loops:
+    if top_k is None and threshold is None and loop:
         return None
     eye = torch.eye(n, dtype=torch.bool, device=mi.device)
     if top_k is not None and n > 1:
@@ -466,7 +466,7 @@ def _edge_mask(
         mask = mask & (mi.detach() >= threshold)
     if symmetric and top_k is not None:
         mask = mask | mask.transpose(1, 2)
-    if self_loops:
+    if loop:
         mask = mask | eye
     else:
         mask = mask & ~eye

@@ -3,7 +3,7 @@ r"""Graph pooling as functions: global readouts, attention readout, top-k select
 Two input layouts:
 
 - **flat** ``x`` of shape ``(N, F)`` with a ``batch`` vector ``(N,)`` assigning each node to one
-  of ``num_graphs`` graphs (PyG's mini-batch layout). Pass ``num_graphs``: without it the count
+  of ``B`` graphs (PyG's mini-batch layout). Pass ``size=B``: without it the count
   is read from ``batch.max() + 1``, a host synchronisation that also breaks
   ``torch.compile(fullgraph=True)``;
 - **batched** ``x`` of shape ``(B, N, F)``: ``B`` graphs of ``N`` nodes each (pixel graphs of
@@ -20,14 +20,16 @@ import torch
 from torch import Tensor
 
 from graphvision._checks import check_floating, check_index, check_tensor, sync_checks_enabled
-from graphvision.functional._mp import GraphInput, GraphLike, _graph_of, attention_pool, resolve_graph, scatter
+from graphvision import ops as _ops
+from graphvision.functional._graph_input import GraphInput, GraphLike, _graph_of, resolve_graph
+from graphvision.functional._propagate import scatter
 from graphvision.structure import GraphStructure
 
 __all__ = [
     "global_sum_pool",
     "global_mean_pool",
     "global_max_pool",
-    "attention_pooling",
+    "global_attention_pool",
     "TopKOutput",
     "topk_pool",
     "sag_pool",
@@ -62,23 +64,23 @@ def _check_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
     return mask
 
 
-def _resolve_batch(x: Tensor, batch: Tensor | None, num_graphs: int | None) -> tuple[Tensor, int]:
-    """For flat ``x``: a validated ``batch`` and ``num_graphs`` (one graph when ``batch`` is None)."""
+def _resolve_batch(x: Tensor, batch: Tensor | None, size: int | None) -> tuple[Tensor, int]:
+    """For flat ``x``: a validated ``batch`` and ``size`` (one graph when ``batch`` is None)."""
     if batch is None:
-        if num_graphs not in (None, 1):
-            raise ValueError(f"Without 'batch', all nodes form one graph; 'num_graphs' must be 1 (got {num_graphs})")
+        if size not in (None, 1):
+            raise ValueError(f"Without 'batch', all nodes form one graph; 'size' must be 1 (got {size})")
         return torch.zeros(x.size(0), dtype=torch.long, device=x.device), 1
     check_tensor(batch, "batch")
     if batch.dim() != 1 or batch.size(0) != x.size(0):
         raise ValueError(f"Expected 'batch' of shape (N,) = ({x.size(0)},) (got {tuple(batch.shape)})")
     if batch.device != x.device:
         raise ValueError(f"Expected 'batch' on the same device as 'x' ({x.device}) (got {batch.device})")
-    if num_graphs is None:
-        num_graphs = int(batch.max()) + 1 if batch.numel() > 0 else 0
-    elif isinstance(num_graphs, bool) or not isinstance(num_graphs, int) or num_graphs < 0:
-        raise ValueError(f"Expected 'num_graphs' to be a non-negative int (got {num_graphs!r})")
-    check_index(batch, num_graphs, "batch", dim_name="num_graphs")
-    return batch, num_graphs
+    if size is None:
+        size = int(batch.max()) + 1 if batch.numel() > 0 else 0
+    elif isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"Expected 'size' to be a non-negative int (got {size!r})")
+    check_index(batch, size, "batch", dim_name="size")
+    return batch, size
 
 
 def _reject_batch_for_batched(x: Tensor, batch: Tensor | None) -> None:
@@ -94,7 +96,7 @@ def _reject_batch_for_batched(x: Tensor, batch: Tensor | None) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _global_pool(x: Tensor, batch: Tensor | None, num_graphs: int | None, mask: Tensor | None, reduce: str) -> Tensor:
+def _global_pool(x: Tensor, batch: Tensor | None, size: int | None, mask: Tensor | None, reduce: str) -> Tensor:
     x = _check_pool_x(x)
     _reject_batch_for_batched(x, batch)
     mask = _check_mask(mask, x)
@@ -115,19 +117,19 @@ def _global_pool(x: Tensor, batch: Tensor | None, num_graphs: int | None, mask: 
             return x.new_zeros(x.size(0), x.size(2))
         out = x.masked_fill(~m, float("-inf")).amax(1)
         return torch.where(mask.any(1, keepdim=True), out, torch.zeros_like(out))
-    batch, num_graphs = _resolve_batch(x, batch, num_graphs)
-    return scatter(x, batch, num_graphs, reduce)
+    batch, size = _resolve_batch(x, batch, size)
+    return scatter(x, batch, size, reduce)
 
 
 def global_sum_pool(
-    x: Tensor, batch: Tensor | None = None, num_graphs: int | None = None, *, mask: Tensor | None = None
+    x: Tensor, batch: Tensor | None = None, size: int | None = None, *, mask: Tensor | None = None
 ) -> Tensor:
     r"""Sum of the node features of each graph: :math:`\mathbf{r}_b = \sum_{i \in b} \mathbf{x}_i`.
 
     Args:
         x: Flat ``(N, F)`` with ``batch``, or batched ``(B, N, F)``.
         batch: ``(N,)`` graph id of each node (flat ``x`` only; ``None``: one graph).
-        num_graphs: Number of graphs ``B`` (pass it: avoids a host synchronisation).
+        size: Number of graphs ``B`` (pass it: avoids a host synchronisation).
         mask: Optional ``(B, N)`` bool, real nodes of padded batched graphs.
 
     Returns:
@@ -140,14 +142,14 @@ def global_sum_pool(
 
     Example:
         >>> x, batch = torch.randn(5, 3), torch.tensor([0, 0, 1, 1, 1])
-        >>> graphvision.functional.global_sum_pool(x, batch, num_graphs=2).shape
+        >>> graphvision.functional.global_sum_pool(x, batch, size=2).shape
         torch.Size([2, 3])
     """
-    return _global_pool(x, batch, num_graphs, mask, "sum")
+    return _global_pool(x, batch, size, mask, "sum")
 
 
 def global_mean_pool(
-    x: Tensor, batch: Tensor | None = None, num_graphs: int | None = None, *, mask: Tensor | None = None
+    x: Tensor, batch: Tensor | None = None, size: int | None = None, *, mask: Tensor | None = None
 ) -> Tensor:
     r"""Mean of the node features of each graph: :math:`\mathbf{r}_b = \frac{1}{|b|}\sum_{i \in b} \mathbf{x}_i`.
 
@@ -156,7 +158,7 @@ def global_mean_pool(
     Args:
         x: Flat ``(N, F)`` with ``batch``, or batched ``(B, N, F)``.
         batch: ``(N,)`` graph id of each node (flat ``x`` only; ``None``: one graph).
-        num_graphs: Number of graphs ``B`` (pass it: avoids a host synchronisation).
+        size: Number of graphs ``B`` (pass it: avoids a host synchronisation).
         mask: Optional ``(B, N)`` bool, real nodes of padded batched graphs.
 
     Returns:
@@ -172,11 +174,11 @@ def global_mean_pool(
         >>> graphvision.functional.global_mean_pool(x).shape
         torch.Size([2, 3])
     """
-    return _global_pool(x, batch, num_graphs, mask, "mean")
+    return _global_pool(x, batch, size, mask, "mean")
 
 
 def global_max_pool(
-    x: Tensor, batch: Tensor | None = None, num_graphs: int | None = None, *, mask: Tensor | None = None
+    x: Tensor, batch: Tensor | None = None, size: int | None = None, *, mask: Tensor | None = None
 ) -> Tensor:
     r"""Feature-wise maximum over the nodes of each graph: :math:`\mathbf{r}_b = \max_{i \in b} \mathbf{x}_i`.
 
@@ -185,7 +187,7 @@ def global_max_pool(
     Args:
         x: Flat ``(N, F)`` with ``batch``, or batched ``(B, N, F)``.
         batch: ``(N,)`` graph id of each node (flat ``x`` only; ``None``: one graph).
-        num_graphs: Number of graphs ``B`` (pass it: avoids a host synchronisation).
+        size: Number of graphs ``B`` (pass it: avoids a host synchronisation).
         mask: Optional ``(B, N)`` bool, real nodes of padded batched graphs.
 
     Returns:
@@ -198,10 +200,10 @@ def global_max_pool(
 
     Example:
         >>> x, batch = torch.randn(5, 3), torch.tensor([0, 0, 1, 1, 1])
-        >>> graphvision.functional.global_max_pool(x, batch, num_graphs=2).shape
+        >>> graphvision.functional.global_max_pool(x, batch, size=2).shape
         torch.Size([2, 3])
     """
-    return _global_pool(x, batch, num_graphs, mask, "max")
+    return _global_pool(x, batch, size, mask, "max")
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,14 +211,14 @@ def global_max_pool(
 # --------------------------------------------------------------------------------------------
 
 
-def attention_pooling(
+def global_attention_pool(
     x: Tensor,
     gate: Tensor,
     batch: Tensor | None = None,
-    num_graphs: int | None = None,
+    size: int | None = None,
     *,
     mask: Tensor | None = None,
-    return_attention: bool = False,
+    return_attention_weights: bool = False,
 ) -> Tensor | tuple[Tensor, Tensor]:
     r"""Attention readout: softmax of gate scores within each graph, then the weighted feature sum.
 
@@ -224,19 +226,19 @@ def attention_pooling(
         a^{k}_i = \frac{\exp g^{k}_i}{\sum_{j \in b(i)} \exp g^{k}_j}, \qquad
         \mathbf{r}^{k}_b = \sum_{i \in b} a^{k}_i\, \mathbf{x}_i
 
-    for :math:`K` heads of gate scores :math:`g`, on :func:`graphvision.ops.attention_pool`. The
+    for :math:`K` heads of gate scores :math:`g`, on :func:`graphvision.ops.global_attention_pool`. The
     normalised scores :math:`a` are the per-node attention heatmap.
 
     Args:
         x: Flat ``(N, F)`` with ``batch``, or batched ``(B, N, F)``.
         gate: Gate logits: ``(N,)`` / ``(N, K)`` for flat ``x``, ``(B, N)`` / ``(B, N, K)`` batched.
         batch: ``(N,)`` graph id of each node (flat ``x`` only; ``None``: one graph).
-        num_graphs: Number of graphs (pass it: avoids a host synchronisation).
+        size: Number of graphs (pass it: avoids a host synchronisation).
         mask: Optional ``(B, N)`` bool, real nodes of padded batched graphs (others get weight 0).
-        return_attention: Also return the normalised scores.
+        return_attention_weights: Also return the normalised scores.
 
     Returns:
-        ``(B, F)`` (1-D/2-D gate) or ``(B, K, F)``, and with ``return_attention`` the scores in the
+        ``(B, F)`` (1-D/2-D gate) or ``(B, K, F)``, and with ``return_attention_weights`` the scores in the
         shape of ``gate``.
 
     Shape:
@@ -246,7 +248,7 @@ def attention_pooling(
 
     Example:
         >>> x, gate = torch.randn(2, 9, 3), torch.randn(2, 9, 4)
-        >>> out, attn = graphvision.functional.attention_pooling(x, gate, return_attention=True)
+        >>> out, attn = graphvision.functional.global_attention_pool(x, gate, return_attention_weights=True)
         >>> out.shape, attn.shape
         (torch.Size([2, 4, 3]), torch.Size([2, 9, 4]))
     """
@@ -267,17 +269,19 @@ def attention_pooling(
         if mask is not None:
             g = g.masked_fill(~mask.unsqueeze(-1), float("-inf"))
         batch_v = torch.arange(bsz, device=x.device).repeat_interleave(n)
-        out, attn = attention_pool(x.reshape(bsz * n, f), g.reshape(bsz * n, k), batch_v, bsz)
+        out, attn = _ops.global_attention_pool(
+            x.reshape(bsz * n, f), g.reshape(bsz * n, k), batch_v, bsz, return_attention_weights=True
+        )
         if mask is not None:
             attn = attn.nan_to_num(0.0)
             out = out.nan_to_num(0.0)
         attn = attn.view(bsz, n, k)
     else:
-        batch, num_graphs = _resolve_batch(x, batch, num_graphs)
-        out, attn = attention_pool(x, g, batch, num_graphs)
+        batch, size = _resolve_batch(x, batch, size)
+        out, attn = _ops.global_attention_pool(x, g, batch, size, return_attention_weights=True)
     if squeeze:
         out, attn = out.squeeze(-2), attn.squeeze(-1)
-    if return_attention:
+    if return_attention_weights:
         return out, attn
     return out
 
@@ -421,14 +425,14 @@ def _num_keep(k: int | None, ratio: float | None, n: int) -> int:
 
 
 def _to_dense(
-    x: Tensor, score: Tensor, batch: Tensor, num_graphs: int, max_num_nodes: int | None
+    x: Tensor, score: Tensor, batch: Tensor, size: int, max_num_nodes: int | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Flat sorted-batch nodes -> padded ``(B, M, F)``, ``(B, M)`` scores, mask and global index."""
     if max_num_nodes is None:
         raise ValueError(
             "Flat 'x' of shape (N, F) needs 'max_num_nodes' (the size of the largest graph) to keep static shapes"
         )
-    counts = scatter(torch.ones_like(batch, dtype=x.dtype), batch, num_graphs, "sum").long()
+    counts = scatter(torch.ones_like(batch, dtype=x.dtype), batch, size, "sum").long()
     ptr = torch.cumsum(counts, 0) - counts
     pos = torch.arange(x.size(0), device=x.device) - ptr.index_select(0, batch)
     if sync_checks_enabled() and x.size(0) > 0:
@@ -437,15 +441,15 @@ def _to_dense(
         if int(pos.max()) >= max_num_nodes:
             raise ValueError(f"A graph has more than max_num_nodes={max_num_nodes} nodes (got {int(pos.max()) + 1})")
     flat = batch * max_num_nodes + pos
-    dense_x = x.new_zeros(num_graphs * max_num_nodes, x.size(1)).index_copy(0, flat, x)
-    dense_s = score.new_zeros(num_graphs * max_num_nodes).index_copy(0, flat, score)
-    mask = torch.zeros(num_graphs * max_num_nodes, dtype=torch.bool, device=x.device).index_fill(0, flat, True)
+    dense_x = x.new_zeros(size * max_num_nodes, x.size(1)).index_copy(0, flat, x)
+    dense_s = score.new_zeros(size * max_num_nodes).index_copy(0, flat, score)
+    mask = torch.zeros(size * max_num_nodes, dtype=torch.bool, device=x.device).index_fill(0, flat, True)
     gidx = (ptr.unsqueeze(1) + torch.arange(max_num_nodes, device=x.device)).reshape(-1)
     return (
-        dense_x.view(num_graphs, max_num_nodes, -1),
-        dense_s.view(num_graphs, max_num_nodes),
-        mask.view(num_graphs, max_num_nodes),
-        gidx.view(num_graphs, max_num_nodes),
+        dense_x.view(size, max_num_nodes, -1),
+        dense_s.view(size, max_num_nodes),
+        mask.view(size, max_num_nodes),
+        gidx.view(size, max_num_nodes),
     )
 
 
@@ -458,7 +462,7 @@ def _select(
     k: int | None,
     ratio: float | None,
     batch: Tensor | None,
-    num_graphs: int | None,
+    size: int | None,
     mask: Tensor | None,
     max_num_nodes: int | None,
     nonlinearity: str,
@@ -471,10 +475,10 @@ def _select(
     score = _activate(score, nonlinearity)
     gidx: Tensor | None = None
     if x.dim() == 2:
-        batch, num_graphs = _resolve_batch(x, batch, num_graphs)
-        if max_num_nodes is None and num_graphs == 1:
+        batch, size = _resolve_batch(x, batch, size)
+        if max_num_nodes is None and size == 1:
             max_num_nodes = x.size(0)
-        x, score, mask, gidx = _to_dense(x, score, batch, num_graphs, max_num_nodes)
+        x, score, mask, gidx = _to_dense(x, score, batch, size, max_num_nodes)
     n = x.size(1)
     kk = _num_keep(k, ratio, n)
     if kk > n:
@@ -585,13 +589,13 @@ def _filter_graph(
 
 
 def _topk_perm(
-    score: Tensor, ratio: float | int | None, batch: Tensor, num_graphs: int, min_score: float | None, tol: float = 1e-7
+    score: Tensor, ratio: float | int | None, batch: Tensor, size: int, min_score: float | None, tol: float = 1e-7
 ) -> Tensor:
     """PyG's per-graph ``topk`` selection: indices of the kept nodes, graph by graph."""
     if min_score is not None:
-        smax = scatter(score.detach(), batch, num_graphs, "max").index_select(0, batch) - tol
+        smax = scatter(score.detach(), batch, size, "max").index_select(0, batch) - tol
         return (score > smax.clamp(max=min_score)).nonzero().view(-1)
-    num_nodes = scatter(torch.ones_like(batch, dtype=score.dtype), batch, num_graphs, "sum").long()
+    num_nodes = scatter(torch.ones_like(batch, dtype=score.dtype), batch, size, "sum").long()
     if isinstance(ratio, int):
         k = torch.full_like(num_nodes, ratio)
     else:
@@ -603,11 +607,11 @@ def _topk_perm(
     return x_perm[b_perm[keep]]
 
 
-def _segment_softmax(score: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+def _segment_softmax(score: Tensor, batch: Tensor, size: int) -> Tensor:
     """Softmax within each graph, computed as PyG's ``softmax`` (max shift, ``1e-16`` in the sum)."""
-    smax = scatter(score.detach(), batch, num_graphs, "max").index_select(0, batch)
+    smax = scatter(score.detach(), batch, size, "max").index_select(0, batch)
     out = (score - smax).exp()
-    return out / (scatter(out, batch, num_graphs, "sum") + 1e-16).index_select(0, batch)
+    return out / (scatter(out, batch, size, "sum") + 1e-16).index_select(0, batch)
 
 
 def _check_pyg_ratio(ratio: object, min_score: object) -> None:
@@ -636,7 +640,7 @@ def per_graph_topk_pool(
     ratio: float | int | None = 0.5,
     min_score: float | None = None,
     nonlinearity: str = "tanh",
-    num_graphs: int | None = None,
+    size: int | None = None,
     multiplier: float = 1.0,
 ) -> PooledGraph:
     r"""PyG's top-k node selection and edge filtering (``SelectTopK`` + ``FilterEdges``), per graph.
@@ -665,7 +669,7 @@ def per_graph_topk_pool(
         ratio: Nodes kept per graph: a float fraction (``ceil``) or an int count.
         min_score: Keep nodes whose softmax score exceeds it instead (``ratio`` is ignored).
         nonlinearity: :math:`\sigma`: ``"tanh"`` (PyG), ``"sigmoid"`` or ``"none"``.
-        num_graphs: Number of graphs (default ``batch.max() + 1``).
+        size: Number of graphs (default ``batch.max() + 1``).
         multiplier: Factor on the kept features.
 
     Returns:
@@ -695,9 +699,9 @@ def per_graph_topk_pool(
     if score.shape != (x.size(0),):
         raise ValueError(f"Expected 'score' of shape (N,) = ({x.size(0)},) (got {tuple(score.shape)})")
     check_floating(score, "score")
-    batch, num_graphs = _resolve_batch(x, batch, num_graphs)
-    y = _activate(score, nonlinearity) if min_score is None else _segment_softmax(score, batch, num_graphs)
-    perm = _topk_perm(y, ratio, batch, num_graphs, min_score)
+    batch, size = _resolve_batch(x, batch, size)
+    y = _activate(score, nonlinearity) if min_score is None else _segment_softmax(score, batch, size)
+    perm = _topk_perm(y, ratio, batch, size, min_score)
     kept_score = y.index_select(0, perm)
     out_x = x.index_select(0, perm) * kept_score.unsqueeze(-1)
     if multiplier != 1.0:
@@ -722,7 +726,7 @@ def topk_pool(
     ratio: float | None = None,
     *,
     batch: Tensor | None = None,
-    num_graphs: int | None = None,
+    size: int | None = None,
     mask: Tensor | None = None,
     max_num_nodes: int | None = None,
     nonlinearity: str = "tanh",
@@ -751,7 +755,7 @@ def topk_pool(
         k: Nodes kept per graph.
         ratio: Alternatively, the fraction of ``N`` kept (``ceil``).
         batch: ``(N,)`` sorted graph ids (flat ``x`` only).
-        num_graphs: Number of graphs (flat ``x``).
+        size: Number of graphs (flat ``x``).
         mask: ``(B, N)`` bool real nodes (batched ``x``).
         max_num_nodes: Padded size per graph (flat ``x``).
         nonlinearity: ``"tanh"`` (paper, PyG), ``"sigmoid"`` or ``"none"``.
@@ -785,7 +789,7 @@ def topk_pool(
     score = (x * weight).sum(-1) / weight.norm(p=2)
     graph = _static_graph(x, edge_index, batch, edge_attr)
     return _select(
-        x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
+        x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
     )
 
 
@@ -796,7 +800,7 @@ def sag_pool(
     ratio: float | None = None,
     *,
     batch: Tensor | None = None,
-    num_graphs: int | None = None,
+    size: int | None = None,
     mask: Tensor | None = None,
     max_num_nodes: int | None = None,
     nonlinearity: str = "tanh",
@@ -821,7 +825,7 @@ def sag_pool(
         k: Nodes kept per graph.
         ratio: Alternatively, the fraction of ``N`` kept (``ceil``).
         batch: ``(N,)`` sorted graph ids (flat ``x`` only).
-        num_graphs: Number of graphs (flat ``x``).
+        size: Number of graphs (flat ``x``).
         mask: ``(B, N)`` bool real nodes (batched ``x``).
         max_num_nodes: Padded size per graph (flat ``x``).
         nonlinearity: ``"tanh"`` (paper, PyG), ``"sigmoid"`` or ``"none"``.
@@ -849,7 +853,7 @@ def sag_pool(
     x = _check_pool_x(x)
     _reject_batch_for_batched(x, batch)
     graph = _static_graph(x, edge_index, batch, edge_attr)
-    return _sag(x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr)
+    return _sag(x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr)
 
 
 def _sag(
@@ -858,7 +862,7 @@ def _sag(
     k: int | None,
     ratio: float | None,
     batch: Tensor | None,
-    num_graphs: int | None,
+    size: int | None,
     mask: Tensor | None,
     max_num_nodes: int | None,
     nonlinearity: str,
@@ -875,7 +879,7 @@ def _sag(
         raise ValueError(f"Expected 'score' of shape {tuple(x.shape[:-1])} (got {tuple(score.shape)})")
     check_floating(score, "score")
     return _select(
-        x, score, k, ratio, batch, num_graphs, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
+        x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
     )
 
 

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from graphvision import _checks
 from graphvision._checks import check_choice, check_positive_int, check_shape, check_tensor
 from graphvision.functional._graph_knn import _check_finite, _check_k, _dilate, _fixed_degree_structure, _knn_dense
-from graphvision.functional._mp import check_x
-from graphvision.ops._functional import as_structure, scatter_unchecked
+from graphvision.functional._graph_input import check_x
+from graphvision.ops._api import as_structure, scatter_unchecked
 from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
 

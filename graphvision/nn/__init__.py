@@ -1,9 +1,9 @@
 """Modules (:class:`torch.nn.Module`) over :mod:`graphvision.functional`."""
 
-from graphvision.nn import _attention, _conv, _converters, _mutual_information, _pool
+from graphvision.nn import _channel_attention, _conv, _converters, _mutual_information, _pool
 from graphvision.nn import _conv_pyg
 from graphvision.nn import _vig
-from graphvision.nn._attention import *  # noqa: F401,F403
+from graphvision.nn._channel_attention import *  # noqa: F401,F403
 from graphvision.nn._conv import *  # noqa: F401,F403
 from graphvision.nn._converters import *  # noqa: F401,F403
 from graphvision.nn._mutual_information import *  # noqa: F401,F403
@@ -15,7 +15,7 @@ from graphvision.nn._message_passing import *  # noqa: F401,F403
 
 __all__ = [
     *_converters.__all__,
-    *_attention.__all__,
+    *_channel_attention.__all__,
     *_mutual_information.__all__,
     *_conv.__all__,
     *_pool.__all__,

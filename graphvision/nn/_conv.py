@@ -21,8 +21,20 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_choice, check_positive_int, is_compiling
-from graphvision.functional import _conv as F_conv  # noqa: N812
-from graphvision.functional._mp import GraphLike, WeightLike
+from graphvision.functional._conv import (
+    AGGREGATIONS,
+    FILL_REDUCES,
+    _gcn_norm_of,
+    attention_gcn_conv,
+    check_x,
+    edge_conditioned_conv,
+    gat_conv,
+    gcn2_conv,
+    gcn_conv,
+    prepare_attention_graph,
+    resolve_graph,
+)
+from graphvision.functional._graph_input import GraphLike, WeightLike
 from graphvision.structure import GraphStructure, _version_of
 
 __all__ = ["GCNConv", "GATConv", "AttentionGCNConv", "GCN2Conv", "EdgeConditionedConv"]
@@ -155,8 +167,8 @@ def _norm_builder(
     x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None, add_self_loops: bool, improved: bool
 ) -> Callable[[], tuple]:
     def build() -> tuple:
-        _, g = F_conv.resolve_graph(F_conv.check_x(x), edge_index, edge_weight, batch)
-        return F_conv._gcn_norm_of(g, add_self_loops, improved, x.dtype)
+        _, g = resolve_graph(check_x(x), edge_index, edge_weight, batch)
+        return _gcn_norm_of(g, add_self_loops, improved, x.dtype)
 
     return build
 
@@ -273,7 +285,7 @@ class GCNConv(_CachedGraphMixin, nn.Module):
         if self.normalize and self.cached:
             build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, self.improved)
             w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
-            return F_conv.gcn_conv(
+            return gcn_conv(
                 x,
                 edge_index,
                 self.lin.weight,
@@ -284,7 +296,7 @@ class GCNConv(_CachedGraphMixin, nn.Module):
                 add_self_loops=False,
                 self_loop_weight=loop,
             )
-        return F_conv.gcn_conv(
+        return gcn_conv(
             x,
             edge_index,
             self.lin.weight,
@@ -411,13 +423,13 @@ class GATConv(_AttentionBase):
         - edge_index: :math:`(2, E)`, a ``GraphStructure``, or a list of :math:`B` of them
         - edge_weight: :math:`(E,)`, optional
         - output: :math:`(N, K F_{out})` (concat) or :math:`(N, F_{out})`; batched :math:`(B, N, \cdot)`
-        - attention (``return_attention``): :math:`(E + N, K)`, shared graph :math:`(B, E + N, K)`
+        - attention (``return_attention_weights``): :math:`(E + N, K)`, shared graph :math:`(B, E + N, K)`
 
     Example:
         >>> conv = graphvision.nn.GATConv(16, 8, heads=4)
         >>> x = torch.randn(4, 16)
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
-        >>> out, (ei, attn) = conv(x, edge_index, return_attention=True)
+        >>> out, (ei, attn) = conv(x, edge_index, return_attention_weights=True)
         >>> out.shape, attn.shape
         (torch.Size([4, 32]), torch.Size([7, 4]))
     """
@@ -447,7 +459,7 @@ class GATConv(_AttentionBase):
         )
         self.add_self_loops = _check_bool(add_self_loops, "add_self_loops")
         if isinstance(fill_value, str):
-            check_choice(fill_value, F_conv.FILL_REDUCES, "fill_value")
+            check_choice(fill_value, FILL_REDUCES, "fill_value")
         elif not isinstance(fill_value, Tensor):
             fill_value = float(fill_value)
         self.fill_value = fill_value
@@ -486,7 +498,7 @@ class GATConv(_AttentionBase):
         *,
         edge_attr: Tensor | None = None,
         batch: Tensor | None = None,
-        return_attention: bool = False,
+        return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Attend over each node's neighbours.
 
@@ -498,10 +510,10 @@ class GATConv(_AttentionBase):
                 ``conv(x, edge_index, edge_attr)``.
             edge_attr: Optional ``(E, edge_dim)`` edge features entering the attention scores.
             batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
-            return_attention: Also return ``(edge_index, attention)`` including the self-loops.
+            return_attention_weights: Also return ``(edge_index, attention)`` including the self-loops.
 
         Returns:
-            The output, and with ``return_attention`` ``(edge_index, attention)``.
+            The output, and with ``return_attention_weights`` ``(edge_index, attention)``.
         """
         if self.lin_edge is not None and edge_attr is None:
             edge_attr, edge_weight = edge_weight, None  # type: ignore[assignment]
@@ -511,7 +523,7 @@ class GATConv(_AttentionBase):
             if lin is not None and _is_lazy(lin):
                 lin(x.new_zeros(0, x.size(-1)))
                 glorot_(lin.weight)
-        return F_conv.gat_conv(
+        return gat_conv(
             x,
             edge_index,
             self.lin.weight,
@@ -527,7 +539,7 @@ class GATConv(_AttentionBase):
             fill_value=self.fill_value,
             residual_weight=None if self.res is None else self.res.weight,
             training=self.training,
-            return_attention=return_attention,
+            return_attention_weights=return_attention_weights,
             edge_attr=edge_attr,
             weight_edge=None if self.lin_edge is None else self.lin_edge.weight,
             att_edge=self.att_edge,
@@ -585,13 +597,13 @@ class AttentionGCNConv(_CachedGraphMixin, _AttentionBase):
         - edge_index: :math:`(2, E)`, a ``GraphStructure``, or a list of :math:`B` of them
         - edge_weight: :math:`(E,)`, optional (structural or mutual-information weights)
         - output: :math:`(N, K F_{out})` (concat) or :math:`(N, F_{out})`; batched :math:`(B, N, \cdot)`
-        - attention (``return_attention``): :math:`(E + N, K)`, shared graph :math:`(B, E + N, K)`
+        - attention (``return_attention_weights``): :math:`(E + N, K)`, shared graph :math:`(B, E + N, K)`
 
     Example:
         >>> conv = graphvision.nn.AttentionGCNConv(16, 8, heads=4, alpha=0.1)
         >>> x = torch.randn(2, 4, 16)  # two samples sharing one 4-node graph
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
-        >>> out, (ei, attn) = conv(x, edge_index, x0=x, return_attention=True)
+        >>> out, (ei, attn) = conv(x, edge_index, x0=x, return_attention_weights=True)
         >>> out.shape, attn.shape
         (torch.Size([2, 4, 32]), torch.Size([2, 7, 4]))
     """
@@ -641,7 +653,7 @@ class AttentionGCNConv(_CachedGraphMixin, _AttentionBase):
         *,
         x0: Tensor | None = None,
         batch: Tensor | None = None,
-        return_attention: bool = False,
+        return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
         """Attention-weighted convolution.
 
@@ -651,17 +663,17 @@ class AttentionGCNConv(_CachedGraphMixin, _AttentionBase):
             edge_weight: Optional ``(E,)`` structural / MI weights.
             x0: Initial features for the initial residual (same shape as ``x``).
             batch: ``(B * N,)`` marks ``edge_index`` as offset over the flattened batch nodes.
-            return_attention: Also return ``(edge_index, attention)`` including the self-loops.
+            return_attention_weights: Also return ``(edge_index, attention)`` including the self-loops.
 
         Returns:
-            The output, and with ``return_attention`` ``(edge_index, attention)``.
+            The output, and with ``return_attention_weights`` ``(edge_index, attention)``.
         """
         normalize, add_loops = self.normalize, self.add_self_loops
         if self.cached and (normalize or add_loops):
             build = lambda: self._preprocess(x, edge_index, edge_weight, batch)  # noqa: E731
             edge_index, edge_weight = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
             normalize = add_loops = False
-        return F_conv.attention_gcn_conv(
+        return attention_gcn_conv(
             x,
             edge_index,
             self.lin.weight,
@@ -679,13 +691,13 @@ class AttentionGCNConv(_CachedGraphMixin, _AttentionBase):
             add_self_loops=add_loops,
             improved=self.improved,
             training=self.training,
-            return_attention=return_attention,
+            return_attention_weights=return_attention_weights,
         )
 
     def _preprocess(self, x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None) -> tuple:
         """The self-looped (and normalised) graph and its weights, as the functional twin builds them."""
-        _, g = F_conv.resolve_graph(F_conv.check_x(x), edge_index, edge_weight, batch)
-        g2 = F_conv.prepare_attention_graph(g, self.normalize, self.add_self_loops, self.improved, 1.0, x.dtype)
+        _, g = resolve_graph(check_x(x), edge_index, edge_weight, batch)
+        g2 = prepare_attention_graph(g, self.normalize, self.add_self_loops, self.improved, 1.0, x.dtype)
         return g2.graph, g2.edge_weight
 
     def extra_repr(self) -> str:
@@ -811,7 +823,7 @@ class GCN2Conv(_CachedGraphMixin, nn.Module):
             build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, False)
             edge_weight, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
             kw = {"normalize": False, "add_self_loops": False, "self_loop_weight": loop}
-        return F_conv.gcn2_conv(
+        return gcn2_conv(
             x, x0, edge_index, self.weight1, self.weight2, edge_weight, batch=batch, alpha=self.alpha, beta=self.beta, **kw
         )
 
@@ -885,7 +897,7 @@ class EdgeConditionedConv(nn.Module):
         if not callable(nn):
             raise TypeError(f"Expected 'nn' to be a callable edge network (got {type(nn).__name__})")
         aggr = "sum" if aggr == "add" else aggr
-        check_choice(aggr, F_conv.AGGREGATIONS, "aggr")
+        check_choice(aggr, AGGREGATIONS, "aggr")
         self.aggr = aggr
         self.root_weight = _check_bool(root_weight, "root_weight")
         self.nn = nn.to(device=device, dtype=dtype) if isinstance(nn, torch.nn.Module) else nn
@@ -938,7 +950,7 @@ class EdgeConditionedConv(nn.Module):
                 f"Expected the edge network to return (E, in_channels * out_channels) = "
                 f"(E, {self.in_channels * self.out_channels}) (got {tuple(w.shape)})"
             )
-        return F_conv.edge_conditioned_conv(
+        return edge_conditioned_conv(
             x,
             edge_index,
             w.view(e, self.in_channels, self.out_channels),

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_choice
-from graphvision.functional import _conv_pyg as F_pyg  # noqa: N812
+from graphvision.functional._conv_pyg import FILL_REDUCES, gatv2_conv, gin_conv, gine_conv, graph_conv, sage_conv
 from graphvision.functional._conv_pyg import PairLike
-from graphvision.functional._mp import GraphLike
+from graphvision.functional._graph_input import GraphLike
 from graphvision.nn._conv import _check_bool, _check_unit, glorot_, zeros_
 
 __all__ = ["GATv2Conv", "SAGEConv", "GraphConv", "GINConv", "GINEConv"]
@@ -163,7 +163,7 @@ class GATv2Conv(nn.Module):
         self.add_self_loops = _check_bool(add_self_loops, "add_self_loops")
         self.edge_dim = None if edge_dim is None else _pos(edge_dim, "edge_dim")
         if isinstance(fill_value, str):
-            check_choice(fill_value, F_pyg.FILL_REDUCES, "fill_value")
+            check_choice(fill_value, FILL_REDUCES, "fill_value")
         self.fill_value = fill_value
         self.share_weights = _check_bool(share_weights, "share_weights")
         self.residual = _check_bool(residual, "residual")
@@ -215,7 +215,7 @@ class GATv2Conv(nn.Module):
         _materialize(self.lin_r, x_dst, glorot=True)
         if self.res is not None:
             _materialize(self.res, x_dst, glorot=True)
-        return F_pyg.gatv2_conv(
+        return gatv2_conv(
             x,
             edge_index,
             self.lin_l.weight,
@@ -234,7 +234,7 @@ class GATv2Conv(nn.Module):
             add_self_loops=self.add_self_loops,
             fill_value=self.fill_value,
             training=self.training,
-            return_attention=bool(return_attention_weights is not None),
+            return_attention_weights=bool(return_attention_weights is not None),
         )
 
     def __repr__(self) -> str:
@@ -345,7 +345,7 @@ class SAGEConv(nn.Module):
         if lin_r is not None:
             _materialize(lin_r, x_dst)
         lin = getattr(self, "lin", None)
-        return F_pyg.sage_conv(
+        return sage_conv(
             x,
             edge_index,
             self.lin_l.weight,
@@ -446,7 +446,7 @@ class GraphConv(nn.Module):
         x_src, x_dst = _src_dst(x)
         _materialize(self.lin_rel, x_src)
         _materialize(self.lin_root, x_dst)
-        return F_pyg.graph_conv(
+        return graph_conv(
             x,
             edge_index,
             self.lin_rel.weight,
@@ -556,7 +556,7 @@ class GINConv(_GINBase):
         Returns:
             The output features.
         """
-        return F_pyg.gin_conv(x, edge_index, self.nn, self.eps, batch=batch)
+        return gin_conv(x, edge_index, self.nn, self.eps, batch=batch)
 
 
 class GINEConv(_GINBase):
@@ -642,7 +642,7 @@ class GINEConv(_GINBase):
         Returns:
             The output features.
         """
-        return F_pyg.gine_conv(
+        return gine_conv(
             x,
             edge_index,
             edge_attr,

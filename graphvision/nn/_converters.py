@@ -12,21 +12,32 @@ from typing import Any
 from torch import Tensor, nn
 
 from graphvision._checks import check_choice, check_positive_int
-from graphvision.functional import _graph_grid as G
-from graphvision.functional import _graph_knn as K
-from graphvision.functional import _graph_superpixel as S
+from graphvision.functional._graph_grid import (
+    CONNECTIVITIES,
+    ImageGraph,
+    PATCH_FEATURES,
+    UPSAMPLE_MODES,
+    WeightedImageGraph,
+    _check_similarity,
+    _is_real,
+    image_to_graph,
+    nodes_to_image,
+    patch_graph,
+)
+from graphvision.functional._graph_knn import METRICS, knn_graph, radius_graph
+from graphvision.functional._graph_superpixel import RegionGraph, superpixel_graph
 
 __all__ = ["ImageToGraph", "PatchGraph", "KNNGraph", "RadiusGraph", "SuperpixelGraph", "NodesToImage"]
 
 
-def _opt_weight(edge_weight: str | None, sigma: float) -> None:
-    G._check_edge_weight(edge_weight, sigma)
+def _check_similarity_args(similarity: str | None, sigma: float) -> None:
+    _check_similarity(similarity, sigma)
 
 
-def _weight_repr(edge_weight: str | None, sigma: float) -> str:
-    if edge_weight is None:
+def _similarity_repr(similarity: str | None, sigma: float) -> str:
+    if similarity is None:
         return ""
-    return f", edge_weight={edge_weight!r}" + (f", sigma={sigma}" if edge_weight == "gaussian" else "")
+    return f", similarity={similarity!r}" + (f", sigma={sigma}" if similarity == "gaussian" else "")
 
 
 class ImageToGraph(nn.Module):
@@ -37,8 +48,8 @@ class ImageToGraph(nn.Module):
     Args:
         connectivity: ``4`` or ``8`` neighbours.
         dilation: Distance in pixels between neighbours.
-        self_loops: Add ``i -> i`` edges.
-        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` feature similarity per edge.
+        loop: Add ``i -> i`` edges.
+        similarity: ``None``, ``"cosine"`` or ``"gaussian"`` feature similarity per edge.
         sigma: Bandwidth of the ``"gaussian"`` similarity.
 
     Shape:
@@ -65,30 +76,30 @@ class ImageToGraph(nn.Module):
         self,
         connectivity: int = 8,
         dilation: int = 1,
-        self_loops: bool = False,
-        edge_weight: str | None = None,
+        loop: bool = False,
+        similarity: str | None = None,
         sigma: float = 1.0,
     ) -> None:
         super().__init__()
-        check_choice(connectivity, G.CONNECTIVITIES, "connectivity")
-        _opt_weight(edge_weight, sigma)
+        check_choice(connectivity, CONNECTIVITIES, "connectivity")
+        _check_similarity_args(similarity, sigma)
         self.connectivity = connectivity
         self.dilation = check_positive_int(dilation, "dilation")
-        self.self_loops = bool(self_loops)
-        self.edge_weight = edge_weight
+        self.loop = bool(loop)
+        self.similarity = similarity
         self.sigma = sigma
 
-    def forward(self, image: Tensor) -> G.ImageGraph | G.WeightedImageGraph:
+    def forward(self, image: Tensor) -> ImageGraph | WeightedImageGraph:
         """Convert ``image`` (see the class docstring)."""
-        return G.image_to_graph(image, self.connectivity, self.dilation, self.self_loops, self.edge_weight, self.sigma)
+        return image_to_graph(image, self.connectivity, self.dilation, self.loop, self.similarity, self.sigma)
 
     def extra_repr(self) -> str:
         s = f"connectivity={self.connectivity}"
         if self.dilation != 1:
             s += f", dilation={self.dilation}"
-        if self.self_loops:
-            s += ", self_loops=True"
-        return s + _weight_repr(self.edge_weight, self.sigma)
+        if self.loop:
+            s += ", loop=True"
+        return s + _similarity_repr(self.similarity, self.sigma)
 
 
 class PatchGraph(nn.Module):
@@ -103,7 +114,7 @@ class PatchGraph(nn.Module):
         features: ``"mean"`` (``C`` values per patch) or ``"flatten"`` (``C P^2`` values).
         metric: ``"euclidean"`` or ``"cosine"``, for kNN edges.
         loop: Self-loops (grid) or a patch as its own neighbour (kNN).
-        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` feature similarity per edge.
+        similarity: ``None``, ``"cosine"`` or ``"gaussian"`` feature similarity per edge.
         sigma: Bandwidth of the ``"gaussian"`` similarity.
 
     Shape:
@@ -132,26 +143,26 @@ class PatchGraph(nn.Module):
         features: str = "mean",
         metric: str = "euclidean",
         loop: bool = False,
-        edge_weight: str | None = None,
+        similarity: str | None = None,
         sigma: float = 1.0,
     ) -> None:
         super().__init__()
         self.patch_size = check_positive_int(patch_size, "patch_size")
         self.k = None if k is None else check_positive_int(k, "k")
-        check_choice(connectivity, G.CONNECTIVITIES, "connectivity")
-        check_choice(features, G.PATCH_FEATURES, "features")
-        check_choice(metric, K.METRICS, "metric")
-        _opt_weight(edge_weight, sigma)
+        check_choice(connectivity, CONNECTIVITIES, "connectivity")
+        check_choice(features, PATCH_FEATURES, "features")
+        check_choice(metric, METRICS, "metric")
+        _check_similarity_args(similarity, sigma)
         self.connectivity = connectivity
         self.features = features
         self.metric = metric
         self.loop = bool(loop)
-        self.edge_weight = edge_weight
+        self.similarity = similarity
         self.sigma = sigma
 
-    def forward(self, image: Tensor) -> G.ImageGraph | G.WeightedImageGraph:
+    def forward(self, image: Tensor) -> ImageGraph | WeightedImageGraph:
         """Convert ``image`` (see the class docstring)."""
-        return G.patch_graph(
+        return patch_graph(
             image,
             self.patch_size,
             self.k,
@@ -159,7 +170,7 @@ class PatchGraph(nn.Module):
             self.features,
             self.metric,
             self.loop,
-            self.edge_weight,
+            self.similarity,
             self.sigma,
         )
 
@@ -173,7 +184,7 @@ class PatchGraph(nn.Module):
             s += f", features={self.features!r}"
         if self.loop:
             s += ", loop=True"
-        return s + _weight_repr(self.edge_weight, self.sigma)
+        return s + _similarity_repr(self.similarity, self.sigma)
 
 
 class KNNGraph(nn.Module):
@@ -207,14 +218,14 @@ class KNNGraph(nn.Module):
     def __init__(self, k: int, loop: bool = False, metric: str = "euclidean", chunk_size: int | None = None) -> None:
         super().__init__()
         self.k = check_positive_int(k, "k")
-        check_choice(metric, K.METRICS, "metric")
+        check_choice(metric, METRICS, "metric")
         self.loop = bool(loop)
         self.metric = metric
         self.chunk_size = None if chunk_size is None else check_positive_int(chunk_size, "chunk_size")
 
     def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
         """Return the ``edge_index`` of the kNN graph of ``x``."""
-        return K.knn_graph(x, self.k, batch, self.loop, self.metric, self.chunk_size)
+        return knn_graph(x, self.k, batch, self.loop, self.metric, self.chunk_size)
 
     def extra_repr(self) -> str:
         s = f"k={self.k}"
@@ -266,11 +277,11 @@ class RadiusGraph(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        if not G._is_real(r):
+        if not _is_real(r):
             raise TypeError(f"Expected 'r' to be a number (got {type(r).__name__}: {r!r})")
         if not r >= 0:
             raise ValueError(f"Expected 'r' >= 0 (got {r})")
-        check_choice(metric, K.METRICS, "metric")
+        check_choice(metric, METRICS, "metric")
         self.r = r
         self.loop = bool(loop)
         self.max_num_neighbors = (
@@ -281,7 +292,7 @@ class RadiusGraph(nn.Module):
 
     def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
         """Return the ``edge_index`` of the radius graph of ``x``."""
-        return K.radius_graph(x, self.r, batch, self.loop, self.max_num_neighbors, self.metric, self.chunk_size)
+        return radius_graph(x, self.r, batch, self.loop, self.max_num_neighbors, self.metric, self.chunk_size)
 
     def extra_repr(self) -> str:
         s = f"r={self.r}"
@@ -305,8 +316,8 @@ class SuperpixelGraph(nn.Module):
         n_segments: Approximate number of SLIC superpixels per image.
         compactness: SLIC compactness.
         connectivity: ``4`` or ``8``: which touching pixels make two regions adjacent.
-        self_loops: Add ``i -> i``.
-        edge_weight: ``None``, ``"cosine"`` or ``"gaussian"`` feature similarity per edge.
+        loop: Add ``i -> i``.
+        similarity: ``None``, ``"cosine"`` or ``"gaussian"`` feature similarity per edge.
         sigma: Bandwidth of the ``"gaussian"`` similarity.
         slic_kwargs: Extra keyword arguments for :func:`skimage.segmentation.slic`.
 
@@ -335,45 +346,45 @@ class SuperpixelGraph(nn.Module):
         n_segments: int = 100,
         compactness: float = 10.0,
         connectivity: int = 4,
-        self_loops: bool = False,
-        edge_weight: str | None = None,
+        loop: bool = False,
+        similarity: str | None = None,
         sigma: float = 1.0,
         slic_kwargs: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.n_segments = check_positive_int(n_segments, "n_segments")
-        if not (G._is_real(compactness) and compactness > 0):
+        if not (_is_real(compactness) and compactness > 0):
             raise ValueError(f"Expected 'compactness' > 0 (got {compactness!r})")
-        check_choice(connectivity, G.CONNECTIVITIES, "connectivity")
-        _opt_weight(edge_weight, sigma)
+        check_choice(connectivity, CONNECTIVITIES, "connectivity")
+        _check_similarity_args(similarity, sigma)
         self.compactness = float(compactness)
         self.connectivity = connectivity
-        self.self_loops = bool(self_loops)
-        self.edge_weight = edge_weight
+        self.loop = bool(loop)
+        self.similarity = similarity
         self.sigma = sigma
         self.slic_kwargs = dict(slic_kwargs or {})
 
-    def forward(self, image: Tensor, labels: Tensor | None = None) -> S.RegionGraph:
+    def forward(self, image: Tensor, labels: Tensor | None = None) -> RegionGraph:
         """Convert ``image``, with SLIC labels unless ``labels`` is given."""
-        return S.superpixel_graph(
+        return superpixel_graph(
             image,
             labels,
             n_segments=self.n_segments,
             compactness=self.compactness,
             connectivity=self.connectivity,
-            self_loops=self.self_loops,
-            edge_weight=self.edge_weight,
+            loop=self.loop,
+            similarity=self.similarity,
             sigma=self.sigma,
             slic_kwargs=self.slic_kwargs,
         )
 
     def extra_repr(self) -> str:
         s = f"n_segments={self.n_segments}, compactness={self.compactness}, connectivity={self.connectivity}"
-        if self.self_loops:
-            s += ", self_loops=True"
+        if self.loop:
+            s += ", loop=True"
         if self.slic_kwargs:
             s += f", slic_kwargs={self.slic_kwargs!r}"
-        return s + _weight_repr(self.edge_weight, self.sigma)
+        return s + _similarity_repr(self.similarity, self.sigma)
 
 
 class NodesToImage(nn.Module):
@@ -409,12 +420,12 @@ class NodesToImage(nn.Module):
         self.height = check_positive_int(height, "height", minimum=0)
         self.width = check_positive_int(width, "width", minimum=0)
         self.patch_size = check_positive_int(patch_size, "patch_size")
-        check_choice(mode, G.UPSAMPLE_MODES, "mode")
+        check_choice(mode, UPSAMPLE_MODES, "mode")
         self.mode = mode
 
     def forward(self, values: Tensor, labels: Tensor | None = None, batch_size: int | None = None) -> Tensor:
         """Return the heatmap of ``values`` (``labels`` for superpixel graphs)."""
-        return G.nodes_to_image(
+        return nodes_to_image(
             values,
             self.height,
             self.width,

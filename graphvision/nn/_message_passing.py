@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from graphvision import ops as _ops
 from graphvision._checks import check_choice, check_same_device
 from graphvision.ops._dispatch import resolve_backend
-from graphvision.ops._functional import as_structure
+from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure, row_index
 from graphvision.typing import Adjacency
 

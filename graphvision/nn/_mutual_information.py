@@ -21,11 +21,11 @@ class MutualInformationAdjacency(nn.Module):
     Args:
         bins: Number of histogram bins (``>= 2``).
         bandwidth: Gaussian kernel width in bin widths (``None``: 0.5); ``0`` for hard binning.
-        normalized: ``False``, ``True`` / ``"arithmetic"``, ``"geometric"``, ``"max"`` or ``"min"``.
+        normalize: ``False``, ``True`` / ``"arithmetic"``, ``"geometric"``, ``"max"`` or ``"min"``.
         top_k: Keep the ``top_k`` largest MI values per target node.
         threshold: Keep entries ``>= threshold``.
         symmetric: Symmetrise the kept pattern.
-        self_loops: Keep the diagonal.
+        loop: Keep the diagonal.
         output: ``"dense"`` or ``"sparse"``.
         chunk_size: Rows per chunk of the torch path (``None``: from the memory budget).
         backend: ``None``, ``"auto"``, ``"torch"`` or ``"triton"``.
@@ -51,11 +51,11 @@ class MutualInformationAdjacency(nn.Module):
         self,
         bins: int = 16,
         bandwidth: float | None = None,
-        normalized: bool | str = False,
+        normalize: bool | str = False,
         top_k: int | None = None,
         threshold: float | None = None,
         symmetric: bool = True,
-        self_loops: bool = False,
+        loop: bool = False,
         output: str = "dense",
         chunk_size: int | None = None,
         backend: str | None = None,
@@ -64,7 +64,7 @@ class MutualInformationAdjacency(nn.Module):
         # validate the options now (with a dummy x), not on the first forward
         import torch
 
-        _check_args(torch.zeros(1, 1, 1), bins, bandwidth, normalized, top_k, threshold, output, chunk_size)
+        _check_args(torch.zeros(1, 1, 1), bins, bandwidth, normalize, top_k, threshold, output, chunk_size)
         if backend is not None:
             from graphvision import config
 
@@ -72,11 +72,11 @@ class MutualInformationAdjacency(nn.Module):
                 raise ValueError(f"Unknown backend {backend!r}; expected one of {config.BACKENDS}")
         self.bins = bins
         self.bandwidth = bandwidth
-        self.normalized = normalized
+        self.normalize = normalize
         self.top_k = top_k
         self.threshold = threshold
         self.symmetric = symmetric
-        self.self_loops = self_loops
+        self.loop = loop
         self.output = output
         self.chunk_size = chunk_size
         self.backend = backend
@@ -90,11 +90,11 @@ class MutualInformationAdjacency(nn.Module):
             x,
             bins=self.bins,
             bandwidth=self.bandwidth,
-            normalized=self.normalized,
+            normalize=self.normalize,
             top_k=self.top_k,
             threshold=self.threshold,
             symmetric=self.symmetric,
-            self_loops=self.self_loops,
+            loop=self.loop,
             output=self.output,
             chunk_size=self.chunk_size,
             backend=self.backend,
@@ -103,11 +103,11 @@ class MutualInformationAdjacency(nn.Module):
     def extra_repr(self) -> str:
         defaults = {
             "bandwidth": None,
-            "normalized": False,
+            "normalize": False,
             "top_k": None,
             "threshold": None,
             "symmetric": True,
-            "self_loops": False,
+            "loop": False,
             "output": "dense",
             "chunk_size": None,
             "backend": None,

@@ -11,8 +11,18 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_positive_int, check_tensor
-from graphvision.functional import _pool as F_pool  # noqa: N812
-from graphvision.functional._mp import GraphLike, WeightLike, resolve_graph
+from graphvision.functional._pool import (
+    PooledGraph,
+    TopKOutput,
+    _NONLINEARITIES,
+    _check_pool_x,
+    _check_pyg_ratio,
+    _reject_batch_for_batched,
+    _sag,
+    global_attention_pool,
+    per_graph_topk_pool,
+)
+from graphvision.functional._graph_input import GraphLike, WeightLike, resolve_graph
 from graphvision.structure import GraphStructure  # noqa: F401  (resolves the GraphLike hints)
 from graphvision.nn._conv import GCNConv, _check_bool, _check_unit
 
@@ -64,8 +74,8 @@ class AttentionPooling(nn.Module):
         \mathbf{r}^{k}_b = \sum_{i \in b} a^{k}_i\, f(\mathbf{x}_i)
 
     (without the sigmoid gate when ``gated=False``; :math:`f` = ``nn`` or the identity). Heads
-    are concatenated or averaged. The weighted sums run on :func:`graphvision.ops.attention_pool`;
-    see :func:`graphvision.functional.attention_pooling`.
+    are concatenated or averaged. The weighted sums run on :func:`graphvision.ops.global_attention_pool`;
+    see :func:`graphvision.functional.global_attention_pool`.
 
     Args:
         in_channels: Features per node :math:`F`.
@@ -82,17 +92,17 @@ class AttentionPooling(nn.Module):
     Shape:
         - x: flat :math:`(N, F)` with ``batch`` :math:`(N,)`, or batched :math:`(B, N, F)`
         - output: :math:`(B, K F)` (concat) or :math:`(B, F)` (:math:`F` = output of ``nn`` if given)
-        - attention (``return_attention``): :math:`(N, K)` or :math:`(B, N, K)`, summing to 1 per graph
+        - attention (``return_attention_weights``): :math:`(N, K)` or :math:`(B, N, K)`, summing to 1 per graph
 
     Example:
         >>> pool = graphvision.nn.AttentionPooling(16, heads=2)
         >>> x = torch.randn(3, 49, 16)  # 3 graphs of 49 nodes
-        >>> out, attn = pool(x, return_attention=True)
+        >>> out, attn = pool(x, return_attention_weights=True)
         >>> out.shape, attn.shape
         (torch.Size([3, 32]), torch.Size([3, 49, 2]))
     """
 
-    _capabilities = {**_CAPS, "fused_kernel": "attention_pool"}
+    _capabilities = {**_CAPS, "fused_kernel": "global_attention_pool"}
 
     def __init__(
         self,
@@ -138,24 +148,24 @@ class AttentionPooling(nn.Module):
         self,
         x: Tensor,
         batch: Tensor | None = None,
-        num_graphs: int | None = None,
+        size: int | None = None,
         *,
         mask: Tensor | None = None,
-        return_attention: bool = False,
+        return_attention_weights: bool = False,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """Attention readout.
 
         Args:
             x: Flat ``(N, F)`` or batched ``(B, N, F)``.
             batch: ``(N,)`` graph ids for flat ``x`` (``None``: one graph).
-            num_graphs: Number of graphs for flat ``x`` (pass it to avoid a host sync).
+            size: Number of graphs for flat ``x`` (pass it to avoid a host sync).
             mask: ``(B, N)`` bool real nodes of padded batched graphs.
-            return_attention: Also return the normalised node scores (heatmap).
+            return_attention_weights: Also return the normalised node scores (heatmap).
 
         Returns:
-            The readout, and the ``(N, K)`` / ``(B, N, K)`` node scores with ``return_attention``.
+            The readout, and the ``(N, K)`` / ``(B, N, K)`` node scores with ``return_attention_weights``.
         """
-        x = F_pool._check_pool_x(x)
+        x = _check_pool_x(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(
                 f"Expected 'x' with in_channels={self.in_channels} features in its last dimension (got {tuple(x.shape)})"
@@ -166,9 +176,9 @@ class AttentionPooling(nn.Module):
                 f"Expected 'gate_nn' to return {tuple(x.shape[:-1]) + (self.heads,)} (got {tuple(gate.shape)})"
             )
         feats = self.nn(x) if self.nn is not None else x
-        out, attn = F_pool.attention_pooling(feats, gate, batch, num_graphs, mask=mask, return_attention=True)
+        out, attn = global_attention_pool(feats, gate, batch, size, mask=mask, return_attention_weights=True)
         out = out.flatten(-2) if self.concat else out.mean(-2)
-        if return_attention:
+        if return_attention_weights:
             return out, attn
         return out
 
@@ -202,7 +212,7 @@ def _resolve_ratio(ratio: float | int | None, k: int | None, min_score: float | 
         ratio = k
     elif ratio is _RATIO_DEFAULT:
         ratio = 0.5
-    F_pool._check_pyg_ratio(ratio, min_score)
+    _check_pyg_ratio(ratio, min_score)
     return ratio
 
 
@@ -244,8 +254,8 @@ class _TopKBase(nn.Module):
         if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)):
             raise ValueError(f"Expected 'multiplier' to be a float (got {multiplier!r})")
         self.multiplier = float(multiplier)
-        if nonlinearity not in F_pool._NONLINEARITIES:
-            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {F_pool._NONLINEARITIES}")
+        if nonlinearity not in _NONLINEARITIES:
+            raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {_NONLINEARITIES}")
         self.nonlinearity = nonlinearity
 
     @property
@@ -260,10 +270,10 @@ class _TopKBase(nn.Module):
         edge_index: GraphLike | None,
         edge_attr: Tensor | None,
         batch: Tensor | None,
-        num_graphs: int | None,
+        size: int | None,
         mask: Tensor | None,
         max_num_nodes: int | None,
-    ) -> F_pool.TopKOutput | F_pool.PooledGraph:
+    ) -> TopKOutput | PooledGraph:
         """Select from the projections ``proj = attn @ p`` (not yet divided by ``|p|``)."""
         norm = self.select.weight.norm(p=2)
         if x.dim() == 2 and max_num_nodes is None:
@@ -272,7 +282,7 @@ class _TopKBase(nn.Module):
             if isinstance(edge_index, (list, tuple)):
                 raise ValueError("A list of per-sample graphs needs batched 'x' of shape (B, N, F)")
             score = proj if self.min_score is not None else proj / norm
-            return F_pool.per_graph_topk_pool(
+            return per_graph_topk_pool(
                 x,
                 score,
                 edge_index,
@@ -281,7 +291,7 @@ class _TopKBase(nn.Module):
                 ratio=self.ratio,
                 min_score=self.min_score,
                 nonlinearity=self.nonlinearity,
-                num_graphs=num_graphs,
+                size=size,
                 multiplier=self.multiplier,
             )
         if self.min_score is not None:
@@ -290,20 +300,20 @@ class _TopKBase(nn.Module):
                 "without 'max_num_nodes' (PyG's per-graph path), or use 'ratio'/'k' for static shapes"
             )
         if x.dim() == 3 and batch is not None and edge_index is None:
-            F_pool._reject_batch_for_batched(x, batch)
+            _reject_batch_for_batched(x, batch)
         graph = None
         if edge_index is not None:
             graph = resolve_graph(x, edge_index, None, batch)[1]
         elif edge_attr is not None:
             raise ValueError("'edge_attr' was given without 'edge_index'")
         k, ratio = (self.ratio, None) if isinstance(self.ratio, int) else (None, self.ratio)
-        return F_pool._sag(
+        return _sag(
             x,
             proj / norm,
             k,
             ratio,
             batch if x.dim() == 2 else None,
-            num_graphs,
+            size,
             mask,
             max_num_nodes,
             self.nonlinearity,
@@ -369,7 +379,7 @@ class TopKPooling(_TopKBase):
       or those above ``min_score``; returns a :class:`graphvision.functional.PooledGraph`
       ``(x, edge_index, edge_attr, batch, perm, score)`` like PyG (plus ``.graph``), see
       :func:`graphvision.functional.per_graph_topk_pool`. Data-dependent shapes.
-    - *static* (batched ``(B, N, F)``, or flat with ``batch``, ``num_graphs`` and
+    - *static* (batched ``(B, N, F)``, or flat with ``batch``, ``size`` and
       ``max_num_nodes``): the same ``k`` per graph (``ratio`` refers to the padded size ``N``),
       returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
       with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
@@ -439,10 +449,10 @@ class TopKPooling(_TopKBase):
         batch: Tensor | None = None,
         attn: Tensor | None = None,
         *,
-        num_graphs: int | None = None,
+        size: int | None = None,
         mask: Tensor | None = None,
         max_num_nodes: int | None = None,
-    ) -> F_pool.TopKOutput | F_pool.PooledGraph:
+    ) -> TopKOutput | PooledGraph:
         """Select the top nodes of each graph (and the pooled graph when ``edge_index`` is given).
 
         Args:
@@ -453,14 +463,14 @@ class TopKPooling(_TopKBase):
             batch: Flat ``x``: ``(N,)`` graph ids (sorted for the static path). Batched ``x``:
                 marks an offset ``edge_index`` over the ``B * N`` nodes.
             attn: Optional ``(.., F)`` node features scored instead of ``x`` (PyG's ``attn``).
-            num_graphs: Number of graphs (flat ``x``).
+            size: Number of graphs (flat ``x``).
             mask: ``(B, N)`` bool real nodes (batched ``x``).
             max_num_nodes: Flat ``x``: padded size per graph; selects the static path.
 
         Returns:
             ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        x = F_pool._check_pool_x(x)
+        x = _check_pool_x(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(
                 f"Expected 'x' with in_channels={self.in_channels} features in its last dimension "
@@ -469,7 +479,7 @@ class TopKPooling(_TopKBase):
         _check_edge_index_arg(edge_index)
         a = _check_attn(x, attn, self.in_channels)
         proj = (a * self.select.weight.view(-1)).sum(-1)
-        return self._pool(x, proj, edge_index, edge_attr, batch, num_graphs, mask, max_num_nodes)
+        return self._pool(x, proj, edge_index, edge_attr, batch, size, mask, max_num_nodes)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.extra_repr()})"
@@ -505,7 +515,7 @@ class SAGPooling(_TopKBase):
       or those above ``min_score``; returns a :class:`graphvision.functional.PooledGraph`
       ``(x, edge_index, edge_attr, batch, perm, score)`` like PyG (plus ``.graph``), see
       :func:`graphvision.functional.per_graph_topk_pool`. Data-dependent shapes.
-    - *static* (batched ``(B, N, F)``, or flat with ``batch``, ``num_graphs`` and
+    - *static* (batched ``(B, N, F)``, or flat with ``batch``, ``size`` and
       ``max_num_nodes``): the same ``k`` per graph (``ratio`` refers to the padded size ``N``),
       returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
       with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
@@ -598,10 +608,10 @@ class SAGPooling(_TopKBase):
         attn: Tensor | None = None,
         *,
         edge_weight: WeightLike = None,
-        num_graphs: int | None = None,
+        size: int | None = None,
         mask: Tensor | None = None,
         max_num_nodes: int | None = None,
-    ) -> F_pool.TopKOutput | F_pool.PooledGraph:
+    ) -> TopKOutput | PooledGraph:
         """Score the nodes with the GNN and select the top ones of each graph, with the pooled graph.
 
         Args:
@@ -613,14 +623,14 @@ class SAGPooling(_TopKBase):
                 marks an offset ``edge_index`` over the ``B * N`` nodes (as for the convolutions).
             attn: Optional node features scored instead of ``x`` (PyG's ``attn``).
             edge_weight: Optional ``(E,)`` edge weights given to the GNN.
-            num_graphs: Number of graphs (flat ``x``).
+            size: Number of graphs (flat ``x``).
             mask: ``(B, N)`` bool real nodes (batched ``x``).
             max_num_nodes: Flat ``x``: padded size per graph; selects the static path.
 
         Returns:
             ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        x = F_pool._check_pool_x(x)
+        x = _check_pool_x(x)
         _check_edge_index_arg(edge_index)
         a = _check_attn(x, attn, None)
         kw = {"batch": batch} if x.dim() == 3 and batch is not None else {}
@@ -631,4 +641,4 @@ class SAGPooling(_TopKBase):
             )
         s = s.reshape(x.shape[:-1])
         proj = s * self.select.weight.view(())
-        return self._pool(x, proj, edge_index, edge_attr, batch, num_graphs, mask, max_num_nodes)
+        return self._pool(x, proj, edge_index, edge_attr, batch, size, mask, max_num_nodes)

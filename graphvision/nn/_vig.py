@@ -14,7 +14,19 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_choice, check_positive_int, check_shape
-from graphvision.functional import _vig as V
+from graphvision.functional._vig import (
+    AGGREGATIONS,
+    _dense_table,
+    _interleave,
+    _knn_structure,
+    _max_relative,
+    dynamic_edge_conv,
+    edge_conv,
+    mr_conv,
+    relative_position_term,
+    to_image,
+    to_nodes,
+)
 from graphvision.typing import Adjacency
 
 __all__ = ["MRConv", "EdgeConv", "DynamicEdgeConv", "Grapher", "FFN"]
@@ -70,7 +82,7 @@ class MRConv(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Adjacency) -> Tensor:
         """Convolve ``x`` over ``edge_index`` (see the class docstring)."""
-        return V.mr_conv(x, edge_index, self.nn)
+        return mr_conv(x, edge_index, self.nn)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(nn={self.nn})"
@@ -116,7 +128,7 @@ class EdgeConv(nn.Module):
 
     def __init__(self, nn: Callable[[Tensor], Tensor], aggr: str = "max") -> None:
         super().__init__()
-        check_choice(aggr, V.AGGREGATIONS, "aggr")
+        check_choice(aggr, AGGREGATIONS, "aggr")
         self.nn = nn
         self.aggr = aggr
         self.reset_parameters()
@@ -127,7 +139,7 @@ class EdgeConv(nn.Module):
 
     def forward(self, x: Tensor, edge_index: Adjacency) -> Tensor:
         """Convolve ``x`` over ``edge_index`` (see the class docstring)."""
-        return V.edge_conv(x, edge_index, self.nn, self.aggr)
+        return edge_conv(x, edge_index, self.nn, self.aggr)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(nn={self.nn})"
@@ -163,7 +175,7 @@ class DynamicEdgeConv(nn.Module):
 
     def __init__(self, nn: Callable[[Tensor], Tensor], k: int, aggr: str = "max", num_workers: int = 1) -> None:
         super().__init__()
-        check_choice(aggr, V.AGGREGATIONS, "aggr")
+        check_choice(aggr, AGGREGATIONS, "aggr")
         self.nn = nn
         self.k = check_positive_int(k, "k")
         self.aggr = aggr
@@ -176,7 +188,7 @@ class DynamicEdgeConv(nn.Module):
 
     def forward(self, x: Tensor, batch: Tensor | None = None) -> Tensor:
         """Build the kNN graph of ``x`` and convolve over it."""
-        return V.dynamic_edge_conv(x, self.nn, self.k, batch, self.aggr)
+        return dynamic_edge_conv(x, self.nn, self.k, batch, self.aggr)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(nn={self.nn}, k={self.k})"
@@ -362,7 +374,7 @@ class Grapher(nn.Module):
     def _relative_term(self, h: int, w: int, ref: Tensor) -> Tensor:
         key = (h, w, ref.device, ref.dtype)
         if self._rel_cache is None or self._rel_cache[0] != key:
-            term = V.relative_position_term(self.channels, h, w, device=ref.device, dtype=ref.dtype)
+            term = relative_position_term(self.channels, h, w, device=ref.device, dtype=ref.dtype)
             self._rel_cache = (key, term)
         return self._rel_cache[1]
 
@@ -372,19 +384,19 @@ class Grapher(nn.Module):
         shortcut = x
         x = self.fc1(x)
         b, c, h, w = x.shape
-        nodes = V.to_nodes(x)  # (B, N, C)
+        nodes = to_nodes(x)  # (B, N, C)
         rel = self._relative_term(h, w, x) if self.relative_pos else None
-        g = V._knn_structure(
+        g = _knn_structure(
             nodes.detach(), self.k, loop=True, metric="cosine", dilation=self.dilation,
             stochastic=self.stochastic, epsilon=self.epsilon, training=self.training, relative_pos=rel,
         )
         flat = nodes.reshape(b * h * w, c)
         net = self.graph_conv.gconv.nn
         if self.conv == "mr":
-            y = V._interleave(flat, V._max_relative(flat, g))  # (BN, 2C), ViG's channel order
-            y = net(V.to_image(y.view(b, h * w, 2 * c), h, w))
+            y = _interleave(flat, _max_relative(flat, g))  # (BN, 2C), ViG's channel order
+            y = net(to_image(y.view(b, h * w, 2 * c), h, w))
         else:
-            table = V._dense_table(g)
+            table = _dense_table(g)
             assert table is not None
             xi = flat.unsqueeze(1).expand(-1, self.k, -1)
             msg = torch.cat([xi, flat[table] - xi], dim=-1)  # (BN, k, 2C)

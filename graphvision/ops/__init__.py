@@ -7,7 +7,7 @@ Public ops (all differentiable, all registered with ``torch.library`` so they wo
 - :func:`spmm`: weighted sparse-dense product ``out[i] = sum_{j->i} w * x[j]``;
 - :func:`segment_softmax`: softmax over segments (per head);
 - :func:`attention_aggregate`: fused GAT-style attention aggregation;
-- :func:`attention_pool`: gated global attention readout per graph.
+- :func:`global_attention_pool`: gated global attention readout per graph.
 
 Every op takes ``backend=None | "torch" | "triton" | "torch_scatter" | "torch_sparse"``; ``None``
 follows :mod:`graphvision.config` (``use_backend``, ``GRAPHVISION_BACKEND``) and otherwise picks
@@ -35,7 +35,7 @@ The cost of sorting the edges (building the CSR and its transpose) is paid once 
 """
 
 from graphvision.ops._dispatch import available_backends
-from graphvision.ops._functional import *  # noqa: F401,F403
-from graphvision.ops._functional import __all__ as _functional_all
+from graphvision.ops._api import *  # noqa: F401,F403
+from graphvision.ops._api import __all__ as _api_all
 
-__all__ = list(_functional_all) + ["available_backends"]
+__all__ = list(_api_all) + ["available_backends"]

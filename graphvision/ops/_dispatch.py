@@ -95,7 +95,7 @@ AUTO_ORDER: dict[str, tuple[str, ...]] = {
 #: picks a Triton kernel on CUDA only where a GPU run checked it against the torch reference and
 #: timed it faster (``benchmarks/results/h200_run1_2026-11-28/``, H200, B=64 56x56, K=4):
 #: segment_softmax 2.05x torch forward and 2.85x forward+backward. There the Triton scatter
-#: was 0.55-0.65x of torch forward+backward and attention_pool 0.74-0.99x, so they stay on torch.
+#: was 0.55-0.65x of torch forward+backward and global_attention_pool 0.74-0.99x, so they stay on torch.
 #: The Triton spmm, sddmm and attention kernels have not run on a GPU since their sm_90 compile
 #: fixes (only compiled ahead of time and run in the interpreter), so they are used only when asked
 #: for (``backend="triton"``); ``bash benchmarks/run_gpu.sh`` checks and times them, and its

@@ -223,26 +223,26 @@ def _attention(
     col_t: Tensor | None,
     perm_t: Tensor | None,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     negative_slope: float,
     backend: str,
 ) -> tuple[Tensor, Tensor]:
-    return _kernel("attention_forward_csr", backend)(rowptr, col, x, alpha_src, alpha_dst, weight, negative_slope)
+    return _kernel("attention_forward_csr", backend)(rowptr, col, x, score_src, score_dst, weight, negative_slope)
 
 
 @_attention.register_fake
-def _(rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, negative_slope, backend):  # noqa: ANN001, ANN202
+def _(rowptr, col, rowptr_t, col_t, perm_t, x, score_src, score_dst, weight, negative_slope, backend):  # noqa: ANN001, ANN202
     return x.new_empty(rowptr.shape[0] - 1, x.shape[1], x.shape[2]), x.new_empty(col.shape[0], x.shape[1])
 
 
 def _attention_setup(ctx, inputs, output) -> None:  # noqa: ANN001
-    rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, negative_slope, backend = inputs
+    rowptr, col, rowptr_t, col_t, perm_t, x, score_src, score_dst, weight, negative_slope, backend = inputs
     ctx.set_materialize_grads(False)  # an unused attention output brings no gradient work
     ctx.negative_slope = negative_slope
     ctx.backend = backend
-    ctx.save_for_backward(rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, output[1])
+    ctx.save_for_backward(rowptr, col, rowptr_t, col_t, perm_t, x, score_src, score_dst, weight, output[1])
 
 
 @torch.library.custom_op(f"{_NS}::attention_backward", mutates_args=())
@@ -253,8 +253,8 @@ def _attention_bwd_op(
     col_t: Tensor,
     perm_t: Tensor,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     attn: Tensor,
     grad_out: Tensor,
@@ -263,7 +263,7 @@ def _attention_bwd_op(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     kernel = _kernel("attention_backward_csr", backend)
     gx, gas, gad, gw = kernel(
-        rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out, negative_slope
+        rowptr, col, rowptr_t, col_t, perm_t, x, score_src, score_dst, weight, attn, grad_out, negative_slope
     )
     if gw is None:
         gw = x.new_empty(0)
@@ -271,34 +271,34 @@ def _attention_bwd_op(
 
 
 @_attention_bwd_op.register_fake
-def _(rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out, slope, backend):  # noqa: ANN001, ANN202
+def _(rowptr, col, rowptr_t, col_t, perm_t, x, score_src, score_dst, weight, attn, grad_out, slope, backend):  # noqa: ANN001, ANN202
     gw = x.new_empty(0) if weight is None else torch.empty_like(weight)
-    return torch.empty_like(x), torch.empty_like(alpha_src), torch.empty_like(alpha_dst), gw
+    return torch.empty_like(x), torch.empty_like(score_src), torch.empty_like(score_dst), gw
 
 
 def _attention_backward(ctx, grad_out: Tensor | None, grad_attn: Tensor | None):  # noqa: ANN001, ANN202
-    rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn = ctx.saved_tensors
+    rowptr, col, rowptr_t, col_t, perm_t, x, score_src, score_dst, weight, attn = ctx.saved_tensors
     slope = ctx.negative_slope
     if grad_out is None:
         grad_out = x.new_zeros(rowptr.numel() - 1, x.size(1), x.size(2))
     if rowptr_t is None or col_t is None or perm_t is None:
         rowptr_t, col_t, perm_t = transpose_csr(rowptr, col, x.size(0))
     grad_x, grad_as, grad_ad, grad_w = torch.ops.graphvision.attention_backward(
-        rowptr, col, rowptr_t, col_t, perm_t, x, alpha_src, alpha_dst, weight, attn, grad_out.contiguous(), slope,
+        rowptr, col, rowptr_t, col_t, perm_t, x, score_src, score_dst, weight, attn, grad_out.contiguous(), slope,
         ctx.backend,
     )
     if weight is None:
         grad_w = None
     if grad_attn is not None:
         # The attention coefficients were returned and used: add their gradient path
-        # (softmax backward, then the LeakyReLU, then the gathers of the alphas).
+        # (softmax backward, then the LeakyReLU, then the gathers of the scores).
         e = col.numel()
         row = row_index(rowptr.long(), e)
         ge = torch.ops.graphvision.segment_softmax_backward(rowptr, attn, grad_attn.contiguous(), ctx.backend)
-        logits = alpha_src.index_select(0, col) + alpha_dst.index_select(0, row)
+        logits = score_src.index_select(0, col) + score_dst.index_select(0, row)
         ge = torch.ops.aten.leaky_relu_backward(ge, logits, slope, False)
-        grad_as = grad_as + ge.new_zeros(alpha_src.shape).index_add_(0, col.long(), ge).to(grad_as.dtype)
-        grad_ad = grad_ad + ge.new_zeros(alpha_dst.shape).index_add_(0, row, ge).to(grad_ad.dtype)
+        grad_as = grad_as + ge.new_zeros(score_src.shape).index_add_(0, col.long(), ge).to(grad_as.dtype)
+        grad_ad = grad_ad + ge.new_zeros(score_dst.shape).index_add_(0, row, ge).to(grad_ad.dtype)
     return None, None, None, None, None, grad_x, grad_as, grad_ad, grad_w, None, None
 
 
@@ -324,7 +324,7 @@ _attention_bwd_op.register_autograd(
 
 
 # --------------------------------------------------------------------------- attention pool
-@torch.library.custom_op(f"{_NS}::attention_pool", mutates_args=())
+@torch.library.custom_op(f"{_NS}::global_attention_pool", mutates_args=())
 def _attention_pool(ptr: Tensor, x: Tensor, gate: Tensor, backend: str) -> tuple[Tensor, Tensor]:
     return _kernel("attention_pool_ptr", backend)(ptr, x, gate)
 

@@ -126,8 +126,8 @@ def attention_forward_csr(
     rowptr: Tensor,
     col: Tensor,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     negative_slope: float,
     use_torch_sparse: bool = False,
@@ -139,7 +139,7 @@ def attention_forward_csr(
     rowptr, col = rowptr.long(), col.long()
     if e == 0:
         return x.new_zeros(rowptr.numel() - 1, x.size(1), x.size(2)), x.new_zeros(0, x.size(1))
-    logits = alpha_src.to(acc)[col] + ts.gather_csr(alpha_dst.to(acc).contiguous(), rowptr)
+    logits = score_src.to(acc)[col] + ts.gather_csr(score_dst.to(acc).contiguous(), rowptr)
     attn = segment_softmax_csr(rowptr, torch.nn.functional.leaky_relu(logits, negative_slope))
     k = x.size(1)
     w = attn if weight is None else attn * _torch._heads_weight(weight, e, k, acc, x.device)
@@ -153,8 +153,8 @@ def attention_backward_csr(
     col_t: Tensor,
     perm_t: Tensor,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     attn: Tensor,
     grad_out: Tensor,
@@ -179,11 +179,11 @@ def attention_backward_csr(
         g = g * w
     grad_e = segment_softmax_backward_csr(rowptr, a, g)
     row = row_index(rowptr, e)
-    logits = alpha_src.to(acc)[col] + alpha_dst.to(acc)[row]
+    logits = score_src.to(acc)[col] + score_dst.to(acc)[row]
     grad_e = torch.ops.aten.leaky_relu_backward(grad_e, logits, negative_slope, False)
     grad_as = ts.scatter(grad_e, col, dim=0, dim_size=n_src, reduce="sum") if e else grad_e.new_zeros(n_src, k)
     grad_ad = ts.segment_csr(grad_e.contiguous(), rowptr, reduce="sum")
-    return grad_x.to(x.dtype), grad_as.to(alpha_src.dtype), grad_ad.to(alpha_dst.dtype), grad_w
+    return grad_x.to(x.dtype), grad_as.to(score_src.dtype), grad_ad.to(score_dst.dtype), grad_w
 
 
 def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:

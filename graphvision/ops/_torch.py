@@ -378,20 +378,20 @@ def attention_forward_csr(
     rowptr: Tensor,
     col: Tensor,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     negative_slope: float,
 ) -> tuple[Tensor, Tensor]:
-    """Fused GAT aggregation: ``e = leaky_relu(alpha_src[col] + alpha_dst[dst])``, softmax per row,
+    """Fused GAT aggregation: ``e = leaky_relu(score_src[col] + score_dst[dst])``, softmax per row,
     ``out[i] = sum attn * w * x[col]``.
 
     Args:
         rowptr: ``(N_dst + 1,)``.
         col: ``(E,)``.
         x: ``(N_src, K, F)``.
-        alpha_src: ``(N_src, K)``.
-        alpha_dst: ``(N_dst, K)``.
+        score_src: ``(N_src, K)``.
+        score_dst: ``(N_dst, K)``.
         weight: ``None``, ``(E,)`` or ``(E, K)``.
         negative_slope: LeakyReLU slope.
 
@@ -403,7 +403,7 @@ def attention_forward_csr(
     col = col.long()
     acc = _acc_dtype(x.dtype)
     row = _row(rowptr, e)
-    logits = alpha_src.to(acc).index_select(0, col) + alpha_dst.to(acc).index_select(0, row)
+    logits = score_src.to(acc).index_select(0, col) + score_dst.to(acc).index_select(0, row)
     logits = torch.nn.functional.leaky_relu(logits, negative_slope)
     attn = segment_softmax_csr(rowptr, logits)
     k = x.size(1)
@@ -419,8 +419,8 @@ def attention_backward_csr(
     col_t: Tensor,
     perm_t: Tensor,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     attn: Tensor,
     grad_out: Tensor,
@@ -429,7 +429,7 @@ def attention_backward_csr(
     """Backward of :func:`attention_forward_csr` (gradient w.r.t. ``out`` only).
 
     Returns:
-        ``(grad_x (N_src, K, F), grad_alpha_src (N_src, K), grad_alpha_dst (N_dst, K),
+        ``(grad_x (N_src, K, F), grad_score_src (N_src, K), grad_score_dst (N_dst, K),
         grad_weight)`` with ``grad_weight`` shaped like ``weight`` (``None`` when it is).
     """
     e = col.numel()
@@ -454,7 +454,7 @@ def attention_backward_csr(
         grad_w = grad_w.to(weight.dtype)
         g = g * w
     grad_e = segment_softmax_backward_csr(rowptr, a, g)
-    logits = alpha_src.to(acc).index_select(0, col) + alpha_dst.to(acc).index_select(0, row)
+    logits = score_src.to(acc).index_select(0, col) + score_dst.to(acc).index_select(0, row)
     grad_e = torch.ops.aten.leaky_relu_backward(grad_e, logits, negative_slope, False)
     if e == 0:
         grad_as, grad_ad = grad_e.new_zeros(n_src, k), grad_e.new_zeros(n_dst, k)
@@ -463,7 +463,7 @@ def attention_backward_csr(
         # both contiguous segment reductions, no atomics.
         grad_as = _seg(grad_e.index_select(0, perm_t), rowptr_t.long(), "sum")
         grad_ad = _seg(grad_e, rowptr, "sum")
-    return grad_x.to(x.dtype), grad_as.to(alpha_src.dtype), grad_ad.to(alpha_dst.dtype), grad_w
+    return grad_x.to(x.dtype), grad_as.to(score_src.dtype), grad_ad.to(score_dst.dtype), grad_w
 
 
 def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:

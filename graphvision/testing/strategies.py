@@ -9,7 +9,7 @@ The graph strategies expose the edge cases kernels must handle as tri-state swit
 ``None`` lets them appear at random, ``True`` guarantees at least one (when the size allows it),
 ``False`` forbids them:
 
-- ``self_loops``: edges ``i -> i``;
+- ``loop``: edges ``i -> i``;
 - ``duplicates``: the same ``(source, target)`` pair more than once;
 - ``isolated_nodes``: nodes that appear in no edge.
 
@@ -171,7 +171,7 @@ def edge_indices(
     *,
     min_edges: int = 0,
     max_edges: int = 64,
-    self_loops: bool | None = None,
+    loop: bool | None = None,
     duplicates: bool | None = None,
     symmetric: bool = False,
     dtype: torch.dtype = torch.int64,
@@ -186,7 +186,7 @@ def edge_indices(
             self-loops from a one-node graph or duplicates may leave fewer).
         max_edges: Largest number of edges drawn before the switches apply (guaranteeing a
             self-loop or a duplicate, or symmetrising, may add more).
-        self_loops: ``None`` random, ``True`` at least one, ``False`` none.
+        loop: ``None`` random, ``True`` at least one, ``False`` none.
         duplicates: ``None`` random, ``True`` at least one repeated pair, ``False`` none.
         symmetric: Add the reverse of every edge.
         dtype: ``torch.int64`` or ``torch.int32``.
@@ -201,7 +201,7 @@ def edge_indices(
 
     Example:
         >>> from hypothesis import given
-        >>> @given(edge_indices(5, self_loops=False, duplicates=False))
+        >>> @given(edge_indices(5, loop=False, duplicates=False))
         ... def test_simple(edge_index):
         ...     assert bool((edge_index[0] != edge_index[1]).all())
         >>> test_simple()
@@ -215,16 +215,16 @@ def edge_indices(
     e = draw(st.integers(min_edges, max(min_edges, max_edges))) if n > 0 else 0
     src = torch.randint(max(n, 1), (e,), generator=gen)
     dst = torch.randint(max(n, 1), (e,), generator=gen)
-    if n > 0 and self_loops is False:
+    if n > 0 and loop is False:
         src, dst = _fix_self_loops(src, dst, n, gen)
-    if n > 0 and self_loops is True and not bool((src == dst).any()):
+    if n > 0 and loop is True and not bool((src == dst).any()):
         v = torch.randint(n, (1,), generator=gen)
         src, dst = torch.cat([src, v]), torch.cat([dst, v])
     if symmetric:
         src, dst = torch.cat([src, dst]), torch.cat([dst, src])
     if duplicates is False:
         src, dst = _dedupe(src, dst, gen)
-    elif duplicates is True and (n > 1 or (n == 1 and self_loops is not False)):
+    elif duplicates is True and (n > 1 or (n == 1 and loop is not False)):
         pairs = torch.stack([src, dst])
         has_dup = src.numel() > torch.unique(pairs, dim=1).size(1) if src.numel() else False
         if not has_dup:
@@ -254,7 +254,7 @@ def graphs(
     max_nodes: int = 16,
     max_edges: int | None = None,
     isolated_nodes: bool | None = None,
-    self_loops: bool | None = None,
+    loop: bool | None = None,
     duplicates: bool | None = None,
     symmetric: bool = False,
     dtype: torch.dtype = torch.int64,
@@ -269,7 +269,7 @@ def graphs(
         max_edges: Largest number of random edges (default ``4 * max_nodes``).
         isolated_nodes: ``None`` random, ``True`` at least one node without any edge,
             ``False`` every node in at least one edge.
-        self_loops: See :func:`edge_indices`.
+        loop: See :func:`edge_indices`.
         duplicates: See :func:`edge_indices`.
         symmetric: See :func:`edge_indices`.
         dtype: Index dtype.
@@ -293,14 +293,14 @@ def graphs(
     lo = min_nodes
     if isolated_nodes is True:
         lo = max(lo, 1)
-    if isolated_nodes is False and self_loops is False:
+    if isolated_nodes is False and loop is False:
         lo = max(lo, 2)
     lo = min(lo, max(max_nodes, lo))
     n = draw(st.integers(lo, max(lo, max_nodes)))
     max_e = 4 * max(max_nodes, 1) if max_edges is None else max_edges
     edge_index = draw(
         edge_indices(
-            n, max_edges=max_e, self_loops=self_loops, duplicates=duplicates, symmetric=symmetric, dtype=torch.int64
+            n, max_edges=max_e, loop=loop, duplicates=duplicates, symmetric=symmetric, dtype=torch.int64
         )
     )
     gen = _generator(draw)
@@ -353,7 +353,7 @@ def batched_graphs(
         max_nodes: Largest number of nodes per graph.
         dtype: Index dtype of ``edge_index``.
         device: Device of the tensors.
-        **graph_kwargs: Passed to :func:`graphs` (``isolated_nodes``, ``self_loops``, ...).
+        **graph_kwargs: Passed to :func:`graphs` (``isolated_nodes``, ``loop``, ...).
 
     Returns:
         A :class:`BatchedGraph` ``(num_nodes, edge_index, batch, num_graphs, ptr)``.

@@ -178,7 +178,7 @@ def test_block_matches_reference(b, h, w, d, heads, gate, ffn, norm, normalize, 
     c = d * heads
     p = make_params(c, heads, 2 * c, g, gate=gate, ffn=ffn)
     x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64)
-    out, attn = call_block(x, p, heads, norm=norm, normalize=normalize, return_attention=True)
+    out, attn = call_block(x, p, heads, norm=norm, normalize=normalize, return_attention_weights=True)
     tokens = x.flatten(2).transpose(1, 2)
     ref, ref_attn = ref_block(tokens, p, heads, norm=norm, normalize=normalize)
     assert out.shape == x.shape
@@ -194,8 +194,8 @@ def test_position_permutation_equivariance_and_noncontiguous():
     p = make_params(6, 2, 12, g)
     x = torch.randn(2, 20, 6, dtype=torch.float64, generator=g)
     perm = torch.randperm(20, generator=g)
-    out, attn = call_block(x, p, 2, return_attention=True)
-    out_p, attn_p = call_block(x[:, perm], p, 2, return_attention=True)
+    out, attn = call_block(x, p, 2, return_attention_weights=True)
+    out_p, attn_p = call_block(x[:, perm], p, 2, return_attention_weights=True)
     assert_close(out_p, out[:, perm])
     assert_close(attn_p, attn)
     img = torch.randn(2, 6, 4, 5, dtype=torch.float64, generator=g).to(memory_format=torch.channels_last)
@@ -208,7 +208,7 @@ def test_empty_positions_and_batch():
     p = make_params(4, 2, 8, g)
     for shape in [(0, 4, 3, 3), (2, 0, 4), (2, 4, 0, 3)]:
         x = torch.randn(*shape, dtype=torch.float64)
-        out, attn = call_block(x, p, 2, return_attention=True)
+        out, attn = call_block(x, p, 2, return_attention_weights=True)
         assert out.shape == x.shape and attn.shape == (shape[0], 2, 2, 2)
 
 
@@ -248,9 +248,9 @@ def test_compile_fullgraph():
     g = torch.Generator().manual_seed(0)
     p = make_params(8, 2, 16, g, dtype=torch.float32)
     x = torch.randn(2, 8, 4, 4)
-    fn = torch.compile(lambda t: call_block(t, p, 2, return_attention=True), fullgraph=True, backend="aot_eager")
+    fn = torch.compile(lambda t: call_block(t, p, 2, return_attention_weights=True), fullgraph=True, backend="aot_eager")
     out, attn = fn(x)
-    ref, ref_attn = call_block(x, p, 2, return_attention=True)
+    ref, ref_attn = call_block(x, p, 2, return_attention_weights=True)
     assert_close(out, ref)
     assert_close(attn, ref_attn)
 

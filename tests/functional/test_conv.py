@@ -274,7 +274,7 @@ class TestAttention:
         bias = _rand(g, heads * f if concat else f)
         w = torch.rand(ei.size(1), generator=g) + 0.1 if weighted else None
         out, (ei_out, attn) = GF.gat_conv(x, ei, weight, a_s, a_d, bias, w, concat=concat, fill_value=1.0,
-                                          return_attention=True)
+                                          return_attention_weights=True)
         ref, ref_attn = ref_attention_conv(x, ei, weight, a_s, a_d, bias, w, concat=concat)
         assert_close(out, ref)
         assert_same_attention(ei_out, attn, ref_attn)
@@ -291,7 +291,7 @@ class TestAttention:
         w = torch.rand(ei.size(1), generator=g) + 0.1 if weighted else None
         out, (ei_out, attn) = GF.attention_gcn_conv(
             x, ei, weight, a_s, a_d, bias, w, x0=x0, alpha=alpha, normalize=normalize, add_self_loops=loops,
-            improved=improved, return_attention=True,
+            improved=improved, return_attention_weights=True,
         )
         ref, ref_attn = ref_attention_conv(
             x, ei, weight, a_s, a_d, bias, w, x0=x0, alpha=alpha, normalize=normalize, add_self_loops=loops,
@@ -400,7 +400,7 @@ def _convs(f_in, seed):
     ]
 
 
-@given(graph=graphs(min_nodes=1, max_nodes=8, self_loops=False), b=st.integers(1, 3), weighted=st.booleans(),
+@given(graph=graphs(min_nodes=1, max_nodes=8, loop=False), b=st.integers(1, 3), weighted=st.booleans(),
        seed=st.integers(0, 2**16))
 def test_shared_graph_batch_equals_per_sample(graph, b, weighted, seed):
     n, ei = graph
@@ -433,7 +433,7 @@ def test_per_sample_graphs_list_and_offset(b, n, seed):
     assert_close(shared, torch.stack([GF.edge_conditioned_conv(x[i], eis[0], mats[0]) for i in range(b)]))
 
 
-@given(graph=graphs(min_nodes=1, max_nodes=8, self_loops=False), weighted=st.booleans(), seed=st.integers(0, 2**16))
+@given(graph=graphs(min_nodes=1, max_nodes=8, loop=False), weighted=st.booleans(), seed=st.integers(0, 2**16))
 def test_node_permutation_equivariance_and_edge_order_invariance(graph, weighted, seed):
     n, ei = graph
     g = _gen(seed)
@@ -504,7 +504,7 @@ class TestErrors:
             GF.gat_conv(x, self.ei, torch.randn(6, 4), torch.randn(2, 3), torch.randn(3, 2))
         with pytest.raises(ValueError, match=r"Expected 'weight1' of shape \(4, 4\)"):
             GF.gcn2_conv(x, x, self.ei, torch.randn(4, 3))
-        with pytest.raises(ValueError, match=r"Expected 'edge_weights' of shape \(E, F_in=4, F_out\)"):
+        with pytest.raises(ValueError, match=r"Expected 'edge_kernels' of shape \(E, F_in=4, F_out\)"):
             GF.edge_conditioned_conv(x, self.ei, torch.randn(2, 3, 3))
         with pytest.raises(ValueError, match=r"one matrix per edge, E=2"):
             GF.edge_conditioned_conv(x, self.ei, torch.randn(3, 4, 3))

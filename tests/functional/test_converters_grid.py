@@ -24,7 +24,7 @@ from graphvision.testing.strategies import graphs, images, node_features
 # ----------------------------------------------------------------------------- references
 
 
-def ref_grid(h: int, w: int, connectivity: int, dilation: int, self_loops: bool, batch_size: int) -> torch.Tensor:
+def ref_grid(h: int, w: int, connectivity: int, dilation: int, loop: bool, batch_size: int) -> torch.Tensor:
     """Plain loops over images, pixels and neighbours; sorted by (target, source)."""
     edges = []
     for b in range(batch_size):
@@ -32,7 +32,7 @@ def ref_grid(h: int, w: int, connectivity: int, dilation: int, self_loops: bool,
             for x in range(w):
                 for dy in (-1, 0, 1):
                     for dx in (-1, 0, 1):
-                        if dy == 0 and dx == 0 and not self_loops:
+                        if dy == 0 and dx == 0 and not loop:
                             continue
                         if connectivity == 4 and dy != 0 and dx != 0:
                             continue
@@ -66,32 +66,32 @@ def edge_set(edge_index: torch.Tensor) -> list[tuple[int, int]]:
     w=st.integers(0, 7),
     connectivity=st.sampled_from([4, 8]),
     dilation=st.integers(1, 3),
-    self_loops=st.booleans(),
+    loop=st.booleans(),
     batch_size=st.integers(0, 3),
 )
-def test_grid_matches_reference(h, w, connectivity, dilation, self_loops, batch_size):
-    out = grid_graph(h, w, connectivity, dilation, self_loops, batch_size=batch_size)
+def test_grid_matches_reference(h, w, connectivity, dilation, loop, batch_size):
+    out = grid_graph(h, w, connectivity, dilation, loop, batch_size=batch_size)
     assert out.dtype == torch.long and out.shape[0] == 2 and out.is_contiguous()
-    assert torch.equal(out, ref_grid(h, w, connectivity, dilation, self_loops, batch_size))
+    assert torch.equal(out, ref_grid(h, w, connectivity, dilation, loop, batch_size))
 
 
-@given(h=st.integers(1, 9), w=st.integers(1, 9), connectivity=st.sampled_from([4, 8]), self_loops=st.booleans())
-def test_grid_properties(h, w, connectivity, self_loops):
-    ei = grid_graph(h, w, connectivity, self_loops=self_loops)
+@given(h=st.integers(1, 9), w=st.integers(1, 9), connectivity=st.sampled_from([4, 8]), loop=st.booleans())
+def test_grid_properties(h, w, connectivity, loop):
+    ei = grid_graph(h, w, connectivity, loop=loop)
     n = h * w
     # Edge counts of the issue: 8HW - 6(H+W) + 4 and 4HW - 2(H+W), plus one loop per pixel.
     expected = 8 * n - 6 * (h + w) + 4 if connectivity == 8 else 4 * n - 2 * (h + w)
-    assert ei.size(1) == expected + (n if self_loops else 0)
+    assert ei.size(1) == expected + (n if loop else 0)
     pairs = edge_set(ei)
     assert len(set(pairs)) == len(pairs), "duplicate edges"
     assert set(pairs) == {(d, s) for s, d in pairs}, "not symmetric"
     loops = int((ei[0] == ei[1]).sum())
-    assert loops == (n if self_loops else 0)
+    assert loops == (n if loop else 0)
     deg = torch.bincount(ei[1], minlength=n)
-    assert int(deg.max()) <= connectivity + int(self_loops)
+    assert int(deg.max()) <= connectivity + int(loop)
     # Interior pixels have the full neighbourhood.
     if h >= 3 and w >= 3:
-        assert int(deg.view(h, w)[1:-1, 1:-1].min()) == connectivity + int(self_loops)
+        assert int(deg.view(h, w)[1:-1, 1:-1].min()) == connectivity + int(loop)
     # Every edge joins pixels at Chebyshev (8) / Manhattan (4) distance 1.
     ys, xs = ei // w, ei % w
     dy, dx = (ys[0] - ys[1]).abs(), (xs[0] - xs[1]).abs()
@@ -105,7 +105,7 @@ def test_grid_hand_computed():
     # 2x2, 8 neighbours: every pixel sees the 3 others.
     assert grid_graph(2, 2).tolist() == [[1, 2, 3, 0, 2, 3, 0, 1, 3, 0, 1, 2], [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]]
     assert grid_graph(1, 1).shape == (2, 0)
-    assert grid_graph(1, 1, self_loops=True).tolist() == [[0], [0]]
+    assert grid_graph(1, 1, loop=True).tolist() == [[0], [0]]
     assert grid_graph(0, 5).shape == (2, 0)
     assert grid_graph(4, 4, batch_size=0).shape == (2, 0)
     # dilation 2 on a 1x5 row links 0-2, 1-3, 2-4.
@@ -207,11 +207,11 @@ def test_image_to_graph_1x1_and_empty():
     sigma=st.floats(0.1, 3.0),
     connectivity=st.sampled_from([4, 8]),
     dilation=st.integers(1, 2),
-    self_loops=st.booleans(),
+    loop=st.booleans(),
 )
-def test_image_to_graph_edge_weight(image, metric, sigma, connectivity, dilation, self_loops):
+def test_image_to_graph_edge_weight(image, metric, sigma, connectivity, dilation, loop):
     # "levels" images have zero pixels (cosine of a zero vector) and equal neighbours (weight 1).
-    graph = image_to_graph(image, connectivity, dilation, self_loops, edge_weight=metric, sigma=sigma)
+    graph = image_to_graph(image, connectivity, dilation, loop, similarity=metric, sigma=sigma)
     assert isinstance(graph, WeightedImageGraph)
     x, edge_index, batch, edge_weight = graph
     assert_close(edge_weight, ref_similarity(x, edge_index, metric, sigma))
@@ -242,8 +242,8 @@ def test_edge_similarity_gradcheck(metric):
 def test_image_to_graph_gradient_flows():
     image = torch.rand(2, 3, 3, 4, dtype=torch.float64, requires_grad=True)
     for metric in ("gaussian", "cosine"):
-        assert torch.autograd.gradcheck(lambda im: image_to_graph(im, 4, edge_weight=metric).edge_weight, (image,))
-        assert torch.autograd.gradcheck(lambda im: image_to_graph(im, 8, 2, True, edge_weight=metric)[3], (image,))
+        assert torch.autograd.gradcheck(lambda im: image_to_graph(im, 4, similarity=metric).edge_weight, (image,))
+        assert torch.autograd.gradcheck(lambda im: image_to_graph(im, 8, 2, True, similarity=metric)[3], (image,))
     assert torch.autograd.gradcheck(lambda im: image_to_graph(im).x, (image,))
 
 
@@ -254,8 +254,8 @@ def test_image_to_graph_gradient_flows():
         (([[1.0]],), {}, TypeError, "'image' to be a torch.Tensor"),
         ((torch.zeros(1, 3, 4, 4, dtype=torch.uint8),), {}, TypeError, "floating-point dtype.*uint8"),
         ((torch.rand(1, 3, 4, 4),), {"connectivity": 3}, ValueError, "connectivity 3"),
-        ((torch.rand(1, 3, 4, 4),), {"edge_weight": "l2"}, ValueError, r"edge_weight 'l2'; expected one of"),
-        ((torch.rand(1, 3, 4, 4),), {"edge_weight": "gaussian", "sigma": 0.0}, ValueError, "'sigma' > 0"),
+        ((torch.rand(1, 3, 4, 4),), {"similarity": "l2"}, ValueError, r"similarity 'l2'; expected one of"),
+        ((torch.rand(1, 3, 4, 4),), {"similarity": "gaussian", "sigma": 0.0}, ValueError, "'sigma' > 0"),
     ],
 )
 def test_image_to_graph_errors(args, kwargs, error, match):
@@ -365,7 +365,7 @@ def test_patch_graph_knn_batched_is_per_image(image, k):
 
 
 def test_patch_graph_edge_weight():
-    graph = patch_graph(torch.rand(2, 3, 8, 8), 4, edge_weight="cosine")
+    graph = patch_graph(torch.rand(2, 3, 8, 8), 4, similarity="cosine")
     assert isinstance(graph, WeightedImageGraph)
     assert_close(graph.edge_weight, ref_similarity(graph.x, graph.edge_index, "cosine", 1.0).float())
 

@@ -12,13 +12,13 @@ TRI = st.sampled_from([None, True, False])
 
 
 @settings(max_examples=60)
-@given(data=st.data(), isolated=TRI, self_loops=TRI, duplicates=TRI, symmetric=st.booleans())
-def test_graphs_switches(data, isolated, self_loops, duplicates, symmetric):
+@given(data=st.data(), isolated=TRI, loop=TRI, duplicates=TRI, symmetric=st.booleans())
+def test_graphs_switches(data, isolated, loop, duplicates, symmetric):
     n, ei = data.draw(
         graphs(
             max_nodes=8,
             isolated_nodes=isolated,
-            self_loops=self_loops,
+            loop=loop,
             duplicates=duplicates,
             symmetric=symmetric,
             contiguous=None,
@@ -27,14 +27,14 @@ def test_graphs_switches(data, isolated, self_loops, duplicates, symmetric):
     assert ei.dim() == 2 and ei.size(0) == 2 and ei.dtype == torch.long
     assert ei.numel() == 0 or (int(ei.min()) >= 0 and int(ei.max()) < n)
     loops = ei[0] == ei[1]
-    if self_loops is False:
+    if loop is False:
         assert not bool(loops.any())
-    if self_loops is True and n > 0 and isolated is not True:
+    if loop is True and n > 0 and isolated is not True:
         assert bool(loops.any())
     unique = torch.unique(ei, dim=1).size(1) if ei.numel() else 0
     if duplicates is False:
         assert unique == ei.size(1)
-    if duplicates is True and isolated is not True and (n > 1 or (n == 1 and self_loops is not False)):
+    if duplicates is True and isolated is not True and (n > 1 or (n == 1 and loop is not False)):
         assert unique < ei.size(1)
     seen = torch.zeros(n, dtype=torch.bool)
     seen[ei.flatten()] = True
@@ -52,7 +52,7 @@ def test_edge_indices_layout(ei):
     assert ei.dtype == torch.int32 and ei.shape[1] >= 2 and not ei.is_contiguous()
 
 
-@given(batched_graphs(max_graphs=4, self_loops=False))
+@given(batched_graphs(max_graphs=4, loop=False))
 def test_batched_graphs(g):
     assert g.batch.numel() == g.num_nodes == int(g.ptr[-1])
     assert bool((g.batch.diff() >= 0).all()) if g.num_nodes > 1 else True

@@ -121,7 +121,7 @@ def test_superpixel_round_trip(labels, data):
 def test_superpixel_hand_computed_self_loops_weights():
     labels = torch.tensor([[[7, 7, 3], [7, 7, 3], [9, 9, 9]]])  # labels need not be consecutive
     image = torch.arange(9, dtype=torch.float32).view(1, 1, 3, 3)
-    graph = superpixel_graph(image, labels, self_loops=True, edge_weight="gaussian", sigma=10.0)
+    graph = superpixel_graph(image, labels, loop=True, similarity="gaussian", sigma=10.0)
     # Nodes in label order: 3 -> 0, 7 -> 1, 9 -> 2.
     assert graph.x.flatten().tolist() == [3.5, 2.0, 7.0]
     assert graph.labels.tolist() == [[[1, 1, 0], [1, 1, 0], [2, 2, 2]]]
@@ -144,7 +144,7 @@ def test_superpixel_gradcheck():
     labels = torch.tensor([[[0, 0, 1], [2, 2, 1]]])
     image = torch.rand(1, 2, 2, 3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda im: superpixel_graph(im, labels).x, (image,))
-    assert torch.autograd.gradcheck(lambda im: superpixel_graph(im, labels, edge_weight="cosine").edge_weight, (image,))
+    assert torch.autograd.gradcheck(lambda im: superpixel_graph(im, labels, similarity="cosine").edge_weight, (image,))
 
 
 def test_superpixel_device(device):
@@ -188,7 +188,7 @@ def test_slic_missing_skimage_names_the_extra(monkeypatch):
         (torch.full((1, 4, 4), -1), {}, ValueError, r"'labels' >= 0 \(got min -1\)"),
         (torch.zeros(1, 4, 4, dtype=torch.long, device="meta"), {}, ValueError, "same device as 'image'"),
         (torch.zeros(1, 4, 4, dtype=torch.long), {"connectivity": 6}, ValueError, "connectivity 6"),
-        (torch.zeros(1, 4, 4, dtype=torch.long), {"edge_weight": "l1"}, ValueError, "edge_weight 'l1'"),
+        (torch.zeros(1, 4, 4, dtype=torch.long), {"similarity": "l1"}, ValueError, "similarity 'l1'"),
     ],
 )
 def test_superpixel_errors(labels, kwargs, error, match):

@@ -52,7 +52,7 @@ def np_mi_matrix(x: np.ndarray, bins: int, bandwidth: float) -> np.ndarray:
 
 
 def dense(x: torch.Tensor, **kw) -> torch.Tensor:
-    kw.setdefault("self_loops", True)
+    kw.setdefault("loop", True)
     return mia(x, **kw)
 
 
@@ -86,7 +86,7 @@ def test_hand_computed_table():
     # two nodes, 4 samples, hard 2 bins: node 0 labels [0,0,1,1], node 1 labels [0,0,1,1] -> MI = log 2;
     # node 2 labels [0,1,0,1] is independent of node 0 -> MI = 0
     x = torch.tensor([[0.0, 0.1, 0.9, 1.0], [5.0, 5.0, 7.0, 7.0], [0.0, 1.0, 0.0, 1.0]], dtype=torch.float64)
-    out = mia(x, bins=2, bandwidth=0, self_loops=True)
+    out = mia(x, bins=2, bandwidth=0, loop=True)
     ln2 = math.log(2)
     expected = torch.tensor([[ln2, ln2, 0.0], [ln2, ln2, 0.0], [0.0, 0.0, ln2]], dtype=torch.float64)
     assert_close(out, expected)
@@ -193,8 +193,8 @@ def test_hard_binning_matches_sklearn(bins):
     x = torch.randn(1, 6, 200, generator=g, dtype=torch.float64)
     x[0, 1] = x[0, 0] ** 2 + 0.1 * x[0, 1]
     x[0, 2] = torch.round(x[0, 2] * 2)  # ties
-    out = mia(x, bins=bins, bandwidth=0, self_loops=True)[0]
-    nmi = mia(x, bins=bins, bandwidth=0, self_loops=True, normalized=True)[0]
+    out = mia(x, bins=bins, bandwidth=0, loop=True)[0]
+    nmi = mia(x, bins=bins, bandwidth=0, loop=True, normalize=True)[0]
     labels = []
     for i in range(6):
         v = x[0, i].numpy()
@@ -219,7 +219,7 @@ def test_normalized_range_and_formula(mode):
     x = torch.randn(2, 7, 40, dtype=torch.float64)
     x[0, 3] = 1.0  # a constant node: entropy 0 -> normalised MI 0, no NaN
     mi = dense(x, bins=6)
-    out = dense(x, bins=6, normalized=mode)
+    out = dense(x, bins=6, normalize=mode)
     assert not bool(out.isnan().any())
     assert bool((out >= 0).all()) and bool((out <= 1).all())
     assert float(out[0, 3].abs().max()) < 1e-12
@@ -262,14 +262,14 @@ def to_dense(edge_index: torch.Tensor, edge_weight: torch.Tensor, b: int, n: int
     top_k=st.sampled_from([None, 1, 2, 4, 20]),
     threshold=st.sampled_from([None, 0.0, 0.2]),
     symmetric=st.booleans(),
-    self_loops=st.booleans(),
+    loop=st.booleans(),
     seed=st.integers(0, 2**16),
 )
-def test_sparsification_rules(b, n, top_k, threshold, symmetric, self_loops, seed):
+def test_sparsification_rules(b, n, top_k, threshold, symmetric, loop, seed):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, n, 24, generator=g, dtype=torch.float64)
     mi = dense(x, bins=4)
-    kw = dict(bins=4, top_k=top_k, threshold=threshold, symmetric=symmetric, self_loops=self_loops)
+    kw = dict(bins=4, top_k=top_k, threshold=threshold, symmetric=symmetric, loop=loop)
     adj = mia(x, **kw)
     ei, ew = mia(x, output="sparse", **kw)
     # the oracle pattern
@@ -286,7 +286,7 @@ def test_sparsification_rules(b, n, top_k, threshold, symmetric, self_loops, see
         keep &= mi >= threshold
     if symmetric and top_k is not None:
         keep = keep | keep.transpose(1, 2)
-    if self_loops:
+    if loop:
         keep = keep | eye
     # ties in MI could make the top-k choice ambiguous; with float64 random data there are none
     assert_close(adj, torch.where(keep, mi, torch.zeros_like(mi)))
@@ -305,7 +305,7 @@ def test_topk_rows_exact_count_and_static_sparse():
     assert ei.shape == (2, 2 * 10 * 3)
     assert bool((ei[0] != ei[1]).all())
     assert torch.equal(torch.bincount(ei[1], minlength=20), torch.full((20,), 3))
-    ei2, ew2 = mia(x, top_k=3, symmetric=False, self_loops=True, output="sparse")
+    ei2, ew2 = mia(x, top_k=3, symmetric=False, loop=True, output="sparse")
     assert ei2.shape == (2, 2 * 10 * 4) and int((ei2[0] == ei2[1]).sum()) == 20
 
 
@@ -324,10 +324,10 @@ def test_sparse_feeds_message_passing():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("chunk,normalized", [(1, False), (None, "geometric")])
-def test_gradcheck(chunk, normalized):
+@pytest.mark.parametrize("chunk,normalize", [(1, False), (None, "geometric")])
+def test_gradcheck(chunk, normalize):
     x = torch.randn(2, 4, 6, dtype=torch.float64, requires_grad=True)
-    fn = lambda t: mia(t, bins=3, bandwidth=0.8, normalized=normalized, self_loops=True, chunk_size=chunk)  # noqa: E731
+    fn = lambda t: mia(t, bins=3, bandwidth=0.8, normalize=normalize, loop=True, chunk_size=chunk)  # noqa: E731
     assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-5)
 
 
@@ -351,7 +351,7 @@ def test_joint_entropy_backward_matches_autograd():
 def test_empty_bins_finite_grad():
     # 3 samples, 32 bins: most bins receive no mass (truncated memberships, p = 0, P = 0)
     x = torch.randn(2, 5, 3, requires_grad=True)
-    mia(x, bins=32, normalized="geometric", top_k=2).sum().backward()
+    mia(x, bins=32, normalize="geometric", top_k=2).sum().backward()
     assert bool(x.grad.isfinite().all())
 
 
@@ -512,9 +512,9 @@ def test_kernels_compile_for_sm90():
 
 def test_compile_fullgraph():
     x = torch.randn(2, 6, 12, requires_grad=True)
-    dense_fn = torch.compile(lambda t: mia(t, bins=4, normalized=True, top_k=2, chunk_size=4),
+    dense_fn = torch.compile(lambda t: mia(t, bins=4, normalize=True, top_k=2, chunk_size=4),
                              fullgraph=True, backend="aot_eager")
-    assert_close(dense_fn(x), mia(x, bins=4, normalized=True, top_k=2, chunk_size=4))
+    assert_close(dense_fn(x), mia(x, bins=4, normalize=True, top_k=2, chunk_size=4))
     dense_fn(x).sum().backward()
     assert x.grad is not None and bool(x.grad.isfinite().all())
     sparse_fn = torch.compile(lambda t: mia(t, bins=4, top_k=2, symmetric=False, output="sparse"),
@@ -547,7 +547,7 @@ def test_compile_inductor():
         (dict(bins=4.0), TypeError, "'bins' to be an int"),
         (dict(bandwidth=-1.0), ValueError, "'bandwidth' >= 0"),
         (dict(bandwidth="wide"), TypeError, "'bandwidth'"),
-        (dict(normalized="entropy"), ValueError, "Unknown normalized 'entropy'"),
+        (dict(normalize="entropy"), ValueError, "Expected 'normalize' to be one of"),
         (dict(top_k=0), ValueError, "'top_k' >= 1"),
         (dict(threshold="x"), TypeError, "'threshold'"),
         (dict(output="coo"), ValueError, "Unknown output 'coo'"),

@@ -112,11 +112,11 @@ class TestAttentionPooling:
     def test_flat_matches_reference(self, g, k, seed):
         gen = torch.Generator().manual_seed(seed)
         x, gate = torch.randn(g.num_nodes, 3, generator=gen), torch.randn(g.num_nodes, k, generator=gen)
-        out, attn = GF.attention_pooling(x, gate, g.batch, g.num_graphs, return_attention=True)
+        out, attn = GF.global_attention_pool(x, gate, g.batch, g.num_graphs, return_attention_weights=True)
         ref, ref_w = ref_attention_pool(x, gate, g.batch, g.num_graphs)
         assert_close(out, ref)
         assert_close(attn, ref_w)
-        out1 = GF.attention_pooling(x, gate[:, 0], g.batch, g.num_graphs)
+        out1 = GF.global_attention_pool(x, gate[:, 0], g.batch, g.num_graphs)
         assert_close(out1, ref[:, 0])
 
     @given(b=st.integers(1, 3), n=st.integers(1, 6), masked=st.booleans(), seed=st.integers(0, 2**16))
@@ -124,7 +124,7 @@ class TestAttentionPooling:
         gen = torch.Generator().manual_seed(seed)
         x, gate = torch.randn(b, n, 3, generator=gen), torch.randn(b, n, 2, generator=gen)
         mask = torch.rand(b, n, generator=gen) > 0.4 if masked else torch.ones(b, n, dtype=torch.bool)
-        out, attn = GF.attention_pooling(x, gate, mask=mask if masked else None, return_attention=True)
+        out, attn = GF.global_attention_pool(x, gate, mask=mask if masked else None, return_attention_weights=True)
         keep = mask.flatten()
         flat_batch = torch.arange(b).repeat_interleave(n)[keep]
         ref, ref_w = ref_attention_pool(x.reshape(-1, 3)[keep], gate.reshape(-1, 2)[keep], flat_batch, b)
@@ -135,8 +135,8 @@ class TestAttentionPooling:
     def test_permutation_invariance(self):
         x, gate = torch.randn(2, 7, 3), torch.randn(2, 7, 2)
         perm = torch.randperm(7)
-        out, attn = GF.attention_pooling(x, gate, return_attention=True)
-        out_p, attn_p = GF.attention_pooling(x[:, perm], gate[:, perm], return_attention=True)
+        out, attn = GF.global_attention_pool(x, gate, return_attention_weights=True)
+        out_p, attn_p = GF.global_attention_pool(x[:, perm], gate[:, perm], return_attention_weights=True)
         assert_close(out_p, out)
         assert_close(attn_p, attn[:, perm])
 
@@ -144,13 +144,13 @@ class TestAttentionPooling:
         x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
         gate = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
         batch = torch.tensor([0, 0, 1, 1, 1])
-        assert torch.autograd.gradcheck(lambda x, g: GF.attention_pooling(x, g, batch, 2), (x, gate))
+        assert torch.autograd.gradcheck(lambda x, g: GF.global_attention_pool(x, g, batch, 2), (x, gate))
 
     def test_errors(self):
         with pytest.raises(ValueError, match=r"Expected 'gate' of shape \(B, N\) or \(B, N, K\)"):
-            GF.attention_pooling(torch.randn(2, 4, 3), torch.randn(2, 5))
+            GF.global_attention_pool(torch.randn(2, 4, 3), torch.randn(2, 5))
         with pytest.raises(ValueError, match=r"Expected 'gate' of shape \(N,\) or \(N, K\)"):
-            GF.attention_pooling(torch.randn(4, 3), torch.randn(4, 2, 1))
+            GF.global_attention_pool(torch.randn(4, 3), torch.randn(4, 2, 1))
 
 
 class TestTopK:
@@ -184,7 +184,7 @@ class TestTopK:
         gen = torch.Generator().manual_seed(seed)
         x, score = torch.randn(g.num_nodes, 3, generator=gen), torch.randn(g.num_nodes, generator=gen)
         m = 6
-        out = GF.sag_pool(x, score, k=k, batch=g.batch, num_graphs=g.num_graphs, max_num_nodes=m)
+        out = GF.sag_pool(x, score, k=k, batch=g.batch, size=g.num_graphs, max_num_nodes=m)
         dense_x = torch.zeros(g.num_graphs, m, 3)
         dense_s = torch.zeros(g.num_graphs, m)
         mask = torch.zeros(g.num_graphs, m, dtype=torch.bool)
@@ -222,9 +222,9 @@ class TestTopK:
         with pytest.raises(ValueError, match=r"Expected 'weight' of shape \(F,\) = \(3,\)"):
             GF.topk_pool(x, torch.randn(4), k=2)
         with pytest.raises(ValueError, match="needs 'max_num_nodes'"):
-            GF.sag_pool(torch.randn(5, 3), torch.randn(5), k=2, batch=torch.tensor([0, 0, 1, 1, 1]), num_graphs=2)
+            GF.sag_pool(torch.randn(5, 3), torch.randn(5), k=2, batch=torch.tensor([0, 0, 1, 1, 1]), size=2)
         with pytest.raises(ValueError, match="more than max_num_nodes=2"):
-            GF.sag_pool(torch.randn(5, 3), torch.randn(5), k=2, batch=torch.tensor([0, 0, 1, 1, 1]), num_graphs=2,
+            GF.sag_pool(torch.randn(5, 3), torch.randn(5), k=2, batch=torch.tensor([0, 0, 1, 1, 1]), size=2,
                         max_num_nodes=2)
         with pytest.raises(ValueError, match="Unknown nonlinearity 'relu'"):
             GF.sag_pool(x, torch.randn(2, 5), k=2, nonlinearity="relu")
@@ -232,7 +232,7 @@ class TestTopK:
 
 def test_zero_size():
     x = torch.randn(2, 0, 3, requires_grad=True)
-    out, attn = GF.attention_pooling(x, torch.randn(2, 0, 2), return_attention=True)
+    out, attn = GF.global_attention_pool(x, torch.randn(2, 0, 2), return_attention_weights=True)
     assert out.shape == (2, 2, 3) and attn.shape == (2, 0, 2) and torch.count_nonzero(out) == 0
     out.sum().backward()
     t = GF.sag_pool(x, torch.randn(2, 0), k=2)
@@ -309,7 +309,7 @@ class TestPooledGraph:
         gen = torch.Generator().manual_seed(seed)
         x, score = torch.randn(g.num_nodes, 3, generator=gen), torch.randn(g.num_nodes, generator=gen)
         ea = torch.randn(g.edge_index.size(1), 4, generator=gen)
-        out = GF.sag_pool(x, score, k=k, batch=g.batch, num_graphs=g.num_graphs, max_num_nodes=6,
+        out = GF.sag_pool(x, score, k=k, batch=g.batch, size=g.num_graphs, max_num_nodes=6,
                           edge_index=g.edge_index, edge_attr=ea)
         b = g.num_graphs
         old_to_new = {int(out.index[i, s]): i * k + s for i in range(b) for s in range(k) if out.mask[i, s]}
@@ -325,7 +325,7 @@ class TestPooledGraph:
         x, s = torch.randn(g.num_nodes, 3, generator=gen), torch.randn(g.num_nodes, generator=gen)
         ea = torch.randn(g.edge_index.size(1), generator=gen)
         out = GF.per_graph_topk_pool(x, s, g.edge_index, ea, g.batch, ratio=ratio, min_score=min_score,
-                                     num_graphs=g.num_graphs, multiplier=2.0)
+                                     size=g.num_graphs, multiplier=2.0)
         perm, y = [], torch.zeros(g.num_nodes)
         for b in range(g.num_graphs):
             lo, hi = int(g.ptr[b]), int(g.ptr[b + 1])

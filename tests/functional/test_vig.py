@@ -78,7 +78,7 @@ def test_edge_conv_matches_loop(graph, aggr, first_linear, seed):
 
 
 def test_raw_fixed_degree_edge_index_is_recognised():
-    from graphvision.ops._functional import as_structure
+    from graphvision.ops._api import as_structure
 
     x = torch.randn(12, 4, dtype=torch.float64)
     ei = GF.knn_graph(x, 3).clone()  # a plain tensor, as PyG's knn_graph would give

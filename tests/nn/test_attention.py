@@ -32,8 +32,8 @@ def functional_twin(m: MultiChannelAttention, x: torch.Tensor, **kw):
 def test_module_matches_functional(kwargs):
     m = MultiChannelAttention(8, **kwargs)
     for x in (torch.randn(2, 8, 3, 5), torch.randn(2, 15, 8)):
-        out, attn = m(x, return_attention=True)
-        ref, ref_attn = functional_twin(m, x, return_attention=True)
+        out, attn = m(x, return_attention_weights=True)
+        ref, ref_attn = functional_twin(m, x, return_attention_weights=True)
         assert out.shape == x.shape
         assert_close(out, ref)
         assert_close(attn, ref_attn)
@@ -94,7 +94,7 @@ def test_compile_module():
     x = torch.randn(2, 8, 4, 4)
     cm = torch.compile(m, fullgraph=True, backend="aot_eager")
     assert_close(cm(x), m(x))
-    out, attn = cm(x, return_attention=True)
+    out, attn = cm(x, return_attention_weights=True)
     assert attn.shape == (2, 2, 4, 4)
 
 

@@ -34,7 +34,7 @@ def test_edge_weight_claim_matches_the_signature(name: str) -> None:
     elif claim == "edge_attr":
         assert "edge_attr" in fwd
     elif claim == "feature similarity (optional)":
-        assert "edge_weight" in init  # converters: a similarity chosen at construction
+        assert "similarity" in init  # converters: a similarity chosen at construction gives edge_weight
     else:
         assert claim in ("n/a", "output"), f"{name}: undocumented edge_weight claim {claim!r}"
 
@@ -47,7 +47,7 @@ def test_converters_claiming_edge_weight_produce_one_weight_per_edge(name: str, 
     if name == "SuperpixelGraph":
         pytest.importorskip("skimage")
     assert LAYERS[name]._capabilities["edge_weight"] == "feature similarity (optional)"
-    out = LAYERS[name](edge_weight="cosine", **kwargs)(torch.rand(2, 3, 8, 8))
+    out = LAYERS[name](similarity="cosine", **kwargs)(torch.rand(2, 3, 8, 8))
     assert out.edge_weight.shape == (out.edge_index.shape[1],)
     assert bool(torch.isfinite(out.edge_weight).all())
 

@@ -99,7 +99,7 @@ def test_gat_matches_pyg(graph, heads, concat, residual, batched, seed):
     ours, theirs = gnn.GATConv(4, 3, **kw), pyg.GATConv(4, 3, **kw)
     theirs.load_state_dict(ours.state_dict(), strict=True)
     x = torch.randn(2, n, 4) if batched else torch.randn(n, 4)
-    out, (ei_out, attn) = ours(x, ei, return_attention=True)
+    out, (ei_out, attn) = ours(x, ei, return_attention_weights=True)
     if batched:
         refs = [theirs(xi, ei, return_attention_weights=True) for xi in x]
         assert_close(out, torch.stack([r[0] for r in refs]))
@@ -276,7 +276,7 @@ def test_attention_shapes_batched():
     ei, _ = _graph()
     conv = gnn.AttentionGCNConv(4, 5, heads=3)
     x = torch.randn(2, 6, 4)
-    out, (ei_out, attn) = conv(x, ei, return_attention=True)
+    out, (ei_out, attn) = conv(x, ei, return_attention_weights=True)
     e = ei.size(1) - int((ei[0] == ei[1]).sum()) + 6  # existing loops removed, one per node added
     assert out.shape == (2, 6, 15) and ei_out.shape == (2, e) and attn.shape == (2, e, 3)
     # attention sums to one over the incoming edges of every node (self-loops make every node have one)

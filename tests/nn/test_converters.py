@@ -25,12 +25,12 @@ def _equal(a, b) -> None:
     image=images(height=(0, 5), width=(0, 5)),
     connectivity=st.sampled_from([4, 8]),
     dilation=st.integers(1, 2),
-    self_loops=st.booleans(),
-    edge_weight=st.sampled_from([None, "cosine", "gaussian"]),
+    loop=st.booleans(),
+    similarity=st.sampled_from([None, "cosine", "gaussian"]),
 )
-def test_image_to_graph_module(image, connectivity, dilation, self_loops, edge_weight):
-    module = ImageToGraph(connectivity, dilation, self_loops, edge_weight, sigma=0.5)
-    _equal(module(image), F.image_to_graph(image, connectivity, dilation, self_loops, edge_weight, 0.5))
+def test_image_to_graph_module(image, connectivity, dilation, loop, similarity):
+    module = ImageToGraph(connectivity, dilation, loop, similarity, sigma=0.5)
+    _equal(module(image), F.image_to_graph(image, connectivity, dilation, loop, similarity, 0.5))
 
 
 @given(k=st.sampled_from([None, 1, 3]), features=st.sampled_from(["mean", "flatten"]), loop=st.booleans())
@@ -54,8 +54,8 @@ def test_knn_radius_modules():
 def test_superpixel_and_heatmap_modules():
     image = torch.rand(2, 3, 6, 6)
     labels = torch.randint(0, 4, (2, 6, 6))
-    module = SuperpixelGraph(connectivity=8, edge_weight="cosine")
-    _equal(module(image, labels), F.superpixel_graph(image, labels, connectivity=8, edge_weight="cosine"))
+    module = SuperpixelGraph(connectivity=8, similarity="cosine")
+    _equal(module(image, labels), F.superpixel_graph(image, labels, connectivity=8, similarity="cosine"))
     graph = module(image, labels)
     heat = NodesToImage(6, 6)(graph.x, graph.labels)
     assert torch.equal(heat, F.nodes_to_image(graph.x, 6, 6, labels=graph.labels))
@@ -77,13 +77,13 @@ def test_superpixel_module_slic():
 def test_reprs():
     assert str(ImageToGraph()) == "ImageToGraph(connectivity=8)"
     assert (
-        str(ImageToGraph(4, dilation=2, self_loops=True, edge_weight="gaussian", sigma=0.5))
-        == "ImageToGraph(connectivity=4, dilation=2, self_loops=True, edge_weight='gaussian', sigma=0.5)"
+        str(ImageToGraph(4, dilation=2, loop=True, similarity="gaussian", sigma=0.5))
+        == "ImageToGraph(connectivity=4, dilation=2, loop=True, similarity='gaussian', sigma=0.5)"
     )
     assert str(PatchGraph(16)) == "PatchGraph(patch_size=16, connectivity=8)"
     assert (
-        str(PatchGraph(8, k=9, metric="cosine", features="flatten", edge_weight="cosine"))
-        == "PatchGraph(patch_size=8, k=9, metric='cosine', features='flatten', edge_weight='cosine')"
+        str(PatchGraph(8, k=9, metric="cosine", features="flatten", similarity="cosine"))
+        == "PatchGraph(patch_size=8, k=9, metric='cosine', features='flatten', similarity='cosine')"
     )
     assert str(KNNGraph(16, loop=True, chunk_size=128)) == "KNNGraph(k=16, loop=True, chunk_size=128)"
     assert str(RadiusGraph(0.5, max_num_neighbors=None)) == "RadiusGraph(r=0.5, max_num_neighbors=None)"
@@ -103,8 +103,8 @@ def test_reprs():
     [
         (lambda: ImageToGraph(connectivity=6), ValueError, "connectivity 6"),
         (lambda: ImageToGraph(dilation=0), ValueError, "'dilation' >= 1"),
-        (lambda: ImageToGraph(edge_weight="dot"), ValueError, "edge_weight 'dot'"),
-        (lambda: ImageToGraph(edge_weight="gaussian", sigma=-1.0), ValueError, "'sigma' > 0"),
+        (lambda: ImageToGraph(similarity="dot"), ValueError, "similarity 'dot'"),
+        (lambda: ImageToGraph(similarity="gaussian", sigma=-1.0), ValueError, "'sigma' > 0"),
         (lambda: PatchGraph(0), ValueError, "'patch_size' >= 1"),
         (lambda: PatchGraph(4, k=1.5), TypeError, "'k' to be an int"),
         (lambda: PatchGraph(4, features="max"), ValueError, "features 'max'"),
@@ -130,7 +130,7 @@ def test_modules_compile_fullgraph():
     class Model(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.to_graph = ImageToGraph(4, edge_weight="cosine")
+            self.to_graph = ImageToGraph(4, similarity="cosine")
             self.patches = PatchGraph(2, k=2)
             self.knn = KNNGraph(3)
             self.to_image = NodesToImage(8, 8)

@@ -156,7 +156,7 @@ def _converter_results():  # noqa: ANN202
     torch.manual_seed(0)
     image = torch.rand(2, 3, 8, 8)
     yield "image_to_graph", GF.image_to_graph(image, connectivity=8)
-    yield "image_to_graph weighted", GF.image_to_graph(image, connectivity=4, edge_weight="gaussian")
+    yield "image_to_graph weighted", GF.image_to_graph(image, connectivity=4, similarity="gaussian")
     yield "patch_graph grid", GF.patch_graph(image, 2)
     yield "patch_graph knn", GF.patch_graph(image, 2, k=3)
     nodes = torch.randn(2, 10, 4)

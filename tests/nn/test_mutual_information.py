@@ -15,7 +15,7 @@ from graphvision.testing import assert_close
     [
         dict(),
         dict(bins=8, top_k=3, output="sparse"),
-        dict(normalized="geometric", threshold=0.1, self_loops=True),
+        dict(normalize="geometric", threshold=0.1, loop=True),
         dict(bandwidth=0.0, top_k=2, symmetric=False, chunk_size=2),
     ],
 )
@@ -32,8 +32,8 @@ def test_module_matches_functional(kwargs):
 
 def test_repr_and_no_parameters():
     assert str(MutualInformationAdjacency()) == "MutualInformationAdjacency(bins=16)"
-    m = MutualInformationAdjacency(bins=8, normalized=True, top_k=4, output="sparse")
-    assert str(m) == "MutualInformationAdjacency(bins=8, normalized=True, top_k=4, output='sparse')"
+    m = MutualInformationAdjacency(bins=8, normalize=True, top_k=4, output="sparse")
+    assert str(m) == "MutualInformationAdjacency(bins=8, normalize=True, top_k=4, output='sparse')"
     assert list(m.parameters()) == []
     m.reset_parameters()
 
@@ -57,7 +57,7 @@ def test_compile_module():
     "kwargs,err,match",
     [
         (dict(bins=1), ValueError, "'bins' >= 2"),
-        (dict(normalized="log"), ValueError, "Unknown normalized"),
+        (dict(normalize="log"), ValueError, "Expected 'normalize'"),
         (dict(output="csr"), ValueError, "Unknown output 'csr'"),
         (dict(top_k=-1), ValueError, "'top_k' >= 1"),
         (dict(backend="cuda"), ValueError, "Unknown backend 'cuda'"),

@@ -71,11 +71,11 @@ def test_triton_backend_through_public_api_matches_torch() -> None:
         a_s = torch.randn(3, 2, generator=g).requires_grad_(True)
         a_d = torch.randn(3, 2, generator=g).requires_grad_(True)
         w = (torch.rand(4, generator=g) + 0.5).requires_grad_(True)
-        out, att = ops.attention_aggregate(x, a_s, a_d, EI, w, return_attention=True, backend=backend)
+        out, att = ops.attention_aggregate(x, a_s, a_d, EI, w, return_attention_weights=True, backend=backend)
         y = ops.spmm(EI, w, x, backend=backend)
         s = ops.segment_softmax(a_s[:, :1].expand(3, 2).reshape(-1)[:4], EI[1], 3, backend=backend)
         m = ops.scatter(att, EI[1], 3, "max", backend=backend)
-        p = ops.attention_pool(x[:, 0], a_s, torch.tensor([0, 0, 1]), 2, backend=backend)
+        p = ops.global_attention_pool(x[:, 0], a_s, torch.tensor([0, 0, 1]), 2, backend=backend)
         outs = [out, att, y, s, m, p]
         loss = sum((o * torch.linspace(-1, 1, o.numel()).view_as(o)).sum() for o in outs)
         return outs + list(torch.autograd.grad(loss, [x, a_s, a_d, w]))
@@ -113,7 +113,7 @@ def test_index_out_of_range() -> None:
     with pytest.raises(IndexError, match="index"):
         ops.scatter(torch.randn(2, 3), torch.tensor([0, 4]), 3)
     with pytest.raises(IndexError, match="batch"):
-        ops.attention_pool(torch.randn(2, 3), torch.randn(2), torch.tensor([0, 2]), 2)
+        ops.global_attention_pool(torch.randn(2, 3), torch.randn(2), torch.tensor([0, 2]), 2)
     with pytest.raises(IndexError, match="index"):
         ops.segment_softmax(torch.randn(2), torch.tensor([0, 2]), 2)
 
@@ -126,16 +126,16 @@ def test_wrong_shapes() -> None:
         ops.spmm(EI, torch.rand(5), x)
     with pytest.raises(ValueError, match=r"'x' of shape \(N, F\) or \(N, K, F\)"):
         ops.spmm(EI, None, torch.randn(3))
-    with pytest.raises(ValueError, match="alpha_src"):
+    with pytest.raises(ValueError, match="score_src"):
         ops.attention_aggregate(x, torch.randn(3, 3), torch.randn(3, 2), EI)
-    with pytest.raises(ValueError, match="alpha_dst"):
+    with pytest.raises(ValueError, match="score_dst"):
         ops.attention_aggregate(x, torch.randn(3, 2), torch.randn(3), EI)
     with pytest.raises(ValueError, match="num_nodes"):
         ops.attention_aggregate(x, torch.randn(3, 2), torch.randn(3, 2), EI, num_nodes=4)
     with pytest.raises(ValueError, match="'index' of shape"):
         ops.scatter(torch.randn(4, 2), torch.tensor([0, 1]), 3)
     with pytest.raises(ValueError, match="'gate' of shape"):
-        ops.attention_pool(torch.randn(4, 2), torch.randn(3), None)
+        ops.global_attention_pool(torch.randn(4, 2), torch.randn(3), None)
     with pytest.raises(ValueError, match="reduce"):
         ops.scatter(torch.randn(4, 2), EI[1], 3, reduce="prod")
     with pytest.raises(ValueError, match="GraphStructure"):
@@ -148,7 +148,7 @@ def test_wrong_dtypes() -> None:
         ops.spmm(EI.float(), None, x)
     with pytest.raises(TypeError, match="'edge_weight' of the same dtype as 'x'"):
         ops.spmm(EI, torch.rand(4, dtype=torch.float64), x)
-    with pytest.raises(TypeError, match="'alpha_src' of the same dtype"):
+    with pytest.raises(TypeError, match="'score_src' of the same dtype"):
         ops.attention_aggregate(x, torch.randn(3, 2, dtype=torch.float64), torch.randn(3, 2), EI)
     with pytest.raises(TypeError, match="'x' of a floating dtype"):
         ops.spmm(EI, None, torch.ones(3, 2, dtype=torch.long))

@@ -32,7 +32,7 @@ def test_dtypes_forward_and_backward(backend: str, dtype: torch.dtype) -> None:
     require_backend(backend)
     x, a_s, a_d, w = _inputs(dtype)
     leaves = [t.clone().requires_grad_(True) for t in (x, a_s, a_d, w)]
-    out, attn = ops.attention_aggregate(*leaves[:3], EI, leaves[3], return_attention=True, backend=backend)
+    out, attn = ops.attention_aggregate(*leaves[:3], EI, leaves[3], return_attention_weights=True, backend=backend)
     assert out.dtype == dtype and attn.dtype == dtype
     e_out, e_attn = ref.ref_attention_aggregate(x, a_s, a_d, EI, w)
     assert_close(out, e_out)
@@ -54,7 +54,7 @@ def test_dtypes_forward_and_backward(backend: str, dtype: torch.dtype) -> None:
         assert got.dtype == dtype
         assert_close(got, ref.ref_scatter(src, EI[1], N, reduce))
     batch = torch.tensor([0, 0, 1, 1, 1, 1])
-    got, wts = ops.attention_pool(x[:, 0], a_s, batch, 2, return_weights=True, backend=backend)
+    got, wts = ops.global_attention_pool(x[:, 0], a_s, batch, 2, return_attention_weights=True, backend=backend)
     e_got, e_w = ref.ref_attention_pool(x[:, 0], a_s, batch, 2)
     assert_close(got, e_got)
     assert_close(wts, e_w)
@@ -76,7 +76,7 @@ def test_gradcheck_float64(backend: str) -> None:
     check = dict(fast_mode=True)
 
     def att(x, a_s, a_d, w):  # noqa: ANN001, ANN202
-        return ops.attention_aggregate(x, a_s, a_d, g, w, return_attention=True, backend=backend)
+        return ops.attention_aggregate(x, a_s, a_d, g, w, return_attention_weights=True, backend=backend)
 
     assert torch.autograd.gradcheck(att, (x, a_s, a_d, w), **check)
     assert torch.autograd.gradcheck(
@@ -89,7 +89,7 @@ def test_gradcheck_float64(backend: str) -> None:
         assert torch.autograd.gradcheck(lambda s: ops.scatter(s, EI_S[1], N_S, reduce, backend=backend), (src,), **check)
     batch = torch.tensor([0, 1, 0, 1, 1])
     assert torch.autograd.gradcheck(
-        lambda x, gt: ops.attention_pool(x, gt, batch, 3, return_weights=True, backend=backend),
+        lambda x, gt: ops.global_attention_pool(x, gt, batch, 3, return_attention_weights=True, backend=backend),
         (x[:, 0].detach().requires_grad_(True), a_s),
         **check,
     )
@@ -110,8 +110,8 @@ def test_edge_order_invariance(case, seed: int) -> None:
     perm = torch.randperm(e, generator=torch.Generator().manual_seed(seed))
     x, a_s, a_d = randn(case.seed, n, k, f), randn(case.seed + 1, n, k), randn(case.seed + 2, n, k)
     w = torch.rand(e, k, dtype=torch.float64) + 0.1
-    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, w, return_attention=True)
-    out_p, attn_p = ops.attention_aggregate(x, a_s, a_d, ei[:, perm], w[perm], return_attention=True)
+    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, w, return_attention_weights=True)
+    out_p, attn_p = ops.attention_aggregate(x, a_s, a_d, ei[:, perm], w[perm], return_attention_weights=True)
     assert_close(out_p, out)
     assert_close(attn_p, attn[perm])
     assert_close(ops.spmm(ei[:, perm], w[perm], x, n), ops.spmm(ei, w, x, n))
@@ -119,7 +119,7 @@ def test_edge_order_invariance(case, seed: int) -> None:
     assert_close(ops.segment_softmax(s[perm], ei[1, perm], n), ops.segment_softmax(s, ei[1], n)[perm])
     # Already target-sorted input takes the no-sort path (identity permutation): same results.
     srt = torch.argsort(ei[1], stable=True)
-    out_s, attn_s = ops.attention_aggregate(x, a_s, a_d, ei[:, srt], w[srt], return_attention=True)
+    out_s, attn_s = ops.attention_aggregate(x, a_s, a_d, ei[:, srt], w[srt], return_attention_weights=True)
     assert_close(out_s, out)
     assert_close(attn_s, attn[srt])
     g = GraphStructure(ei[:, srt], n)
@@ -146,7 +146,7 @@ def test_single_hub_node_many_edges() -> None:
     g = torch.Generator().manual_seed(0)
     ei = torch.stack([torch.randint(n, (deg,), generator=g), torch.full((deg,), 3)])
     x, a_s, a_d = randn(0, n, 2, 5), randn(1, n, 2), randn(2, n, 2)
-    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, return_attention=True)
+    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, return_attention_weights=True)
     e_out, e_attn = ref.ref_attention_aggregate(x, a_s, a_d, ei)
     assert_close(out, e_out)
     assert_close(attn, e_attn)
@@ -172,14 +172,14 @@ def test_empty_graph_all_ops() -> None:
     ei = torch.empty(2, 0, dtype=torch.int64)
     x = torch.randn(4, 2, 3, requires_grad=True)
     a = torch.randn(4, 2, requires_grad=True)
-    out, attn = ops.attention_aggregate(x, a, a, ei, return_attention=True)
+    out, attn = ops.attention_aggregate(x, a, a, ei, return_attention_weights=True)
     assert out.shape == (4, 2, 3) and attn.shape == (0, 2) and bool((out == 0).all())
     out.sum().backward()
     assert bool((x.grad == 0).all())
     assert bool((ops.spmm(ei, None, x, 4) == 0).all())
     assert ops.scatter(torch.empty(0, 3), ei[1], 5, "max").shape == (5, 3)
     assert ops.segment_softmax(torch.empty(0), ei[1], 0).shape == (0,)
-    assert ops.attention_pool(torch.empty(0, 3), torch.empty(0), torch.empty(0, dtype=torch.int64), 2).shape == (2, 3)
+    assert ops.global_attention_pool(torch.empty(0, 3), torch.empty(0), torch.empty(0, dtype=torch.int64), 2).shape == (2, 3)
 
 
 # --------------------------------------------------------------------------- torch.library
@@ -206,7 +206,7 @@ def test_opcheck(backend: str) -> None:
         (gv.attention, (rowptr, col, rowptr_t, col_t, perm_t, x, a_s, a_d, w, 0.2, backend)),
         (gv.attention, (rowptr, col, rowptr_t, col_t, perm_t, x, a_s, a_d, None, 0.2, backend)),
         (gv.attention, (rowptr, col, None, None, None, x, a_s, a_d, w[:, 0], 0.2, backend)),
-        (gv.attention_pool, (torch.tensor([0, 2, 2, 6]), x[:, 0], a_s, backend)),
+        (gv.global_attention_pool, (torch.tensor([0, 2, 2, 6]), x[:, 0], a_s, backend)),
     ]
     # The full set of checks for the torch backend; the registration (autograd, fake kernel) is
     # shared by every backend, so the others check schema (no aliasing) and fake-tensor agreement.
@@ -233,7 +233,7 @@ def test_compile_fullgraph_matches_eager() -> None:
         y = ops.spmm(ei, w[:, 1], out.sum(1), N)
         s = ops.segment_softmax(w, ei[1], N)
         m = ops.scatter(s, ei[1], N, "max") + ops.scatter(s, ei[1], N, "mean", backend=mean_backend)
-        p = ops.attention_pool(y, a_s, batch, 2)
+        p = ops.global_attention_pool(y, a_s, batch, 2)
         return out.sum() + out2.sum() + y.sum() + m.sum() + p.sum()
 
     x, a_s, a_d, w = (t.float().requires_grad_(True) for t in _inputs(torch.float64))
@@ -311,8 +311,8 @@ def test_torch_backend_never_materialises_edge_by_feature_tensors(weighted: bool
 
 def test_single_head_2d_inputs_match_3d() -> None:
     x, a_s, a_d, w = _inputs(torch.float64, k=1, f=3)
-    out, attn = ops.attention_aggregate(x[:, 0], a_s[:, 0], a_d[:, 0], EI, w[:, 0], return_attention=True)
-    out3, attn3 = ops.attention_aggregate(x, a_s, a_d, EI, w[:, 0], return_attention=True)
+    out, attn = ops.attention_aggregate(x[:, 0], a_s[:, 0], a_d[:, 0], EI, w[:, 0], return_attention_weights=True)
+    out3, attn3 = ops.attention_aggregate(x, a_s, a_d, EI, w[:, 0], return_attention_weights=True)
     assert out.shape == (N, 3) and attn.shape == (EI.size(1),)
     assert_close(out, out3[:, 0])
     assert_close(attn, attn3[:, 0])

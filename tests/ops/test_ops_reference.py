@@ -91,7 +91,7 @@ def test_attention_matches_reference(backend: str, case, slope: float, structure
     w = _leaf(make_weight(case))
     adj = GraphStructure(ei, n) if structure else ei
     out, attn = ops.attention_aggregate(
-        x, a_s, a_d, adj, w, negative_slope=slope, return_attention=True, backend=backend
+        x, a_s, a_d, adj, w, negative_slope=slope, return_attention_weights=True, backend=backend
     )
     xr, asr, adr, wr = (_leaf(t) for t in (x, a_s, a_d, w))
     e_out, e_attn = ref.ref_attention_aggregate(xr, asr, adr, ei, wr, negative_slope=slope)
@@ -99,7 +99,7 @@ def test_attention_matches_reference(backend: str, case, slope: float, structure
     assert_close(attn, e_attn, msg="attention")
     got = grads((out, attn) if use_attn else out, [x, a_s, a_d, w])
     want = grads((e_out, e_attn) if use_attn else e_out, [xr, asr, adr, wr])
-    for name, g, e in zip(["x", "alpha_src", "alpha_dst", "edge_weight"], got, want):
+    for name, g, e in zip(["x", "score_src", "score_dst", "edge_weight"], got, want):
         if g is not None:
             assert_close(g, e, msg=f"grad {name}")
 
@@ -144,7 +144,7 @@ def test_attention_pool_matches_reference(backend: str, case, use_w: bool) -> No
     n = batch.numel()
     x = _leaf(randn(seed, n, f))
     gate = _leaf(randn(seed + 1, n, k) if multi else randn(seed + 1, n))
-    out, wts = ops.attention_pool(x, gate, batch, b, return_weights=True, backend=backend)
+    out, wts = ops.global_attention_pool(x, gate, batch, b, return_attention_weights=True, backend=backend)
     xr, gr = _leaf(x), _leaf(gate)
     e_out, e_w = ref.ref_attention_pool(xr, gr, batch, b)
     assert_close(out, e_out)

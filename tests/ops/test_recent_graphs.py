@@ -1,4 +1,4 @@
-"""The content-keyed memory of recent raw CPU edge indices (``ops._functional._RECENT``)."""
+"""The content-keyed memory of recent raw CPU edge indices (``ops._api._RECENT``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 import graphvision.nn as gnn
 from graphvision.functional import image_to_graph
-from graphvision.ops import _functional as opsf
+from graphvision.ops import _api as opsf
 
 
 @pytest.fixture(autouse=True)

@@ -101,7 +101,7 @@ class TestAttention:
             ref_grads = [torch.zeros_like(t) if r is None else r for t, r in zip(used, ref_grads)]
         else:
             ref_grads = [torch.zeros_like(t) for t in used]
-        names = ["grad_x", "grad_alpha_src", "grad_alpha_dst", "grad_weight"]
+        names = ["grad_x", "grad_score_src", "grad_score_dst", "grad_weight"]
         assert (grads[3] is None) == (w is None)
         for name, got, ref, inp in zip(names, grads, ref_grads, used):
             assert got.dtype == inp.dtype or got.dtype == dtype, name
@@ -163,9 +163,9 @@ class TestAttention:
         g = build_csr(torch.tensor([0, 1]), torch.tensor([1, 0]), 2, 2)
         x = torch.randn(2, 2, 3, device=DEVICE)
         a = torch.randn(2, 2, device=DEVICE)
-        with pytest.raises(ValueError, match=r"expected 'alpha_src' of shape \(2, 2\) \(got \(2, 3\)\)"):
+        with pytest.raises(ValueError, match=r"expected 'score_src' of shape \(2, 2\) \(got \(2, 3\)\)"):
             fwd(g.rowptr, g.col, x, torch.randn(2, 3, device=DEVICE), a, None, 0.2)
-        with pytest.raises(ValueError, match=r"expected 'alpha_dst' of shape \(2, 2\)"):
+        with pytest.raises(ValueError, match=r"expected 'score_dst' of shape \(2, 2\)"):
             fwd(g.rowptr, g.col, x, a, torch.randn(3, 2, device=DEVICE), None, 0.2)
         with pytest.raises(ValueError, match=r"expected 'weight' of shape \(2, 2\)"):
             fwd(g.rowptr, g.col, x, a, a, torch.randn(2, 3, device=DEVICE), 0.2)
@@ -188,7 +188,7 @@ class TestAttention:
         fwd, _ = _attention()
         g = build_csr(torch.tensor([0]), torch.tensor([0]), 1, 1)
         meta = torch.zeros(1, 1, device="meta")
-        with pytest.raises(ValueError, match="expected 'alpha_src' on the same device as 'rowptr'"):
+        with pytest.raises(ValueError, match="expected 'score_src' on the same device as 'rowptr'"):
             fwd(g.rowptr, g.col, torch.zeros(1, 1, 1, device=DEVICE), meta, meta, None, 0.2)
 
 

@@ -20,12 +20,12 @@ def _public_ops(ei: torch.Tensor, n: int, x, a_s, a_d, w, backend: str):  # noqa
     """Every public op once; returns a list of outputs."""
     k, f = x.shape[1], x.shape[2]
     batch = (torch.arange(n, device=x.device) >= n // 2).long()
-    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, w, num_nodes=n, return_attention=True, backend=backend)
+    out, attn = ops.attention_aggregate(x, a_s, a_d, ei, w, num_nodes=n, return_attention_weights=True, backend=backend)
     y = ops.spmm(ei, w[:, 0], x.reshape(n, k * f), n, backend=backend)
     s = ops.segment_softmax(w, ei[1], n, backend=backend)
     m = ops.scatter(x.reshape(-1, k * f)[ei[0]], ei[1], n, "max", backend=backend)
     mean = ops.scatter(s, ei[1], n, "mean", backend=backend)
-    p = ops.attention_pool(y, a_s, batch, 2, backend=backend)
+    p = ops.global_attention_pool(y, a_s, batch, 2, backend=backend)
     return [out, attn, y, s, m, mean, p]
 
 
@@ -86,7 +86,7 @@ def test_opcheck_triton_backend() -> None:
         (gv.segment_softmax, (rowptr, w, be)),
         (gv.segment_reduce, (rowptr, w, "max", be)),
         (gv.attention, (rowptr, col, rowptr_t, col_t, perm_t, x, a_s, a_d, w, 0.2, be)),
-        (gv.attention_pool, (torch.tensor([0, 2, 6], device=DEVICE), x[:, 0], a_s, be)),
+        (gv.global_attention_pool, (torch.tensor([0, 2, 6], device=DEVICE), x[:, 0], a_s, be)),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)

@@ -2,7 +2,7 @@
 
 For each edge ``p: j -> i`` and head ``k``::
 
-    e[p, k]    = leaky_relu(alpha_src[j, k] + alpha_dst[i, k], negative_slope)
+    e[p, k]    = leaky_relu(score_src[j, k] + score_dst[i, k], negative_slope)
     attn[p, k] = softmax of e[:, k] over the edges into i
     out[i, k]  = sum_p attn[p, k] * w[p(, k)] * x[j, k, :]
 
@@ -17,10 +17,10 @@ attention coefficients (needed by the backward and on request). No atomics.
 1. edge pass over target-sorted CSR (one program per target row block and head):
    ``dot[p] = <grad_out[i, k], x[j, k]>``, ``D[i] = sum_p attn * w * dot`` (``= <grad_out, out>``),
    ``ds[p] = attn * (w * dot - D[i]) * leaky_relu'(s)``; writes ``ds`` ``(E, K)``,
-   ``grad_weight = attn * dot`` and ``grad_alpha_dst[i] = sum_p ds[p]``;
+   ``grad_weight = attn * dot`` and ``grad_score_dst[i] = sum_p ds[p]``;
 2. transposed pass over source-sorted CSR (``rowptr_t``, ``col_t``, ``perm_t``; one program per
    source row block, head and feature block): ``grad_x[j] = sum attn * w * grad_out[i]`` and
-   ``grad_alpha_src[j] = sum ds``.
+   ``grad_score_src[j] = sum ds``.
 
 The only temporaries are ``(E, K)`` in the accumulator dtype (``ds``, and ``grad_weight`` when weights are given).
 
@@ -29,7 +29,7 @@ written by exactly one program, which sums in a fixed order.
 
 Equivalent PyTorch code (``dst`` = the target row of each sorted edge)::
 
-    e = F.leaky_relu(alpha_src[col] + alpha_dst[dst], negative_slope)
+    e = F.leaky_relu(score_src[col] + score_dst[dst], negative_slope)
     attn = torch_geometric.utils.softmax(e, dst, num_nodes=N_dst)
     out = x.new_zeros(N_dst, K, F).index_add_(0, dst, (attn * w)[..., None] * x[col])
 """
@@ -164,7 +164,7 @@ if HAS_TRITON:
         gout_ptr,  # (N_dst, K, F) gradient w.r.t. the output
         ds_ptr,  # (E, K) accumulator dtype: scratch for <grad_out, x>, then grad of the scores
         gw_ptr,  # (E, K) accumulator-dtype grad of the weight per head; written when W_MODE != 0
-        gadst_ptr,  # (N_dst, K) grad of alpha_dst
+        gadst_ptr,  # (N_dst, K) grad of score_dst
         n_dst,  # N_dst
         negative_slope,  # leaky_relu slope
         K: tl.constexpr,  # heads
@@ -252,7 +252,7 @@ if HAS_TRITON:
         ds_ptr,  # (E, K) accumulator-dtype grad of the scores (target-sorted order)
         gout_ptr,  # (N_dst, K, F) gradient w.r.t. the output
         gx_ptr,  # (N_src, K, F) grad of x (written)
-        gasrc_ptr,  # (N_src, K) grad of alpha_src (written by feature block 0)
+        gasrc_ptr,  # (N_src, K) grad of score_src (written by feature block 0)
         n_src,  # N_src
         K: tl.constexpr,  # heads
         F: tl.constexpr,  # features per head
@@ -296,7 +296,7 @@ if HAS_TRITON:
             acc.to(gx_ptr.dtype.element_ty),
             mask=rmask[:, None] & fmask[None, :],
         )
-        # grad of alpha_src in a loop of its own (feature block 0 only): Triton 3.6 miscompiles
+        # grad of score_src in a loop of its own (feature block 0 only): Triton 3.6 miscompiles
         # (sm_90, RemoveLayoutConversions) a loop that carries this 1-D sum beside the 2-D tile.
         if pid_f == 0:
             for d in range(0, tl.max(deg, axis=0)):
@@ -307,7 +307,7 @@ if HAS_TRITON:
 
 
 def _check_common(
-    op: str, rowptr: Tensor, col: Tensor, x: Tensor, alpha_src: Tensor, alpha_dst: Tensor, weight: Tensor | None
+    op: str, rowptr: Tensor, col: Tensor, x: Tensor, score_src: Tensor, score_dst: Tensor, weight: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor | None, int]:
     col = check_index_tensor(op, col, "col")
     num_edges = col.numel()
@@ -315,18 +315,18 @@ def _check_common(
     n_dst = rowptr.numel() - 1
     x = check_float_tensor(op, x, "x", ("N_src", "K", "F"))
     n_src, heads, _ = x.shape
-    alpha_src = check_float_tensor(op, alpha_src, "alpha_src", (n_src, heads))
-    alpha_dst = check_float_tensor(op, alpha_dst, "alpha_dst", (n_dst, heads))
+    score_src = check_float_tensor(op, score_src, "score_src", (n_src, heads))
+    score_dst = check_float_tensor(op, score_dst, "score_dst", (n_dst, heads))
     weight, w_mode = check_weight(op, weight, num_edges, heads)
-    return rowptr, col, x, alpha_src, alpha_dst, weight, w_mode
+    return rowptr, col, x, score_src, score_dst, weight, w_mode
 
 
 def attention_forward_csr(
     rowptr: Tensor,
     col: Tensor,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     negative_slope: float,
 ) -> tuple[Tensor, Tensor]:
@@ -336,8 +336,8 @@ def attention_forward_csr(
         rowptr: Target-sorted row pointer, int32 or int64.
         col: Source node of each sorted edge, int32 or int64.
         x: Source features per head.
-        alpha_src: Source attention logits.
-        alpha_dst: Target attention logits.
+        score_src: Source attention logits.
+        score_dst: Target attention logits.
         weight: ``None``, ``(E,)`` or ``(E, K)`` edge weights (multiply the coefficients after
             the softmax).
         negative_slope: Slope of the leaky ReLU on the scores.
@@ -348,7 +348,7 @@ def attention_forward_csr(
 
     Shape:
         - rowptr: :math:`(N_{dst} + 1,)`; col: :math:`(E,)`
-        - x: :math:`(N_{src}, K, F)`; alpha_src: :math:`(N_{src}, K)`; alpha_dst: :math:`(N_{dst}, K)`
+        - x: :math:`(N_{src}, K, F)`; score_src: :math:`(N_{src}, K)`; score_dst: :math:`(N_{dst}, K)`
         - weight: :math:`(E,)` or :math:`(E, K)`, optional
         - out: :math:`(N_{dst}, K, F)`; attn: :math:`(E, K)`
 
@@ -364,9 +364,9 @@ def attention_forward_csr(
         (2, 2, 4) (3, 2)
     """
     op = "attention_forward_csr"
-    check_device(op, rowptr=rowptr, col=col, x=x, alpha_src=alpha_src, alpha_dst=alpha_dst, weight=weight)
-    rowptr, col, x, alpha_src, alpha_dst, weight, w_mode = _check_common(
-        op, rowptr, col, x, alpha_src, alpha_dst, weight
+    check_device(op, rowptr=rowptr, col=col, x=x, score_src=score_src, score_dst=score_dst, weight=weight)
+    rowptr, col, x, score_src, score_dst, weight, w_mode = _check_common(
+        op, rowptr, col, x, score_src, score_dst, weight
     )
     _, heads, feats = x.shape
     n_dst, num_edges = rowptr.numel() - 1, col.numel()
@@ -388,8 +388,8 @@ def attention_forward_csr(
         rowptr,
         col,
         x,
-        alpha_src,
-        alpha_dst,
+        score_src,
+        score_dst,
         weight if weight is not None else dummy(x.device),
         out,
         attn,
@@ -412,8 +412,8 @@ def attention_backward_csr(
     col_t: Tensor,
     perm_t: Tensor,
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     weight: Tensor | None,
     attn: Tensor,
     grad_out: Tensor,
@@ -428,22 +428,22 @@ def attention_backward_csr(
         col_t: Target node of each source-sorted edge.
         perm_t: Target-sorted position of each source-sorted edge.
         x: Source features per head.
-        alpha_src: Source attention logits.
-        alpha_dst: Target attention logits.
+        score_src: Source attention logits.
+        score_dst: Target attention logits.
         weight: ``None``, ``(E,)`` or ``(E, K)`` edge weights (target-sorted order).
         attn: The forward's attention coefficients (target-sorted order).
         grad_out: Gradient w.r.t. the forward output.
         negative_slope: Slope of the leaky ReLU.
 
     Returns:
-        ``(grad_x, grad_alpha_src, grad_alpha_dst, grad_weight)``, each in the dtype of its
+        ``(grad_x, grad_score_src, grad_score_dst, grad_weight)``, each in the dtype of its
         input; ``grad_weight`` is ``None`` when ``weight`` is.
 
     Shape:
         - rowptr: :math:`(N_{dst} + 1,)`; rowptr_t: :math:`(N_{src} + 1,)`
         - col, col_t, perm_t: :math:`(E,)`
         - x, grad_x: :math:`(N_{src}, K, F)`; grad_out: :math:`(N_{dst}, K, F)`
-        - alpha_src, grad_alpha_src: :math:`(N_{src}, K)`; alpha_dst, grad_alpha_dst: :math:`(N_{dst}, K)`
+        - score_src, grad_score_src: :math:`(N_{src}, K)`; score_dst, grad_score_dst: :math:`(N_{dst}, K)`
         - weight, grad_weight: :math:`(E,)` or :math:`(E, K)`; attn: :math:`(E, K)`
 
     Example:
@@ -469,14 +469,14 @@ def attention_backward_csr(
         col_t=col_t,
         perm_t=perm_t,
         x=x,
-        alpha_src=alpha_src,
-        alpha_dst=alpha_dst,
+        score_src=score_src,
+        score_dst=score_dst,
         weight=weight,
         attn=attn,
         grad_out=grad_out,
     )
-    rowptr, col, x, alpha_src, alpha_dst, weight, w_mode = _check_common(
-        op, rowptr, col, x, alpha_src, alpha_dst, weight
+    rowptr, col, x, score_src, score_dst, weight, w_mode = _check_common(
+        op, rowptr, col, x, score_src, score_dst, weight
     )
     n_src, heads, feats = x.shape
     n_dst, num_edges = rowptr.numel() - 1, col.numel()
@@ -492,13 +492,13 @@ def attention_backward_csr(
 
     dev = x.device
     grad_x = torch.empty_like(x)
-    grad_alpha_src = torch.empty_like(alpha_src)
-    grad_alpha_dst = torch.empty_like(alpha_dst)
+    grad_score_src = torch.empty_like(score_src)
+    grad_score_dst = torch.empty_like(score_dst)
     grad_weight = None if weight is None else torch.empty_like(weight)
     if num_edges == 0 or heads == 0:
-        for t in (grad_x, grad_alpha_src, grad_alpha_dst):
+        for t in (grad_x, grad_score_src, grad_score_dst):
             t.zero_()
-        return grad_x, grad_alpha_src, grad_alpha_dst, grad_weight
+        return grad_x, grad_score_src, grad_score_dst, grad_weight
     acc = torch.float64 if x.dtype == torch.float64 else torch.float32
     ds = torch.empty(num_edges, heads, device=dev, dtype=acc)
     gw = torch.empty(num_edges, heads, device=dev, dtype=acc) if weight is not None else None
@@ -508,14 +508,14 @@ def attention_backward_csr(
             rowptr,
             col,
             x,
-            alpha_src,
-            alpha_dst,
+            score_src,
+            score_dst,
             w_arg,
             attn,
             grad_out,
             ds,
             gw if gw is not None else ds,
-            grad_alpha_dst,
+            grad_score_dst,
             n_dst,
             float(negative_slope),
             K=heads,
@@ -536,7 +536,7 @@ def attention_backward_csr(
             ds,
             grad_out,
             grad_x,
-            grad_alpha_src,
+            grad_score_src,
             n_src,
             K=heads,
             F=feats,
@@ -548,4 +548,4 @@ def attention_backward_csr(
     if grad_weight is not None:
         assert gw is not None
         grad_weight.copy_(gw.sum(-1) if w_mode == 1 else gw)
-    return grad_x, grad_alpha_src, grad_alpha_dst, grad_weight
+    return grad_x, grad_score_src, grad_score_dst, grad_weight

@@ -37,7 +37,7 @@ class MultiChannelAttention(nn.Module):
     nodes; no ``L x L`` matrix.
 
     The channel relation of the last forward is kept in :attr:`last_attention` (detached,
-    ``(B, K, C/K, C/K)``) and returned by ``forward(x, return_attention=True)``.
+    ``(B, K, C/K, C/K)``) and returned by ``forward(x, return_attention_weights=True)``.
 
     Args:
         channels: Number of channels :math:`C`.
@@ -61,7 +61,7 @@ class MultiChannelAttention(nn.Module):
         '16, heads=4, ffn_ratio=2.0'
         >>> mca(torch.randn(2, 16, 7, 7)).shape
         torch.Size([2, 16, 7, 7])
-        >>> out, attn = mca(torch.randn(2, 49, 16), return_attention=True)
+        >>> out, attn = mca(torch.randn(2, 49, 16), return_attention_weights=True)
         >>> out.shape, attn.shape
         (torch.Size([2, 49, 16]), torch.Size([2, 4, 4, 4]))
     """
@@ -133,7 +133,7 @@ class MultiChannelAttention(nn.Module):
         nn.init.ones_(self.temperature)
         self.last_attention = None
 
-    def forward(self, x: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, return_attention_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Apply the block to ``x`` (``(B, C, H, W)`` or ``(B, N, C)``); see the class docstring."""
 
         def w(m: nn.Module | None, name: str) -> Tensor | None:
@@ -163,11 +163,11 @@ class MultiChannelAttention(nn.Module):
             normalize=self.normalize,
             dropout=self.dropout,
             training=self.training,
-            return_attention=True,
+            return_attention_weights=True,
         )
         if not torch.compiler.is_compiling():
             self.last_attention = attn.detach()
-        return (out, attn) if return_attention else out
+        return (out, attn) if return_attention_weights else out
 
     def extra_repr(self) -> str:
         parts = [f"{self.channels}", f"heads={self.heads}", f"ffn_ratio={self.ffn_ratio}"]

@@ -19,7 +19,7 @@ from graphvision.ops import _library  # noqa: F401  (registers torch.ops.graphvi
 from graphvision.ops._dispatch import resolve_backend
 from graphvision.structure import GraphStructure, _version_of
 
-__all__ = ["scatter", "spmm", "segment_softmax", "attention_aggregate", "attention_pool"]
+__all__ = ["scatter", "spmm", "segment_softmax", "attention_aggregate", "global_attention_pool"]
 
 _REDUCES = ("sum", "mean", "max", "min")
 _FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -435,13 +435,13 @@ def segment_softmax(
 # --------------------------------------------------------------------------- attention
 def attention_aggregate(
     x: Tensor,
-    alpha_src: Tensor,
-    alpha_dst: Tensor,
+    score_src: Tensor,
+    score_dst: Tensor,
     edge_index: Tensor | GraphStructure,
     edge_weight: Tensor | None = None,
     negative_slope: float = 0.2,
     num_nodes: int | None = None,
-    return_attention: bool = False,
+    return_attention_weights: bool = False,
     *,
     backend: str | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
@@ -450,34 +450,34 @@ def attention_aggregate(
     For every edge :math:`j \to i` and head :math:`k`:
 
     .. math::
-        e_{jik} = \operatorname{LeakyReLU}(\alpha^{src}_{jk} + \alpha^{dst}_{ik}),\quad
+        e_{jik} = \operatorname{LeakyReLU}(s^{src}_{jk} + s^{dst}_{ik}),\quad
         a_{jik} = \frac{\exp e_{jik}}{\sum_{j' \to i} \exp e_{j'ik}},\quad
         \mathbf{out}_{ik} = \sum_{j \to i} a_{jik}\, w_{ji}\, \mathbf{x}_{jk}
 
     Nodes without incoming edges get 0. Exact PyTorch equivalent::
 
         src, dst = edge_index
-        e = F.leaky_relu(alpha_src[src] + alpha_dst[dst], negative_slope)       # (E, K)
+        e = F.leaky_relu(score_src[src] + score_dst[dst], negative_slope)       # (E, K)
         a = torch_geometric.utils.softmax(e, dst, num_nodes=N)                   # (E, K)
         out = torch.zeros(N, K, F).index_add_(0, dst, (a * w)[..., None] * x[src])
 
     Args:
-        x: ``(N_src, K, F)`` source features per head (``(N_src, F)`` with ``(N,)`` alphas for one head).
-        alpha_src: ``(N_src, K)`` source attention logits.
-        alpha_dst: ``(N, K)`` target attention logits.
+        x: ``(N_src, K, F)`` source features per head (``(N_src, F)`` with ``(N,)`` scores for one head).
+        score_src: ``(N_src, K)`` source attention logits.
+        score_dst: ``(N, K)`` target attention logits.
         edge_index: ``(2, E)`` edges or a :class:`~graphvision.GraphStructure`.
         edge_weight: ``None``, ``(E,)`` or ``(E, K)``: multiplies the attention (not the logits).
         negative_slope: LeakyReLU slope.
-        num_nodes: Number of target nodes (default ``alpha_dst.size(0)``; must match it).
-        return_attention: Also return the attention ``a`` ``(E, K)`` in the caller's edge order.
+        num_nodes: Number of target nodes (default ``score_dst.size(0)``; must match it).
+        return_attention_weights: Also return the attention ``a`` ``(E, K)`` in the caller's edge order.
         backend: ``None`` or a backend name.
 
     Returns:
-        ``out`` ``(N, K, F)`` (``(N, F)`` for 2-D ``x``), and ``a`` if ``return_attention``.
+        ``out`` ``(N, K, F)`` (``(N, F)`` for 2-D ``x``), and ``a`` if ``return_attention_weights``.
 
     Shape:
         - x: :math:`(N_{src}, K, F)`
-        - alpha_src: :math:`(N_{src}, K)`, alpha_dst: :math:`(N, K)`
+        - score_src: :math:`(N_{src}, K)`, score_dst: :math:`(N, K)`
         - edge_weight: :math:`(E,)` or :math:`(E, K)`
         - output: :math:`(N, K, F)`; attention :math:`(E, K)`
 
@@ -491,61 +491,61 @@ def attention_aggregate(
     Example:
         >>> ei = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 1]])
         >>> x, a_s, a_d = torch.randn(3, 2, 4), torch.randn(3, 2), torch.randn(3, 2)
-        >>> out, att = attention_aggregate(x, a_s, a_d, ei, return_attention=True)
+        >>> out, att = attention_aggregate(x, a_s, a_d, ei, return_attention_weights=True)
         >>> out.shape, att.shape
         (torch.Size([3, 2, 4]), torch.Size([4, 2]))
     """
     _check_float_tensor(x, "x")
-    _check_float_tensor(alpha_src, "alpha_src")
-    _check_float_tensor(alpha_dst, "alpha_dst")
+    _check_float_tensor(score_src, "score_src")
+    _check_float_tensor(score_dst, "score_dst")
     squeeze = x.dim() == 2
     if squeeze:
-        if alpha_src.dim() != 1 or alpha_dst.dim() != 1:
+        if score_src.dim() != 1 or score_dst.dim() != 1:
             raise ValueError(
-                "Expected 'alpha_src' and 'alpha_dst' of shape (N,) for 'x' of shape (N, F) "
-                f"(got {tuple(alpha_src.shape)} and {tuple(alpha_dst.shape)})"
+                "Expected 'score_src' and 'score_dst' of shape (N,) for 'x' of shape (N, F) "
+                f"(got {tuple(score_src.shape)} and {tuple(score_dst.shape)})"
             )
-        x, alpha_src, alpha_dst = x.unsqueeze(1), alpha_src.unsqueeze(1), alpha_dst.unsqueeze(1)
+        x, score_src, score_dst = x.unsqueeze(1), score_src.unsqueeze(1), score_dst.unsqueeze(1)
     if x.dim() != 3:
         raise ValueError(f"Expected 'x' of shape (N, K, F) (got {tuple(x.shape)})")
     n_src, k, _ = x.shape
-    _checks.check_shape(alpha_src, [n_src, k], "alpha_src")
-    if alpha_dst.dim() != 2 or alpha_dst.size(1) != k:
-        raise ValueError(f"Expected 'alpha_dst' of shape (N, {k}) (got {tuple(alpha_dst.shape)})")
-    for nm, t in (("alpha_src", alpha_src), ("alpha_dst", alpha_dst)):
+    _checks.check_shape(score_src, [n_src, k], "score_src")
+    if score_dst.dim() != 2 or score_dst.size(1) != k:
+        raise ValueError(f"Expected 'score_dst' of shape (N, {k}) (got {tuple(score_dst.shape)})")
+    for nm, t in (("score_src", score_src), ("score_dst", score_dst)):
         _checks.check_same_device("x", x, nm, t)
         _check_same_dtype("x", x, nm, t)
-    n_dst = alpha_dst.size(0)
+    n_dst = score_dst.size(0)
     if num_nodes is not None and _checks.check_positive_int(num_nodes, "num_nodes", minimum=0) != n_dst:
-        raise ValueError(f"Expected num_nodes equal to alpha_dst.size(0)={n_dst} (got {num_nodes})")
+        raise ValueError(f"Expected num_nodes equal to score_dst.size(0)={n_dst} (got {num_nodes})")
     if not isinstance(negative_slope, (int, float)) or isinstance(negative_slope, bool):
         raise TypeError(f"Expected 'negative_slope' to be a float (got {type(negative_slope).__name__})")
     ei_t = edge_index.edge_index if isinstance(edge_index, GraphStructure) else edge_index
     if isinstance(ei_t, Tensor):
         _checks.check_same_device("x", x, "edge_index", ei_t)
-    canon = _canonical(edge_index, n_dst, n_src, need_t=_needs_grad(x, alpha_src, alpha_dst, edge_weight))
+    canon = _canonical(edge_index, n_dst, n_src, need_t=_needs_grad(x, score_src, score_dst, edge_weight))
     _check_edge_tensor(edge_weight, "edge_weight", canon.num_edges, k, x)
     name = resolve_backend("attention_forward_csr", x.device, backend)
     out, attn = torch.ops.graphvision.attention(
         canon.rowptr, canon.col, canon.rowptr_t, canon.col_t, canon.perm_t,
-        x.contiguous(), alpha_src.contiguous(), alpha_dst.contiguous(),
+        x.contiguous(), score_src.contiguous(), score_dst.contiguous(),
         canon.to_sorted(edge_weight), float(negative_slope), name,
     )
     if squeeze:
         out = out.squeeze(1)
-    if not return_attention:
+    if not return_attention_weights:
         return out
     attn = canon.from_sorted(attn)
     return out, (attn.squeeze(1) if squeeze else attn)
 
 
 # --------------------------------------------------------------------------- attention pool
-def attention_pool(
+def global_attention_pool(
     x: Tensor,
     gate: Tensor,
     batch: Tensor | None = None,
-    num_graphs: int | None = None,
-    return_weights: bool = False,
+    size: int | None = None,
+    return_attention_weights: bool = False,
     *,
     backend: str | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
@@ -564,8 +564,8 @@ def attention_pool(
         x: ``(N, F)`` node features.
         gate: ``(N,)`` or ``(N, K)`` gate scores (K heads).
         batch: ``(N,)`` graph of each node (sorted or not); ``None`` for one graph.
-        num_graphs: Number of graphs ``B`` (inferred with a host synchronisation when ``None``).
-        return_weights: Also return the attention weights ``a`` shaped like ``gate``.
+        size: Number of graphs ``B`` (inferred with a host synchronisation when ``None``).
+        return_attention_weights: Also return the attention weights ``a`` shaped like ``gate``.
         backend: ``None`` or a backend name.
 
     Returns:
@@ -583,7 +583,7 @@ def attention_pool(
 
     Example:
         >>> x, gate = torch.randn(6, 4), torch.randn(6)
-        >>> attention_pool(x, gate, torch.tensor([0, 0, 0, 1, 1, 1]), num_graphs=2).shape
+        >>> global_attention_pool(x, gate, torch.tensor([0, 0, 0, 1, 1, 1]), size=2).shape
         torch.Size([2, 4])
     """
     _check_float_tensor(x, "x")
@@ -596,7 +596,7 @@ def attention_pool(
     _checks.check_same_device("x", x, "gate", gate)
     _check_same_dtype("x", x, "gate", gate)
     if batch is None:
-        b = 1 if num_graphs is None else _checks.check_positive_int(num_graphs, "num_graphs", minimum=0)
+        b = 1 if size is None else _checks.check_positive_int(size, "size", minimum=0)
         batch = torch.zeros(n, dtype=torch.int64, device=x.device)
     else:
         _checks.check_tensor(batch, "batch")
@@ -605,18 +605,18 @@ def attention_pool(
         if batch.dtype not in (torch.int64, torch.int32):
             raise TypeError(f"Expected 'batch' of dtype torch.int64 or torch.int32 (got {batch.dtype})")
         _checks.check_same_device("x", x, "batch", batch)
-        b = _infer_size(batch, num_graphs, "num_graphs")
-        _checks.check_index(batch, b, "batch", dim_name="num_graphs")
+        b = _infer_size(batch, size, "size")
+        _checks.check_index(batch, b, "batch", dim_name="size")
     name = resolve_backend("attention_pool_ptr", x.device, backend)
     g2 = gate if gate.dim() == 2 else gate.unsqueeze(1)
     is_sorted = (not _checks.is_compiling()) and (n < 2 or bool((batch[1:] >= batch[:-1]).all()))
     if is_sorted:
         ptr = torch.searchsorted(batch.long(), torch.arange(b + 1, device=x.device))
-        out, w = torch.ops.graphvision.attention_pool(ptr, x.contiguous(), g2.contiguous(), name)
+        out, w = torch.ops.graphvision.global_attention_pool(ptr, x.contiguous(), g2.contiguous(), name)
     else:
         ptr, perm = _index_to_csr(batch, b)
-        out, w = torch.ops.graphvision.attention_pool(ptr, x.index_select(0, perm), g2.index_select(0, perm), name)
+        out, w = torch.ops.graphvision.global_attention_pool(ptr, x.index_select(0, perm), g2.index_select(0, perm), name)
         w = torch.zeros_like(w).index_copy(0, perm, w)
     if gate.dim() == 1:
         out, w = out.squeeze(1), w.squeeze(1)
-    return (out, w) if return_weights else out
+    return (out, w) if return_attention_weights else out
