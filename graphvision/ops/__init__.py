@@ -25,6 +25,10 @@ Backends:
   fused kernels, no atomics.
 - ``"torch_scatter"`` / ``"torch_sparse"`` when installed (``pip install "graphvision[scatter]"``).
 
+The attention forward and backward are written once (:mod:`graphvision.ops._composed`) from each
+backend's primitives (SpMM, SDDMM, segment softmax and its backward, segment sums); only the
+Triton backend overrides them with fused kernels.
+
 Determinism: on the CPU every backend is deterministic. On CUDA the ``"triton"`` kernels and
 ``torch_scatter``'s ``segment_csr`` are deterministic (no atomics); the ``"torch"`` backend's
 :func:`scatter` and the ``index_add_`` in some backward formulas use atomics and may differ in the

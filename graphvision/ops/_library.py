@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from graphvision.ops._composed import Primitives, score_grads
 from graphvision.ops._dispatch import get_kernel
 from graphvision.structure import row_index, transpose_csr
 
@@ -215,6 +216,20 @@ _segment_reduce.register_autograd(_reduce_backward, setup_context=_reduce_setup)
 
 
 # --------------------------------------------------------------------------- attention
+def _op_primitives(backend: str) -> Primitives:
+    """The registered ops of ``backend`` as the primitives of :mod:`graphvision.ops._composed`."""
+    ops = torch.ops.graphvision
+    return Primitives(
+        spmm_csr=lambda rowptr, col, w, x: ops.spmm(rowptr, col, w, x, None, None, None, backend),
+        sddmm_csr=lambda rowptr, col, a, b: ops.sddmm(rowptr, col, a, b, backend),
+        segment_softmax_csr=lambda rowptr, scores: ops.segment_softmax(rowptr, scores, backend),
+        segment_softmax_backward_csr=lambda rowptr, out, grad: ops.segment_softmax_backward(
+            rowptr, out, grad.contiguous(), backend
+        ),
+        segment_reduce_csr=lambda rowptr, src, reduce: ops.segment_reduce(rowptr, src.contiguous(), reduce, backend),
+    )
+
+
 @torch.library.custom_op(f"{_NS}::attention", mutates_args=())
 def _attention(
     rowptr: Tensor,
@@ -290,15 +305,14 @@ def _attention_backward(ctx, grad_out: Tensor | None, grad_attn: Tensor | None):
     if weight is None:
         grad_w = None
     if grad_attn is not None:
-        # The attention coefficients were returned and used: add their gradient path
-        # (softmax backward, then the LeakyReLU, then the gathers of the scores).
-        e = col.numel()
-        row = row_index(rowptr.long(), e)
-        ge = torch.ops.graphvision.segment_softmax_backward(rowptr, attn, grad_attn.contiguous(), ctx.backend)
-        logits = score_src.index_select(0, col) + score_dst.index_select(0, row)
-        ge = torch.ops.aten.leaky_relu_backward(ge, logits, slope, False)
-        grad_as = grad_as + ge.new_zeros(score_src.shape).index_add_(0, col.long(), ge).to(grad_as.dtype)
-        grad_ad = grad_ad + ge.new_zeros(score_dst.shape).index_add_(0, row, ge).to(grad_ad.dtype)
+        # The attention coefficients were returned and used: their gradient goes through the
+        # composed score gradient (softmax backward, LeakyReLU, segment sums), on this backend's ops.
+        ga, gd = score_grads(
+            _op_primitives(ctx.backend), (rowptr, col), (rowptr_t, col_t, perm_t), (score_src, score_dst), attn,
+            grad_attn.contiguous(), slope,
+        )
+        grad_as = grad_as + ga.to(grad_as.dtype)
+        grad_ad = grad_ad + gd.to(grad_ad.dtype)
     return None, None, None, None, None, grad_x, grad_as, grad_ad, grad_w, None, None
 
 

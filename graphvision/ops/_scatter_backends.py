@@ -4,19 +4,22 @@ Both packages are imported inside the functions, never at import time. The two b
 this file: the segment reductions and softmax run on ``torch_scatter.segment_csr`` /
 ``gather_csr`` (torch_sparse depends on torch_scatter), the sparse matrix products run on
 ``torch_sparse.matmul`` when the backend is ``"torch_sparse"`` and on gather + ``segment_csr``
-for ``"torch_scatter"``. Functions without a faster formulation in these libraries reuse the
-pure-torch formulas on top of the functions here. Same contract as :mod:`graphvision.ops._torch`.
+for ``"torch_scatter"``. The SDDMM is the torch backend's (the libraries have none), and the
+attention forward/backward are composed from these primitives by :mod:`graphvision.ops._composed`
+(the same code as the torch backend's). Same contract as :mod:`graphvision.ops._torch`.
 
 ``segment_csr`` is deterministic on every device; ``torch_sparse.matmul`` is deterministic on CPU.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import Tensor
 
 from graphvision.ops import _torch
-from graphvision.structure import row_index
+from graphvision.ops._composed import Primitives, attention_kernels
 
 __all__ = [
     "spmm_csr",
@@ -122,70 +125,6 @@ def sddmm_csr(rowptr: Tensor, col: Tensor, a: Tensor, b: Tensor) -> Tensor:
     return _torch.sddmm_csr(rowptr, col, a, b)
 
 
-def attention_forward_csr(
-    rowptr: Tensor,
-    col: Tensor,
-    x: Tensor,
-    score_src: Tensor,
-    score_dst: Tensor,
-    weight: Tensor | None,
-    negative_slope: float,
-    use_torch_sparse: bool = False,
-) -> tuple[Tensor, Tensor]:
-    """GAT aggregation with ``gather_csr`` / segment softmax / the SpMM of this backend."""
-    ts = _ts()
-    e = col.numel()
-    acc = _acc(x.dtype)
-    rowptr, col = rowptr.long(), col.long()
-    if e == 0:
-        return x.new_zeros(rowptr.numel() - 1, x.size(1), x.size(2)), x.new_zeros(0, x.size(1))
-    logits = score_src.to(acc)[col] + ts.gather_csr(score_dst.to(acc).contiguous(), rowptr)
-    attn = segment_softmax_csr(rowptr, torch.nn.functional.leaky_relu(logits, negative_slope))
-    k = x.size(1)
-    w = attn if weight is None else attn * _torch._heads_weight(weight, e, k, acc, x.device)
-    return _spmm(rowptr, col, w, x.to(acc), use_torch_sparse).to(x.dtype), attn.to(x.dtype)
-
-
-def attention_backward_csr(
-    rowptr: Tensor,
-    col: Tensor,
-    rowptr_t: Tensor,
-    col_t: Tensor,
-    perm_t: Tensor,
-    x: Tensor,
-    score_src: Tensor,
-    score_dst: Tensor,
-    weight: Tensor | None,
-    attn: Tensor,
-    grad_out: Tensor,
-    negative_slope: float,
-    use_torch_sparse: bool = False,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Backward built from this backend's segment ops and SpMM."""
-    ts = _ts()
-    e = col.numel()
-    n_src, k, _ = x.shape
-    acc = _acc(x.dtype)
-    rowptr, col, perm_t = rowptr.long(), col.long(), perm_t.long()
-    a, go = attn.to(acc), grad_out.to(acc)
-    w = None if weight is None else _torch._heads_weight(weight, e, k, acc, x.device)
-    coef = a if w is None else a * w
-    grad_x = _spmm(rowptr_t, col_t, coef.index_select(0, perm_t), go, use_torch_sparse)
-    g = _torch.sddmm_csr(rowptr, col, go, x.to(acc))
-    grad_w = None
-    if weight is not None:
-        gw = a * g
-        grad_w = (gw.sum(1) if weight.dim() == 1 else gw).to(weight.dtype)
-        g = g * w
-    grad_e = segment_softmax_backward_csr(rowptr, a, g)
-    row = row_index(rowptr, e)
-    logits = score_src.to(acc)[col] + score_dst.to(acc)[row]
-    grad_e = torch.ops.aten.leaky_relu_backward(grad_e, logits, negative_slope, False)
-    grad_as = ts.scatter(grad_e, col, dim=0, dim_size=n_src, reduce="sum") if e else grad_e.new_zeros(n_src, k)
-    grad_ad = ts.segment_csr(grad_e.contiguous(), rowptr, reduce="sum")
-    return grad_x.to(x.dtype), grad_as.to(score_src.dtype), grad_ad.to(score_dst.dtype), grad_w
-
-
 def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
     """Segment softmax of the gate and a ``segment_csr`` weighted sum per graph."""
     ts = _ts()
@@ -196,24 +135,30 @@ def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Te
     return out.to(x.dtype), weights.to(gate.dtype)
 
 
+def _torch_sparse_spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> Tensor:
+    """``torch_sparse.SparseTensor @ x`` (one product per head for per-head weights)."""
+    return _spmm(rowptr, col, weight, x, use_torch_sparse=True)
+
+
+#: Primitives of the ``"torch_scatter"`` backend; its attention is composed from them.
+PRIMITIVES = Primitives(
+    spmm_csr=spmm_csr,
+    sddmm_csr=sddmm_csr,
+    segment_softmax_csr=segment_softmax_csr,
+    segment_softmax_backward_csr=segment_softmax_backward_csr,
+    segment_reduce_csr=segment_reduce_csr,
+)
+#: The same with ``torch_sparse.matmul`` for every SpMM (the ``"torch_sparse"`` backend).
+TORCH_SPARSE_PRIMITIVES = replace(PRIMITIVES, spmm_csr=_torch_sparse_spmm_csr)
+
+attention_forward_csr, attention_backward_csr = attention_kernels(PRIMITIVES)
+
+
 class _TorchSparse:
-    """The ``"torch_sparse"`` backend: as above, with ``torch_sparse.matmul`` for every SpMM."""
+    """The ``"torch_sparse"`` backend: the functions above, with ``torch_sparse.matmul`` for every SpMM."""
 
-    @staticmethod
-    def spmm_csr(rowptr: Tensor, col: Tensor, weight: Tensor | None, x: Tensor) -> Tensor:
-        """``torch_sparse.SparseTensor @ x`` (one product per head for per-head weights)."""
-        return _spmm(rowptr, col, weight, x, use_torch_sparse=True)
-
-    @staticmethod
-    def attention_forward_csr(*args, **kwargs):  # noqa: ANN002, ANN003, ANN205
-        """:func:`attention_forward_csr` with the torch_sparse SpMM."""
-        return attention_forward_csr(*args, **kwargs, use_torch_sparse=True)
-
-    @staticmethod
-    def attention_backward_csr(*args, **kwargs):  # noqa: ANN002, ANN003, ANN205
-        """:func:`attention_backward_csr` with the torch_sparse SpMM."""
-        return attention_backward_csr(*args, **kwargs, use_torch_sparse=True)
-
+    spmm_csr = staticmethod(_torch_sparse_spmm_csr)
+    attention_forward_csr, attention_backward_csr = (staticmethod(f) for f in attention_kernels(TORCH_SPARSE_PRIMITIVES))
     sddmm_csr = staticmethod(sddmm_csr)
     segment_softmax_csr = staticmethod(segment_softmax_csr)
     segment_softmax_backward_csr = staticmethod(segment_softmax_backward_csr)

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor
 
 from graphvision.structure import row_index
+from graphvision.ops._composed import Primitives, acc_dtype, attention_kernels
 
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
@@ -64,24 +65,13 @@ __all__ = [
 _CHUNK_ELEMS = 1 << 22
 
 
-def _acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+_acc_dtype = acc_dtype
 
 
 def _chunk_size(num_rows: int, width: int, num_nodes: int) -> int:
     """Rows per chunk so that ``chunk * width`` stays below max(N * width, _CHUNK_ELEMS)."""
     budget = max(_CHUNK_ELEMS, num_nodes * width)
     return max(1, min(num_rows, budget // max(width, 1)))
-
-
-def _heads_weight(weight: Tensor | None, e: int, k: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """Weight as ``(E, K)`` in ``dtype`` (ones when None)."""
-    if weight is None:
-        return torch.ones(e, k, dtype=dtype, device=device)
-    w = weight.to(dtype)
-    if w.dim() == 1:
-        w = w[:, None].expand(e, k)
-    return w
 
 
 def _sparse_mm(rowptr: Tensor, col: Tensor, values: Tensor, dense: Tensor, n_src: int) -> Tensor:
@@ -348,7 +338,6 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
     n = rowptr.numel() - 1
     acc = _acc_dtype(src.dtype)
     rowptr = rowptr.long()
-    row = _row(rowptr, e)
     s = src.to(acc)
     if reduce in ("sum", "mean"):
         out = _seg(s.contiguous(), rowptr, "sum") if e > 0 else s.new_zeros((n,) + tuple(src.shape[1:]))
@@ -358,6 +347,7 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
         return out.to(src.dtype), None
     if reduce not in ("max", "min"):
         raise ValueError(f"Unknown reduce {reduce!r}; expected one of ('sum', 'mean', 'max', 'min')")
+    row = _row(rowptr, e)
     idx = row.view((e,) + (1,) * (src.dim() - 1)).expand_as(s)
     fill = float("-inf") if reduce == "max" else float("inf")
     red = torch.full((n,) + tuple(src.shape[1:]), fill, dtype=acc, device=src.device)
@@ -374,96 +364,26 @@ def segment_reduce_csr(rowptr: Tensor, src: Tensor, reduce: str) -> tuple[Tensor
     return out.to(src.dtype), arg
 
 
-def attention_forward_csr(
-    rowptr: Tensor,
-    col: Tensor,
-    x: Tensor,
-    score_src: Tensor,
-    score_dst: Tensor,
-    weight: Tensor | None,
-    negative_slope: float,
-) -> tuple[Tensor, Tensor]:
-    """Fused GAT aggregation: ``e = leaky_relu(score_src[col] + score_dst[dst])``, softmax per row,
-    ``out[i] = sum attn * w * x[col]``.
-
-    Args:
-        rowptr: ``(N_dst + 1,)``.
-        col: ``(E,)``.
-        x: ``(N_src, K, F)``.
-        score_src: ``(N_src, K)``.
-        score_dst: ``(N_dst, K)``.
-        weight: ``None``, ``(E,)`` or ``(E, K)``.
-        negative_slope: LeakyReLU slope.
-
-    Returns:
-        ``(out (N_dst, K, F), attn (E, K))``; peak memory ``O(N * K * F + E * K)``.
-    """
-    e = col.numel()
-    rowptr = rowptr.long()
-    col = col.long()
-    acc = _acc_dtype(x.dtype)
-    row = _row(rowptr, e)
-    logits = score_src.to(acc).index_select(0, col) + score_dst.to(acc).index_select(0, row)
-    logits = torch.nn.functional.leaky_relu(logits, negative_slope)
-    attn = segment_softmax_csr(rowptr, logits)
-    k = x.size(1)
-    w = attn if weight is None else attn * _heads_weight(weight, e, k, acc, x.device)
-    out = spmm_csr(rowptr, col, w, x.to(acc))
-    return out.to(x.dtype), attn.to(x.dtype)
+def _spmm_transposed_csr(rowptr_t: Tensor, col_t: Tensor, perm_t: Tensor, weight: Tensor, x: Tensor) -> Tensor:
+    """``spmm_csr(rowptr_t, col_t, weight.index_select(0, perm_t), x)``; on the CPU with per-head
+    weights the permutation is folded into the cached gather index (one gather instead of two)."""
+    if x.device.type == "cpu" and weight.dim() == 2 and weight.size(1) > 1 and col_t.numel() > 0:
+        return _spmm_heads_cpu(rowptr_t, col_t, weight, x, perm=perm_t)
+    return spmm_csr(rowptr_t, col_t, weight.index_select(0, perm_t.long()), x)
 
 
-def attention_backward_csr(
-    rowptr: Tensor,
-    col: Tensor,
-    rowptr_t: Tensor,
-    col_t: Tensor,
-    perm_t: Tensor,
-    x: Tensor,
-    score_src: Tensor,
-    score_dst: Tensor,
-    weight: Tensor | None,
-    attn: Tensor,
-    grad_out: Tensor,
-    negative_slope: float,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """Backward of :func:`attention_forward_csr` (gradient w.r.t. ``out`` only).
-
-    Returns:
-        ``(grad_x (N_src, K, F), grad_score_src (N_src, K), grad_score_dst (N_dst, K),
-        grad_weight)`` with ``grad_weight`` shaped like ``weight`` (``None`` when it is).
-    """
-    e = col.numel()
-    n_dst = rowptr.numel() - 1
-    n_src, k, _ = x.shape
-    acc = _acc_dtype(x.dtype)
-    rowptr, col, perm_t = rowptr.long(), col.long(), perm_t.long()
-    row = _row(rowptr, e)
-    a = attn.to(acc)
-    go = grad_out.to(acc)
-    w = None if weight is None else _heads_weight(weight, e, k, acc, x.device)
-    coef = a if w is None else a * w
-    if x.device.type == "cpu" and k > 1 and e > 0 and n_src > 0:
-        grad_x = _spmm_heads_cpu(rowptr_t, col_t, coef, go, perm=perm_t)
-    else:
-        grad_x = spmm_csr(rowptr_t, col_t, coef.index_select(0, perm_t), go)
-    g = sddmm_csr(rowptr, col, go, x.to(acc))  # (E, K): <grad_out[dst], x[src]>
-    grad_w = None
-    if weight is not None:
-        gw = a * g
-        grad_w = gw.sum(1) if weight.dim() == 1 else gw
-        grad_w = grad_w.to(weight.dtype)
-        g = g * w
-    grad_e = segment_softmax_backward_csr(rowptr, a, g)
-    logits = score_src.to(acc).index_select(0, col) + score_dst.to(acc).index_select(0, row)
-    grad_e = torch.ops.aten.leaky_relu_backward(grad_e, logits, negative_slope, False)
-    if e == 0:
-        grad_as, grad_ad = grad_e.new_zeros(n_src, k), grad_e.new_zeros(n_dst, k)
-    else:
-        # Per-source sums through the transposed CSR and per-target sums over the sorted rows:
-        # both contiguous segment reductions, no atomics.
-        grad_as = _seg(grad_e.index_select(0, perm_t), rowptr_t.long(), "sum")
-        grad_ad = _seg(grad_e, rowptr, "sum")
-    return grad_x.to(x.dtype), grad_as.to(score_src.dtype), grad_ad.to(score_dst.dtype), grad_w
+#: The primitives the composed attention of this backend runs on (:mod:`graphvision.ops._composed`).
+PRIMITIVES = Primitives(
+    spmm_csr=spmm_csr,
+    sddmm_csr=sddmm_csr,
+    segment_softmax_csr=segment_softmax_csr,
+    segment_softmax_backward_csr=segment_softmax_backward_csr,
+    segment_reduce_csr=segment_reduce_csr,
+    spmm_transposed_csr=_spmm_transposed_csr,
+)
+#: GAT aggregation ``out[i] = sum softmax_i(leaky_relu(score_src[j] + score_dst[i])) * w * x[j]``
+#: and its backward, composed from this backend's primitives (peak memory ``O(N * K * F + E * K)``).
+attention_forward_csr, attention_backward_csr = attention_kernels(PRIMITIVES)
 
 
 def attention_pool_ptr(ptr: Tensor, x: Tensor, gate: Tensor) -> tuple[Tensor, Tensor]:
