@@ -52,6 +52,8 @@ class Primitives:
     segment_softmax_backward_csr: Callable
     segment_reduce_csr: Callable
     spmm_transposed_csr: Callable | None = None
+    #: ``row_index(rowptr, num_edges)``: the target of each sorted edge (a backend may cache it).
+    row_index: Callable = row_index
 
 
 def acc_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -65,9 +67,10 @@ def heads_weight(weight: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     return w.unsqueeze(1).expand(-1, k) if w.dim() == 1 else w
 
 
-def _logits(csr: CSR, score_src: Tensor, score_dst: Tensor, dtype: torch.dtype) -> Tensor:
-    rowptr, col = csr[0].long(), csr[1].long()
-    row = row_index(rowptr, col.numel())
+def _logits(p: Primitives, csr: CSR, score_src: Tensor, score_dst: Tensor, dtype: torch.dtype) -> Tensor:
+    rowptr, col = csr
+    row = p.row_index(rowptr, col.numel())
+    col = col.long()
     return score_src.to(dtype).index_select(0, col) + score_dst.to(dtype).index_select(0, row)
 
 
@@ -77,7 +80,7 @@ def attention_forward(
     """Composed attention forward; returns ``(out (N_dst, K, F), attn (E, K))`` in ``x``'s dtype."""
     rowptr, col = csr  # passed on as given: the backends key their cached index arrays on them
     acc = acc_dtype(x.dtype)
-    logits = torch.nn.functional.leaky_relu(_logits(csr, *scores, acc), negative_slope)
+    logits = torch.nn.functional.leaky_relu(_logits(p, csr, *scores, acc), negative_slope)
     attn = p.segment_softmax_csr(rowptr, logits)
     coef = attn if weight is None else attn * heads_weight(weight, x.size(1), acc)
     out = p.spmm_csr(rowptr, col, coef, x.to(acc))
@@ -106,7 +109,7 @@ def score_grads(
     if e == 0:
         return score_src.new_zeros(score_src.shape, dtype=acc), score_dst.new_zeros(score_dst.shape, dtype=acc)
     grad_e = p.segment_softmax_backward_csr(rowptr, attn.to(acc), grad_attn.to(acc))
-    logits = _logits(csr, score_src, score_dst, acc)
+    logits = _logits(p, csr, score_src, score_dst, acc)
     grad_e = torch.ops.aten.leaky_relu_backward(grad_e, logits, negative_slope, False)
     grad_src = p.segment_reduce_csr(rowptr_t, grad_e.index_select(0, perm_t), "sum")[0]
     grad_dst = p.segment_reduce_csr(rowptr, grad_e, "sum")[0]

@@ -380,6 +380,7 @@ PRIMITIVES = Primitives(
     segment_softmax_backward_csr=segment_softmax_backward_csr,
     segment_reduce_csr=segment_reduce_csr,
     spmm_transposed_csr=_spmm_transposed_csr,
+    row_index=_row,
 )
 #: GAT aggregation ``out[i] = sum softmax_i(leaky_relu(score_src[j] + score_dst[i])) * w * x[j]``
 #: and its backward, composed from this backend's primitives (peak memory ``O(N * K * F + E * K)``).
