@@ -195,6 +195,27 @@ def _infer_size(index: Tensor, given: int | None, name: str) -> int:
     return int(index.max()) + 1 if index.numel() > 0 else 0
 
 
+def _segment_index(index: object, name: str, data: tuple[str, Tensor], size: int | None, size_name: str) -> int:
+    """Check a 1-D integer ``index`` with one entry per row of ``data = (data_name, tensor)``.
+
+    Returns the number of segments: ``size`` when given, else ``index.max() + 1`` (a host read);
+    the index range is checked against it when checks are on.
+    """
+    data_name, ref = data
+    _checks.check_tensor(index, name)
+    if index.dim() != 1 or index.size(0) != ref.size(0):
+        raise ValueError(
+            f"Expected '{name}' of shape ({ref.size(0)},) matching {data_name}'s first dimension "
+            f"(got {tuple(index.shape)})"
+        )
+    if index.dtype not in (torch.int64, torch.int32):
+        raise TypeError(f"Expected '{name}' of dtype torch.int64 or torch.int32 (got {index.dtype})")
+    _checks.check_same_device(data_name, ref, name, index)
+    n = _infer_size(index, size, size_name)
+    _checks.check_index(index, n, name, dim_name=size_name)
+    return n
+
+
 # --------------------------------------------------------------------------- scatter
 def scatter(
     src: Tensor,
@@ -244,15 +265,10 @@ def scatter(
         [5.0, 0.0, 2.0]
     """
     _check_float_tensor(src, "src")
-    _checks.check_tensor(index, "index")
     if src.dim() < 1:
         raise ValueError(f"Expected 'src' of shape (E, *) (got {tuple(src.shape)})")
-    if index.dim() != 1 or index.size(0) != src.size(0):
-        raise ValueError(f"Expected 'index' of shape ({src.size(0)},) matching src's first dimension (got {tuple(index.shape)})")
     _checks.check_choice(reduce, _REDUCES, "reduce")
-    _checks.check_same_device("src", src, "index", index)
-    n = _infer_size(index, dim_size, "dim_size")
-    _checks.check_index(index, n, "index")
+    n = _segment_index(index, "index", ("src", src), dim_size, "dim_size")
     return scatter_unchecked(src, index, n, reduce, backend)
 
 
@@ -408,14 +424,7 @@ def segment_softmax(
         rowptr = canon.rowptr
         to_sorted, from_sorted = canon.to_sorted, canon.from_sorted
     else:
-        _checks.check_tensor(index, "index")
-        if index.dim() != 1 or index.size(0) != e:
-            raise ValueError(f"Expected 'index' of shape ({e},) matching scores' first dimension (got {tuple(index.shape)})")
-        if index.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"Expected 'index' of dtype torch.int64 or torch.int32 (got {index.dtype})")
-        _checks.check_same_device("scores", scores, "index", index)
-        n = _infer_size(index, num_segments, "num_segments")
-        _checks.check_index(index, n, "index", dim_name="num_segments")
+        n = _segment_index(index, "index", ("scores", scores), num_segments, "num_segments")
         rowptr, perm = _index_to_csr(index, n)
 
         def to_sorted(t: Tensor | None) -> Tensor | None:
@@ -599,14 +608,7 @@ def global_attention_pool(
         b = 1 if size is None else _checks.check_positive_int(size, "size", minimum=0)
         batch = torch.zeros(n, dtype=torch.int64, device=x.device)
     else:
-        _checks.check_tensor(batch, "batch")
-        if batch.dim() != 1 or batch.size(0) != n:
-            raise ValueError(f"Expected 'batch' of shape ({n},) (got {tuple(batch.shape)})")
-        if batch.dtype not in (torch.int64, torch.int32):
-            raise TypeError(f"Expected 'batch' of dtype torch.int64 or torch.int32 (got {batch.dtype})")
-        _checks.check_same_device("x", x, "batch", batch)
-        b = _infer_size(batch, size, "size")
-        _checks.check_index(batch, b, "batch", dim_name="size")
+        b = _segment_index(batch, "batch", ("x", x), size, "size")
     name = resolve_backend("attention_pool_ptr", x.device, backend)
     g2 = gate if gate.dim() == 2 else gate.unsqueeze(1)
     is_sorted = (not _checks.is_compiling()) and (n < 2 or bool((batch[1:] >= batch[:-1]).all()))
