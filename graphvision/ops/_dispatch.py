@@ -50,17 +50,8 @@ _TRITON_FILES: dict[str, str] = {
     "joint_entropy_dense_backward": "k_mutual_information",
 }
 
-#: The ops the torch_scatter / torch_sparse backends implement (graph ops only, no MI kernel).
-_SCATTER_OPS = (
-    "spmm_csr",
-    "sddmm_csr",
-    "segment_softmax_csr",
-    "segment_softmax_backward_csr",
-    "segment_reduce_csr",
-    "attention_forward_csr",
-    "attention_backward_csr",
-    "attention_pool_ptr",
-)
+#: The ops the torch_scatter / torch_sparse backends implement: the graph ops, not the MI kernel.
+_SCATTER_OPS = tuple(name for name in _TRITON_FILES if not name.startswith("joint_entropy"))
 
 #: Op name -> {backend: "module:attr" import path}; every entry is a plain import path, so
 #: ``grep`` answers "where does backend X of op Y come from". Imported on first use.

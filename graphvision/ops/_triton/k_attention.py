@@ -71,6 +71,8 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from graphvision.ops._triton._jit import csr_row_block
+
     @triton.jit
     def _attention_fwd_kernel(
         rowptr_ptr,  # (N_dst + 1,) target-sorted CSR row pointer
@@ -93,11 +95,7 @@ if HAS_TRITON:
         pid_r = tl.program_id(0)
         k = tl.program_id(1)
         pid_f = tl.program_id(2)
-        rows = (pid_r * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
-        rmask = rows < n_dst
-        start = tl.load(rowptr_ptr + rows, mask=rmask, other=0).to(tl.int64)
-        end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
-        deg = end - start
+        rows, rmask, start, deg = csr_row_block(rowptr_ptr, n_dst, pid_r, BLOCK_R)
         max_deg = tl.max(deg, axis=0)
         ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(ACC)
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
@@ -176,11 +174,7 @@ if HAS_TRITON:
     ):
         pid_r = tl.program_id(0)
         k = tl.program_id(1)
-        rows = (pid_r * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
-        rmask = rows < n_dst
-        start = tl.load(rowptr_ptr + rows, mask=rmask, other=0).to(tl.int64)
-        end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
-        deg = end - start
+        rows, rmask, start, deg = csr_row_block(rowptr_ptr, n_dst, pid_r, BLOCK_R)
         max_deg = tl.max(deg, axis=0)
         ad = tl.load(adst_ptr + rows * K + k, mask=rmask, other=0.0).to(ACC)
         dsum = tl.zeros((BLOCK_R,), dtype=ACC)
@@ -264,11 +258,7 @@ if HAS_TRITON:
         pid_r = tl.program_id(0)
         k = tl.program_id(1)
         pid_f = tl.program_id(2)
-        rows = (pid_r * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
-        rmask = rows < n_src
-        start = tl.load(rowptr_t_ptr + rows, mask=rmask, other=0).to(tl.int64)
-        end = tl.load(rowptr_t_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
-        deg = end - start
+        rows, rmask, start, deg = csr_row_block(rowptr_t_ptr, n_src, pid_r, BLOCK_R)
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
         acc = tl.zeros((BLOCK_R, BLOCK_F), dtype=ACC)

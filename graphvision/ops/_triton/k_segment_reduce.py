@@ -50,6 +50,8 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from graphvision.ops._triton._jit import csr_row_block
+
     @triton.jit
     def _segment_reduce_kernel(
         rowptr_ptr,  # (N + 1,) CSR row pointer
@@ -63,11 +65,7 @@ if HAS_TRITON:
         BLOCK_R: tl.constexpr,  # rows per program
         BLOCK_F: tl.constexpr,  # features per program (power of two)
     ):
-        rows = (tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
-        rmask = rows < n_rows
-        start = tl.load(rowptr_ptr + rows, mask=rmask, other=0).to(tl.int64)
-        end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
-        deg = end - start
+        rows, rmask, start, deg = csr_row_block(rowptr_ptr, n_rows, tl.program_id(0), BLOCK_R)
         fo = tl.program_id(1) * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
         omask = rmask[:, None] & fmask[None, :]

@@ -43,6 +43,8 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from graphvision.ops._triton._jit import csr_row_block
+
     @triton.jit
     def _segment_softmax_fwd_kernel(
         rowptr_ptr,  # (N + 1,) CSR row pointer
@@ -54,11 +56,7 @@ if HAS_TRITON:
         BLOCK_R: tl.constexpr,  # rows per program
         BLOCK_K: tl.constexpr,  # next power of two >= K
     ):
-        rows = (tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
-        rmask = rows < n_rows
-        start = tl.load(rowptr_ptr + rows, mask=rmask, other=0).to(tl.int64)
-        end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
-        deg = end - start
+        rows, rmask, start, deg = csr_row_block(rowptr_ptr, n_rows, tl.program_id(0), BLOCK_R)
         ko = tl.arange(0, BLOCK_K)
         kmask = ko < K
         max_deg = tl.max(deg, axis=0)
@@ -93,11 +91,7 @@ if HAS_TRITON:
         BLOCK_R: tl.constexpr,  # rows per program
         BLOCK_K: tl.constexpr,  # next power of two >= K
     ):
-        rows = (tl.program_id(0) * BLOCK_R + tl.arange(0, BLOCK_R)).to(tl.int64)
-        rmask = rows < n_rows
-        start = tl.load(rowptr_ptr + rows, mask=rmask, other=0).to(tl.int64)
-        end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
-        deg = end - start
+        rows, rmask, start, deg = csr_row_block(rowptr_ptr, n_rows, tl.program_id(0), BLOCK_R)
         ko = tl.arange(0, BLOCK_K)
         kmask = ko < K
         max_deg = tl.max(deg, axis=0)
