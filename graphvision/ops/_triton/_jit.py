@@ -1,4 +1,9 @@
-"""Triton device functions shared by the kernel files (``k_*.py``); inlined where they are called."""
+"""Triton device functions shared by the kernel files (``k_*.py``); inlined where they are called.
+
+They are plain functions here: each kernel file wraps them with ``triton.jit`` when it defines its
+kernels, so a device function is always in the same mode (compiled or ``TRITON_INTERPRET``) as
+the kernels that call it, whenever and however the kernel file is imported.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,8 @@ from graphvision.ops._triton import HAS_TRITON
 __all__: list[str] = []
 
 if HAS_TRITON:
-    import triton
     import triton.language as tl
 
-    @triton.jit
     def csr_row_block(rowptr_ptr, n_rows, pid, BLOCK_R: tl.constexpr):  # noqa: ANN001, ANN201, N803
         """The rows ``pid * BLOCK_R + [0, BLOCK_R)`` of a CSR.
 

@@ -41,7 +41,9 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
-    from graphvision.ops._triton._jit import csr_row_block
+    from graphvision.ops._triton import _jit
+
+    csr_row_block = triton.jit(_jit.csr_row_block)
 
     @triton.jit
     def _sddmm_csr_kernel(
