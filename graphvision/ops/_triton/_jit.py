@@ -25,3 +25,29 @@ if HAS_TRITON:
         start = tl.load(rowptr_ptr + rows, mask=rmask, other=0).to(tl.int64)
         end = tl.load(rowptr_ptr + rows + 1, mask=rmask, other=0).to(tl.int64)
         return rows, rmask, start, end - start
+
+    def online_softmax_pool(  # noqa: ANN201
+        x_ptr, gate_ptr, lo, hi, k, fo, fmask,  # noqa: ANN001
+        K: tl.constexpr, F: tl.constexpr, ACC: tl.constexpr, BLOCK_N: tl.constexpr,  # noqa: N803
+    ):
+        """Online softmax of head ``k``'s gate over nodes ``[lo, hi)`` and the weighted sum of their features.
+
+        Returns ``(m, l, acc)``: the running maximum, the sum of ``exp(gate - m)`` and the
+        un-normalised weighted sum of the feature block ``fo`` (divide by ``l``), in ``ACC``.
+        """
+        m = tl.max(tl.full((BLOCK_N,), float("-inf"), dtype=ACC), axis=0)
+        l = tl.sum(tl.zeros((BLOCK_N,), dtype=ACC), axis=0)  # noqa: E741
+        acc = tl.zeros(fo.shape, dtype=ACC)
+        for n0 in range(lo, hi, BLOCK_N):
+            n = n0 + tl.arange(0, BLOCK_N)
+            nmask = n < hi
+            g = tl.load(gate_ptr + n * K + k, mask=nmask, other=float("-inf")).to(ACC)
+            m_new = tl.maximum(m, tl.max(g, axis=0))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            scale = tl.exp(m - m_safe)
+            pe = tl.where(nmask, tl.exp(g - m_safe), 0.0)
+            l = l * scale + tl.sum(pe, axis=0)  # noqa: E741
+            xv = tl.load(x_ptr + n[:, None] * F + fo[None, :], mask=nmask[:, None] & fmask[None, :], other=0.0)
+            acc = acc * scale + tl.sum(pe[:, None] * xv.to(ACC), axis=0)
+            m = m_new
+        return m, l, acc

@@ -53,6 +53,10 @@ if HAS_TRITON:
     import triton
     import triton.language as tl
 
+    from graphvision.ops._triton import _jit
+
+    online_softmax_pool = triton.jit(_jit.online_softmax_pool)
+
     @triton.jit
     def _attention_pool_kernel(
         ptr_ptr,  # (B + 1,) node offsets of each graph
@@ -73,21 +77,7 @@ if HAS_TRITON:
         end = tl.load(ptr_ptr + b + 1).to(tl.int64)
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
-        m = tl.max(tl.full((BLOCK_N,), float("-inf"), dtype=ACC), axis=0)
-        l = tl.sum(tl.zeros((BLOCK_N,), dtype=ACC), axis=0)
-        acc = tl.zeros((BLOCK_F,), dtype=ACC)
-        for n0 in range(start, end, BLOCK_N):
-            n = n0 + tl.arange(0, BLOCK_N)
-            nmask = n < end
-            g = tl.load(gate_ptr + n * K + k, mask=nmask, other=float("-inf")).to(ACC)
-            m_new = tl.maximum(m, tl.max(g, axis=0))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            scale = tl.exp(m - m_safe)
-            pe = tl.where(nmask, tl.exp(g - m_safe), 0.0)
-            l = l * scale + tl.sum(pe, axis=0)
-            xv = tl.load(x_ptr + n[:, None] * F + fo[None, :], mask=nmask[:, None] & fmask[None, :], other=0.0)
-            acc = acc * scale + tl.sum(pe[:, None] * xv.to(ACC), axis=0)
-            m = m_new
+        m, l, acc = online_softmax_pool(x_ptr, gate_ptr, start, end, k, fo, fmask, K, F, ACC, BLOCK_N)
         inv = 1.0 / tl.where(l == 0, 1.0, l)
         tl.store(out_ptr + (b * K + k) * F + fo, (acc * inv).to(out_ptr.dtype.element_ty), mask=fmask)
         m_safe = tl.where(m == float("-inf"), 0.0, m)
@@ -126,21 +116,7 @@ if HAS_TRITON:
         hi = tl.minimum(lo + chunk, end)
         fo = pid_f * BLOCK_F + tl.arange(0, BLOCK_F)
         fmask = fo < F
-        m = tl.max(tl.full((BLOCK_N,), float("-inf"), dtype=ACC), axis=0)
-        l = tl.sum(tl.zeros((BLOCK_N,), dtype=ACC), axis=0)
-        acc = tl.zeros((BLOCK_F,), dtype=ACC)
-        for n0 in range(lo, hi, BLOCK_N):
-            n = n0 + tl.arange(0, BLOCK_N)
-            nmask = n < hi
-            g = tl.load(gate_ptr + n * K + k, mask=nmask, other=float("-inf")).to(ACC)
-            m_new = tl.maximum(m, tl.max(g, axis=0))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            scale = tl.exp(m - m_safe)
-            pe = tl.where(nmask, tl.exp(g - m_safe), 0.0)
-            l = l * scale + tl.sum(pe, axis=0)
-            xv = tl.load(x_ptr + n[:, None] * F + fo[None, :], mask=nmask[:, None] & fmask[None, :], other=0.0)
-            acc = acc * scale + tl.sum(pe[:, None] * xv.to(ACC), axis=0)
-            m = m_new
+        m, l, acc = online_softmax_pool(x_ptr, gate_ptr, lo, hi, k, fo, fmask, K, F, ACC, BLOCK_N)
         part = (b * K + k) * S + c
         tl.store(pacc_ptr + part * F + fo, acc, mask=fmask)
         first = fo == 0  # lane 0 of feature block 0 writes the scalars
