@@ -16,6 +16,7 @@ from torch import Tensor
 
 from graphvision import _checks, config
 from graphvision.ops import _library  # noqa: F401  (registers torch.ops.graphvision.*)
+from graphvision.ops._composed import acc_dtype
 from graphvision.ops._dispatch import resolve_backend
 from graphvision.structure import GraphStructure, _version_of
 
@@ -277,7 +278,7 @@ def scatter_unchecked(src: Tensor, index: Tensor, n: int, reduce: str = "sum", b
     name = resolve_backend("segment_reduce_csr", src.device, backend)
     rest = tuple(src.shape[1:])
     if name == "torch":
-        acc = torch.float32 if src.dtype in (torch.float16, torch.bfloat16) else src.dtype
+        acc = acc_dtype(src.dtype)
         s = src.to(acc)
         idx = index.long().view((-1,) + (1,) * len(rest)).expand_as(s)
         if reduce in ("sum", "mean"):

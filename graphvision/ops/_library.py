@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from graphvision.ops._composed import Primitives, score_grads
+from graphvision.ops._composed import Primitives, acc_dtype, score_grads
 from graphvision.ops._dispatch import get_kernel
 from graphvision.structure import row_index, transpose_csr
 
@@ -364,7 +364,7 @@ def _pool_backward(ctx, grad_out: Tensor | None, grad_weights: Tensor | None):  
         grad_out = x.new_zeros(b, k, f)
     row = row_index(ptr.long(), n)
     go = grad_out[row]  # (N, K, F): N-sized, not E-sized
-    acc = torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+    acc = acc_dtype(x.dtype)
     grad_x = torch.einsum("nk,nkf->nf", w.to(acc), go.to(acc)).to(x.dtype)
     gw = torch.einsum("nkf,nf->nk", go.to(acc), x.to(acc))
     if grad_weights is not None:
