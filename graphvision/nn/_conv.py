@@ -24,6 +24,9 @@ from graphvision._checks import check_choice, check_positive_int, is_compiling
 from graphvision.functional._conv import (
     AGGREGATIONS,
     FILL_REDUCES,
+    AttentionGCNOptions,
+    AttentionWeights,
+    GATOptions,
     _gcn_norm_of,
     attention_gcn_conv,
     check_x,
@@ -366,6 +369,10 @@ class _AttentionBase(nn.Module):
         glorot_(self.att_dst)
         zeros_(self.bias)
 
+    def _weights(self, **optional: Tensor | None) -> AttentionWeights:
+        """The parameters as the functional twin takes them (``optional``: the edge / skip projections)."""
+        return AttentionWeights(self.lin.weight, self.att_src, self.att_dst, self.bias, **optional)
+
     def _repr_attention(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, heads={self.heads}"
         if not self.concat:
@@ -523,26 +530,15 @@ class GATConv(_AttentionBase):
             if lin is not None and _is_lazy(lin):
                 lin(x.new_zeros(0, x.size(-1)))
                 glorot_(lin.weight)
-        return gat_conv(
-            x,
-            edge_index,
-            self.lin.weight,
-            self.att_src,
-            self.att_dst,
-            self.bias,
-            edge_weight,
-            batch=batch,
-            concat=self.concat,
-            negative_slope=self.negative_slope,
-            dropout=self.dropout,
-            add_self_loops=self.add_self_loops,
-            fill_value=self.fill_value,
+        weights = self._weights(
             residual_weight=None if self.res is None else self.res.weight,
-            training=self.training,
-            return_attention_weights=return_attention_weights,
-            edge_attr=edge_attr,
             weight_edge=None if self.lin_edge is None else self.lin_edge.weight,
             att_edge=self.att_edge,
+        )
+        options = GATOptions(self.concat, self.negative_slope, self.dropout, self.add_self_loops, self.fill_value)
+        return gat_conv(
+            x, edge_index, weights, edge_weight, edge_attr=edge_attr, batch=batch, options=options,
+            training=self.training, return_attention_weights=return_attention_weights,
         )
 
     def extra_repr(self) -> str:
@@ -673,25 +669,12 @@ class AttentionGCNConv(_CachedGraphMixin, _AttentionBase):
             build = lambda: self._preprocess(x, edge_index, edge_weight, batch)  # noqa: E731
             edge_index, edge_weight = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
             normalize = add_loops = False
+        options = AttentionGCNOptions(
+            self.concat, self.alpha, self.negative_slope, self.dropout, normalize, add_loops, self.improved
+        )
         return attention_gcn_conv(
-            x,
-            edge_index,
-            self.lin.weight,
-            self.att_src,
-            self.att_dst,
-            self.bias,
-            edge_weight,
-            batch=batch,
-            x0=x0,
-            alpha=self.alpha,
-            concat=self.concat,
-            negative_slope=self.negative_slope,
-            dropout=self.dropout,
-            normalize=normalize,
-            add_self_loops=add_loops,
-            improved=self.improved,
-            training=self.training,
-            return_attention_weights=return_attention_weights,
+            x, edge_index, self._weights(), edge_weight, x0=x0, batch=batch, options=options,
+            training=self.training, return_attention_weights=return_attention_weights,
         )
 
     def _preprocess(self, x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None) -> tuple:
