@@ -57,8 +57,10 @@ class Affine(NamedTuple):
 
 
 class ChannelAttentionWeights(NamedTuple):
-    r"""The learned tensors of :func:`multi_channel_attention`, named as the parameters of
-    :class:`graphvision.nn.MultiChannelAttention` (``q_proj``, ``kv_proj``, ``norm1``, ...).
+    r"""The learned tensors of :func:`multi_channel_attention`.
+
+    Named as the parameters of :class:`graphvision.nn.MultiChannelAttention` (``q_proj``,
+    ``kv_proj``, ``norm1``, ...), which builds it at each call.
 
     Attributes:
         q_proj: :math:`W_q, b_q`, weight ``(C, C)``.

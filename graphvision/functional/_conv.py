@@ -398,8 +398,9 @@ class AttentionGCNOptions(NamedTuple):
 
     Example:
         >>> from graphvision.functional import AttentionGCNOptions
-        >>> AttentionGCNOptions(alpha=0.1, normalize=False)
-        AttentionGCNOptions(concat=True, alpha=0.1, negative_slope=0.2, dropout=0.0, normalize=False, add_self_loops=True, improved=False)
+        >>> options = AttentionGCNOptions(alpha=0.1, normalize=False)
+        >>> options.alpha, options.normalize, options.add_self_loops
+        (0.1, False, True)
     """
 
     concat: bool = True
@@ -476,12 +477,16 @@ def _edge_features(edge_attr: Tensor | None, g: GraphInput, weights: AttentionWe
     ea = check_tensor(edge_attr, "edge_attr")
     ea = ea.view(-1, 1) if ea.dim() == 1 else ea
     if ea.dim() != 2 or ea.size(0) != graph.num_edges:
-        raise ValueError(f"Expected 'edge_attr' of shape (E, D) with E={graph.num_edges} (got {tuple(edge_attr.shape)})")
+        raise ValueError(
+            f"Expected 'edge_attr' of shape (E, D) with E={graph.num_edges} (got {tuple(edge_attr.shape)})"
+        )
     _check_param(ea, (graph.num_edges, weights.weight_edge.size(1)), "edge_attr", x)
     return ea
 
 
-def _gat_graph(g: GraphInput, ea: Tensor | None, add_self_loops: bool, fill_value: float | Tensor | str, dtype: torch.dtype) -> tuple[GraphInput, Tensor | None]:
+def _gat_graph(
+    g: GraphInput, ea: Tensor | None, add_self_loops: bool, fill_value: float | Tensor | str, dtype: torch.dtype
+) -> tuple[GraphInput, Tensor | None]:
     """GAT's graph: with ``add_self_loops``, one loop per node whose weight and features are ``fill_value``."""
     if not add_self_loops:
         return g, ea
@@ -503,7 +508,7 @@ def _project_scores(x: Tensor, weights: AttentionWeights) -> tuple[Tensor, Tenso
 
 
 def _edge_scores(ea: Tensor | None, weights: AttentionWeights) -> Tensor | None:
-    """The per-edge score term :math:`\\mathbf{a}_e^\\top \\mathbf{\\Theta}_e \\mathbf{e}_{ji}`, ``(E, K)``."""
+    r"""The per-edge score term :math:`\mathbf{a}_e^\top \mathbf{\Theta}_e \mathbf{e}_{ji}`, ``(E, K)``."""
     if ea is None:
         return None
     assert weights.weight_edge is not None and weights.att_edge is not None
@@ -511,9 +516,19 @@ def _edge_scores(ea: Tensor | None, weights: AttentionWeights) -> Tensor | None:
 
 
 def _finish(
-    out: Tensor, attn: Tensor | None, x: Tensor, g: GraphInput, weights: AttentionWeights, concat: bool, return_attention_weights: bool
+    out: Tensor,
+    attn: Tensor | None,
+    x: Tensor,
+    g: GraphInput,
+    weights: AttentionWeights,
+    concat: bool,
+    return_attention_weights: bool,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
-    """Merge the heads, add the skip projection and the bias, restore the layout of ``x``."""
+    """Merge the heads, add the skip projection and the bias, restore the layout of ``x``.
+
+    ``weights`` is read for its ``residual_weight`` and ``bias`` only (an :class:`AttentionWeights`
+    or a :class:`graphvision.functional.GATv2Weights`).
+    """
     out = out.flatten(-2) if concat else out.mean(-2)
     if weights.residual_weight is not None:
         out = out + F.linear(x, weights.residual_weight)
@@ -688,7 +703,9 @@ def attention_gcn_conv(
     x, g = resolve_graph(x, edge_index, edge_weight, batch)
     g = prepare_attention_graph(g, o.normalize, o.add_self_loops, o.improved, 2.0 if o.improved else 1.0, x.dtype)
     h, score_src, score_dst = _project_scores(x, weights)
-    out, attn = attend(g, h, score_src, score_dst, g.edge_weight, o.negative_slope, dropout, training, return_attention_weights)
+    out, attn = attend(
+        g, h, score_src, score_dst, g.edge_weight, o.negative_slope, dropout, training, return_attention_weights
+    )
     if x0 is not None and alpha != 0.0:
         out = (1.0 - alpha) * out + alpha * _project(x0.reshape(x.shape), weights)
     return _finish(out, attn, x, g, weights, o.concat, return_attention_weights)

@@ -135,7 +135,6 @@ class MultiChannelAttention(nn.Module):
 
     def forward(self, x: Tensor, return_attention_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Apply the block to ``x`` (``(B, C, H, W)`` or ``(B, N, C)``); see the class docstring."""
-
         out, attn = multi_channel_attention(
             x,
             self._weights(),

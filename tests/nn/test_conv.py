@@ -35,7 +35,9 @@ def test_modules_match_functional():
     conv = gnn.GCNConv(5, 3)
     assert_close(conv(x, ei, w), GF.gcn_conv(x, ei, conv.lin.weight, conv.bias, w))
     conv = gnn.GATConv(5, 3, heads=2, concat=False, residual=True)
-    weights = GF.AttentionWeights(conv.lin.weight, conv.att_src, conv.att_dst, conv.bias, residual_weight=conv.res.weight)
+    weights = GF.AttentionWeights(
+        conv.lin.weight, conv.att_src, conv.att_dst, conv.bias, residual_weight=conv.res.weight
+    )
     ref = GF.gat_conv(x, ei, weights, w, options=GF.GATOptions(concat=False))
     assert_close(conv(x, ei, w), ref)
     conv = gnn.AttentionGCNConv(5, 3, heads=2, alpha=0.3)
