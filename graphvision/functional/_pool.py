@@ -19,8 +19,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from graphvision._checks import check_floating, check_index, check_tensor, sync_checks_enabled
 from graphvision import ops as _ops
+from graphvision._checks import check_floating, check_index, check_tensor, sync_checks_enabled
 from graphvision.functional._graph_input import GraphInput, GraphLike, _graph_of, resolve_graph
 from graphvision.functional._propagate import scatter
 from graphvision.structure import GraphStructure
@@ -456,20 +456,27 @@ def _to_dense(
 _NONLINEARITIES = ("tanh", "sigmoid", "none")
 
 
+class _Selection(NamedTuple):
+    """How many nodes :func:`topk_pool` / :func:`sag_pool` keep, and how their scores gate them."""
+
+    k: int | None
+    ratio: float | None
+    nonlinearity: str = "tanh"
+    multiplier: float = 1.0
+
+
 def _select(
     x: Tensor,
     score: Tensor,
-    k: int | None,
-    ratio: float | None,
+    sel: _Selection,
     batch: Tensor | None,
     size: int | None,
     mask: Tensor | None,
     max_num_nodes: int | None,
-    nonlinearity: str,
-    multiplier: float = 1.0,
     graph: GraphInput | None = None,
     edge_attr: object = None,
 ) -> TopKOutput:
+    k, ratio, nonlinearity, multiplier = sel
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {_NONLINEARITIES}")
     score = _activate(score, nonlinearity)
@@ -788,9 +795,8 @@ def topk_pool(
         raise ValueError(f"Expected 'weight' of shape (F,) = ({x.size(-1)},) (got {tuple(weight.shape)})")
     score = (x * weight).sum(-1) / weight.norm(p=2)
     graph = _static_graph(x, edge_index, batch, edge_attr)
-    return _select(
-        x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
-    )
+    sel = _Selection(k, ratio, nonlinearity, multiplier)
+    return _select(x, score, sel, batch, size, mask, max_num_nodes, graph, edge_attr)
 
 
 def sag_pool(
@@ -853,20 +859,18 @@ def sag_pool(
     x = _check_pool_x(x)
     _reject_batch_for_batched(x, batch)
     graph = _static_graph(x, edge_index, batch, edge_attr)
-    return _sag(x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr)
+    sel = _Selection(k, ratio, nonlinearity, multiplier)
+    return _sag(x, score, sel, batch, size, mask, max_num_nodes, graph, edge_attr)
 
 
 def _sag(
     x: Tensor,
     score: Tensor,
-    k: int | None,
-    ratio: float | None,
+    sel: _Selection,
     batch: Tensor | None,
     size: int | None,
     mask: Tensor | None,
     max_num_nodes: int | None,
-    nonlinearity: str,
-    multiplier: float,
     graph: GraphInput | None,
     edge_attr: object,
 ) -> TopKOutput:
@@ -878,9 +882,7 @@ def _sag(
     if score.shape != x.shape[:-1]:
         raise ValueError(f"Expected 'score' of shape {tuple(x.shape[:-1])} (got {tuple(score.shape)})")
     check_floating(score, "score")
-    return _select(
-        x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
-    )
+    return _select(x, score, sel, batch, size, mask, max_num_nodes, graph, edge_attr)
 
 
 def _static_graph(
