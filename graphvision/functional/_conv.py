@@ -32,6 +32,7 @@ from graphvision.functional._propagate import attend, propagate, scatter, with_s
 
 __all__ = [
     "gcn_norm",
+    "GCNNorm",
     "gcn_conv",
     "AttentionWeights",
     "GATOptions",
@@ -214,21 +215,49 @@ def _loop_weight(value: Tensor | float | None, g: GraphInput, x: Tensor) -> Tens
     return torch.full((g.num_nodes,), float(value), dtype=x.dtype, device=x.device)
 
 
-def _gcn_weights(
-    g: GraphInput,
-    normalize: bool,
-    add_self_loops: bool,
-    improved: bool,
-    self_loop_weight: Tensor | float | None,
-    x: Tensor,
-) -> tuple[Tensor | None, Tensor | None]:
-    if normalize:
-        if self_loop_weight is not None:
+class GCNNorm(NamedTuple):
+    r"""How :func:`gcn_conv` and :func:`gcn2_conv` weight the adjacency (PyG ``GCNConv`` names and defaults).
+
+    With ``normalize`` the adjacency is :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` (:func:`gcn_norm`),
+    :math:`\hat{A} = A + I` (``+ 2I`` with ``improved``) when ``add_self_loops``. Without it the
+    edge weights are used as given, plus a self-loop term ``self_loop_weight[i] * h[i]`` (1, or 2
+    with ``improved``, when ``add_self_loops``). A cached normalisation is passed as
+    ``GCNNorm(normalize=False, add_self_loops=False, self_loop_weight=loop)`` with the normalised
+    edge weights (what the ``cached=True`` layers do).
+
+    Attributes:
+        normalize: Apply the symmetric normalisation.
+        add_self_loops: Add self-loops (weight 1, or 2 with ``improved``).
+        improved: :math:`\hat{A} = A + 2I`.
+        self_loop_weight: With ``normalize=False``: the weight of each node's self-loop term, a
+            float or an ``(N,)`` tensor (a cached normalisation passes :math:`\hat{D}^{-1}` here).
+
+    Shape:
+        - self_loop_weight: scalar or :math:`(N,)`
+
+    Example:
+        >>> from graphvision.functional import GCNNorm, gcn_conv
+        >>> x, edge_index = torch.randn(4, 16), torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> gcn_conv(x, edge_index, torch.randn(32, 16), norm=GCNNorm(improved=True)).shape
+        torch.Size([4, 32])
+    """
+
+    normalize: bool = True
+    add_self_loops: bool = True
+    improved: bool = False
+    self_loop_weight: Tensor | float | None = None
+
+
+def _gcn_weights(g: GraphInput, norm: GCNNorm, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    if not isinstance(norm, GCNNorm):
+        raise TypeError(f"Expected 'norm' to be a GCNNorm (got {type(norm).__name__})")
+    if norm.normalize:
+        if norm.self_loop_weight is not None:
             raise ValueError("'self_loop_weight' is only used with normalize=False (normalisation computes it)")
-        return _gcn_norm_of(g, add_self_loops, improved, x.dtype)
-    loop = _loop_weight(self_loop_weight, g, x)
-    if loop is None and add_self_loops:
-        loop = _loop_weight(2.0 if improved else 1.0, g, x)
+        return _gcn_norm_of(g, norm.add_self_loops, norm.improved, x.dtype)
+    loop = _loop_weight(norm.self_loop_weight, g, x)
+    if loop is None and norm.add_self_loops:
+        loop = _loop_weight(2.0 if norm.improved else 1.0, g, x)
     return g.edge_weight, loop
 
 
@@ -247,10 +276,7 @@ def gcn_conv(
     edge_weight: WeightLike = None,
     *,
     batch: Tensor | None = None,
-    normalize: bool = True,
-    add_self_loops: bool = True,
-    improved: bool = False,
-    self_loop_weight: Tensor | float | None = None,
+    norm: GCNNorm = GCNNorm(),
 ) -> Tensor:
     r"""Graph convolution of Kipf & Welling, `"Semi-supervised Classification with Graph Convolutional
     Networks" <https://arxiv.org/abs/1609.02907>`_.
@@ -269,11 +295,8 @@ def gcn_conv(
         bias: Optional ``(F_out,)``.
         edge_weight: Optional ``(E,)`` (a list for a list of graphs).
         batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
-        normalize: Apply the symmetric normalisation (:func:`gcn_norm`).
-        add_self_loops: Add self-loops (weight 1, or 2 with ``improved``).
-        improved: :math:`\hat{A} = A + 2I`.
-        self_loop_weight: With ``normalize=False``: the weight of each node's self-loop term, a
-            float or an ``(N,)`` tensor (a cached normalisation passes :math:`\hat{D}^{-1}` here).
+        norm: ``normalize``, ``add_self_loops``, ``improved`` and ``self_loop_weight``
+            (:class:`GCNNorm`).
 
     Returns:
         The convolved features, in the layout of ``x``.
@@ -295,7 +318,7 @@ def gcn_conv(
     if bias is not None:
         _check_param(bias, (weight.size(0),), "bias", x)
     x, g = resolve_graph(x, edge_index, edge_weight, batch)
-    w, loop = _gcn_weights(g, normalize, add_self_loops, improved, self_loop_weight, x)
+    w, loop = _gcn_weights(g, norm, x)
     if weight.size(0) <= weight.size(1):
         out = _gcn_propagate(g, w, loop, F.linear(x, weight))
     else:
@@ -733,9 +756,7 @@ def gcn2_conv(
     batch: Tensor | None = None,
     alpha: float = 0.1,
     beta: float = 1.0,
-    normalize: bool = True,
-    add_self_loops: bool = True,
-    self_loop_weight: Tensor | float | None = None,
+    norm: GCNNorm = GCNNorm(),
 ) -> Tensor:
     r"""GCNII convolution of Chen et al., `"Simple and Deep Graph Convolutional Networks"
     <https://arxiv.org/abs/2007.02133>`_: initial residual and identity mapping.
@@ -760,9 +781,8 @@ def gcn2_conv(
         batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
         alpha: Initial-residual strength :math:`\alpha`.
         beta: Identity-mapping strength :math:`\beta`.
-        normalize: GCN-normalise the adjacency.
-        add_self_loops: Add self-loops.
-        self_loop_weight: With ``normalize=False``: weight of each node's self-loop term.
+        norm: How the adjacency :math:`\hat{\mathbf{P}}` is weighted (:class:`GCNNorm`; PyG's
+            ``GCN2Conv`` has ``normalize`` and ``add_self_loops``).
 
     Returns:
         The output features, in the layout of ``x``.
@@ -788,7 +808,7 @@ def gcn2_conv(
         _check_param(weight2, (c, c), "weight2", x)
     x, g = resolve_graph(x, edge_index, edge_weight, batch)
     x0 = x0.reshape(x.shape)
-    w, loop = _gcn_weights(g, normalize, add_self_loops, False, self_loop_weight, x)
+    w, loop = _gcn_weights(g, norm, x)
     h = _gcn_propagate(g, w, loop, x) * (1.0 - alpha)
     h0 = alpha * x0
     if weight2 is None:

@@ -27,6 +27,7 @@ from graphvision.functional._conv import (
     AttentionGCNOptions,
     AttentionWeights,
     GATOptions,
+    GCNNorm,
     _gcn_norm_of,
     attention_gcn_conv,
     check_x,
@@ -165,15 +166,23 @@ class _CachedGraphMixin:
         self._cache.clear()  # cached tensors are not buffers: drop them rather than keep a stale device
         return super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
 
+    def _cached_norm(
+        self, x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None, norm: GCNNorm
+    ) -> tuple[WeightLike, GCNNorm]:
+        """With ``cached=True`` and ``norm.normalize``: the cached normalised weights and loop term.
 
-def _norm_builder(
-    x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None, add_self_loops: bool, improved: bool
-) -> Callable[[], tuple]:
-    def build() -> tuple:
-        _, g = resolve_graph(check_x(x), edge_index, edge_weight, batch)
-        return _gcn_norm_of(g, add_self_loops, improved, x.dtype)
+        Returned as an already-normalised graph (``GCNNorm(False, False, self_loop_weight=loop)``);
+        otherwise ``edge_weight`` and ``norm`` unchanged.
+        """
+        if not (getattr(self, "cached", False) and norm.normalize):
+            return edge_weight, norm
 
-    return build
+        def build() -> tuple:
+            _, g = resolve_graph(check_x(x), edge_index, edge_weight, batch)
+            return _gcn_norm_of(g, norm.add_self_loops, norm.improved, x.dtype)
+
+        w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
+        return w, GCNNorm(normalize=False, add_self_loops=False, self_loop_weight=loop)
 
 
 _CAPS_BASE = {
@@ -285,31 +294,9 @@ class GCNConv(_CachedGraphMixin, nn.Module):
         Returns:
             ``(N, F_out)`` or ``(B, N, F_out)``.
         """
-        if self.normalize and self.cached:
-            build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, self.improved)
-            w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
-            return gcn_conv(
-                x,
-                edge_index,
-                self.lin.weight,
-                self.bias,
-                w,
-                batch=batch,
-                normalize=False,
-                add_self_loops=False,
-                self_loop_weight=loop,
-            )
-        return gcn_conv(
-            x,
-            edge_index,
-            self.lin.weight,
-            self.bias,
-            edge_weight,
-            batch=batch,
-            normalize=self.normalize,
-            add_self_loops=self.add_self_loops,
-            improved=self.improved,
-        )
+        norm = GCNNorm(self.normalize, self.add_self_loops, self.improved)
+        w, norm = self._cached_norm(x, edge_index, edge_weight, batch, norm)
+        return gcn_conv(x, edge_index, self.lin.weight, self.bias, w, batch=batch, norm=norm)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
@@ -801,13 +788,9 @@ class GCN2Conv(_CachedGraphMixin, nn.Module):
         Returns:
             Same shape as ``x``.
         """
-        kw = {"normalize": self.normalize, "add_self_loops": self.add_self_loops, "self_loop_weight": None}
-        if self.normalize and self.cached:
-            build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, False)
-            edge_weight, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
-            kw = {"normalize": False, "add_self_loops": False, "self_loop_weight": loop}
+        w, norm = self._cached_norm(x, edge_index, edge_weight, batch, GCNNorm(self.normalize, self.add_self_loops))
         return gcn2_conv(
-            x, x0, edge_index, self.weight1, self.weight2, edge_weight, batch=batch, alpha=self.alpha, beta=self.beta, **kw
+            x, x0, edge_index, self.weight1, self.weight2, w, batch=batch, alpha=self.alpha, beta=self.beta, norm=norm
         )
 
     def extra_repr(self) -> str:

@@ -233,16 +233,16 @@ class TestGCN:
         g = _gen(seed)
         x, weight, bias = _rand(g, n, f_in), _rand(g, f_out, f_in), _rand(g, f_out)
         w = torch.rand(ei.size(1), generator=g) + 0.1 if weighted else None
-        out = GF.gcn_conv(x, ei, weight, bias, w, add_self_loops=loops, improved=improved)
+        out = GF.gcn_conv(x, ei, weight, bias, w, norm=GF.GCNNorm(add_self_loops=loops, improved=improved))
         assert_close(out, ref_gcn(x, ei, weight, bias, w, add_self_loops=loops, improved=improved))
 
     def test_unnormalized(self):
         g = _gen(0)
         ei = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 0]])
         x, weight, w = _rand(g, 3, 4), _rand(g, 5, 4), torch.rand(4, generator=g)
-        out = GF.gcn_conv(x, ei, weight, edge_weight=w, normalize=False, add_self_loops=False)
+        out = GF.gcn_conv(x, ei, weight, edge_weight=w, norm=GF.GCNNorm(normalize=False, add_self_loops=False))
         assert_close(out, ref_gcn(x, ei, weight, None, w, add_self_loops=False, normalize=False))
-        out = GF.gcn_conv(x, ei, weight, edge_weight=w, normalize=False, self_loop_weight=0.5)
+        out = GF.gcn_conv(x, ei, weight, edge_weight=w, norm=GF.GCNNorm(normalize=False, self_loop_weight=0.5))
         ref = ref_gcn(x, ei, weight, None, w, add_self_loops=False, normalize=False) + 0.5 * x.double() @ weight.double().t()
         assert_close(out, ref)
 
@@ -550,7 +550,7 @@ class TestErrors:
         with pytest.raises(ValueError, match="GraphStructure 'edge_index' over 3 nodes to match 'x'"):
             GF.gcn_conv(x, GraphStructure(self.ei, 5), w)
         with pytest.raises(ValueError, match="'self_loop_weight' is only used with normalize=False"):
-            GF.gcn_conv(x, self.ei, w, self_loop_weight=1.0)
+            GF.gcn_conv(x, self.ei, w, norm=GF.GCNNorm(self_loop_weight=1.0))
 
 
 @pytest.mark.parametrize("n", [0, 3])
