@@ -23,12 +23,18 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision._checks import check_choice, check_edge_index, check_tensor
+from graphvision.functional._graph_input import GraphInput, GraphLike, WeightLike, check_x, resolve_graph, restore
+from graphvision.functional._propagate import (
+    FILL_REDUCES,  # noqa: F401  (re-used by the modules)
+    attend,
+    propagate,
+    scatter,
+    with_self_loops,
+    with_self_loops_attrs,
+)
 from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
-from graphvision.functional._graph_input import GraphInput, GraphLike, WeightLike, check_x, resolve_graph, restore
-from graphvision.functional._propagate import FILL_REDUCES  # noqa: F401  (re-used by the modules)
-from graphvision.functional._propagate import attend, propagate, scatter, with_self_loops, with_self_loops_attrs
 
 __all__ = [
     "gcn_norm",
@@ -63,10 +69,19 @@ def _check_param(t: object, shape: tuple[int | str, ...], name: str, x: Tensor) 
     return t
 
 
+def _check_unit(value: object, name: str, *, closed: bool) -> float:
+    """``value`` as a float in ``[0, 1]`` (``closed``) or ``[0, 1)`` (a probability such as dropout)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = 0.0 <= v <= 1.0 if closed else 0.0 <= v < 1.0
+    if not ok:
+        raise ValueError(f"Expected '{name}' in [0, 1{']' if closed else ')'} (got {value!r})")
+    return float(value)  # type: ignore[arg-type]
+
+
 def _check_prob(p: float, name: str) -> float:
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"Expected '{name}' in [0, 1) (got {p!r})")
-    return float(p)
+    return _check_unit(p, name, closed=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -718,7 +733,7 @@ def attention_gcn_conv(
     """
     o = options
     x, weights, dropout = _check_attention(x, weights, o.concat, o.dropout)
-    alpha = _check_alpha(o.alpha)
+    alpha = _check_unit(o.alpha, "alpha", closed=True)
     if weights.weight_edge is not None or weights.att_edge is not None:
         raise ValueError("attention_gcn_conv takes no edge projection (got 'weight_edge'/'att_edge'); use gat_conv")
     if x0 is not None and check_x(x0, "x0").shape != x.shape:
@@ -732,12 +747,6 @@ def attention_gcn_conv(
     if x0 is not None and alpha != 0.0:
         out = (1.0 - alpha) * out + alpha * _project(x0.reshape(x.shape), weights)
     return _finish(out, attn, x, g, weights, o.concat, return_attention_weights)
-
-
-def _check_alpha(alpha: object) -> float:
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"Expected 'alpha' in [0, 1] (got {alpha!r})")
-    return float(alpha)
 
 
 # --------------------------------------------------------------------------------------------

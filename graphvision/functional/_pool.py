@@ -21,7 +21,7 @@ from torch import Tensor
 
 from graphvision import ops as _ops
 from graphvision._checks import check_floating, check_index, check_tensor, sync_checks_enabled
-from graphvision.functional._graph_input import GraphInput, GraphLike, _graph_of, resolve_graph
+from graphvision.functional._graph_input import GraphInput, GraphLike, _graph_of, check_x, resolve_graph
 from graphvision.functional._propagate import scatter
 from graphvision.structure import GraphStructure
 
@@ -41,14 +41,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _check_pool_x(x: object, name: str = "x") -> Tensor:
-    x = check_tensor(x, name)
-    if x.dim() not in (2, 3):
-        raise ValueError(f"Expected '{name}' of shape (N, F) or (B, N, F) (got {tuple(x.shape)})")
-    check_floating(x, name)
-    return x
 
 
 def _check_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
@@ -97,7 +89,7 @@ def _reject_batch_for_batched(x: Tensor, batch: Tensor | None) -> None:
 
 
 def _global_pool(x: Tensor, batch: Tensor | None, size: int | None, mask: Tensor | None, reduce: str) -> Tensor:
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     mask = _check_mask(mask, x)
     if x.dim() == 3:
@@ -252,7 +244,7 @@ def global_attention_pool(
         >>> out.shape, attn.shape
         (torch.Size([2, 4, 3]), torch.Size([2, 9, 4]))
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     mask = _check_mask(mask, x)
     check_tensor(gate, "gate")
@@ -694,7 +686,7 @@ def per_graph_topk_pool(
         >>> out.x.shape, out.batch.tolist()
         (torch.Size([4, 3]), [0, 0, 1, 1])
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     if x.dim() != 2:
         raise ValueError(f"Expected flat 'x' of shape (N, F) (got {tuple(x.shape)}); use topk_pool for (B, N, F)")
     _check_pyg_ratio(ratio, min_score)
@@ -787,7 +779,7 @@ def topk_pool(
         >>> out.x.shape, out.index.shape, out.mask.shape
         (torch.Size([2, 8, 8]), torch.Size([2, 8]), torch.Size([2, 8]))
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     mask = _check_mask(mask, x)
     check_tensor(weight, "weight")
@@ -856,7 +848,7 @@ def sag_pool(
         >>> out.x.shape
         torch.Size([2, 4, 8])
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     graph = _static_graph(x, edge_index, batch, edge_attr)
     sel = _Selection(k, ratio, nonlinearity, multiplier)

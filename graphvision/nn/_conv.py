@@ -28,6 +28,7 @@ from graphvision.functional._conv import (
     AttentionWeights,
     GATOptions,
     GCNNorm,
+    _check_unit,
     _gcn_norm_of,
     attention_gcn_conv,
     check_x,
@@ -67,16 +68,6 @@ def _check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"Expected '{name}' to be a bool (got {type(value).__name__}: {value!r})")
     return value
-
-
-def _check_unit(value: object, name: str, *, closed: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = 0.0 <= v <= 1.0 if closed else 0.0 <= v < 1.0
-    if not ok:
-        raise ValueError(f"Expected '{name}' in [0, 1{']' if closed else ')'} (got {value!r})")
-    return float(value)
 
 
 class _GraphCache:

@@ -11,12 +11,11 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_positive_int, check_tensor
-from graphvision.functional._graph_input import GraphLike, WeightLike, resolve_graph
+from graphvision.functional._graph_input import GraphLike, WeightLike, check_x, resolve_graph
 from graphvision.functional._pool import (
     _NONLINEARITIES,
     PooledGraph,
     TopKOutput,
-    _check_pool_x,
     _check_pyg_ratio,
     _reject_batch_for_batched,
     _sag,
@@ -166,7 +165,7 @@ class AttentionPooling(nn.Module):
         Returns:
             The readout, and the ``(N, K)`` / ``(B, N, K)`` node scores with ``return_attention_weights``.
         """
-        x = _check_pool_x(x)
+        x = check_x(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(
                 f"Expected 'x' with in_channels={self.in_channels} features in its last dimension (got {tuple(x.shape)})"
@@ -459,7 +458,7 @@ class TopKPooling(_TopKBase):
         Returns:
             ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        x = _check_pool_x(x)
+        x = check_x(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(
                 f"Expected 'x' with in_channels={self.in_channels} features in its last dimension "
@@ -619,7 +618,7 @@ class SAGPooling(_TopKBase):
         Returns:
             ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        x = _check_pool_x(x)
+        x = check_x(x)
         _check_edge_index_arg(edge_index)
         a = _check_attn(x, attn, None)
         kw = {"batch": batch} if x.dim() == 3 and batch is not None else {}
