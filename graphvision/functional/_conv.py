@@ -16,7 +16,7 @@ edges, no data-dependent masking), so everything works under ``torch.compile(ful
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -35,6 +35,9 @@ from graphvision.functional._propagate import (
 from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
+
+if TYPE_CHECKING:
+    from graphvision.functional._conv_pyg import GATv2Weights
 
 __all__ = [
     "gcn_norm",
@@ -558,14 +561,13 @@ def _finish(
     attn: Tensor | None,
     x: Tensor,
     g: GraphInput,
-    weights: AttentionWeights,
+    weights: AttentionWeights | GATv2Weights,
     concat: bool,
     return_attention_weights: bool,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     """Merge the heads, add the skip projection and the bias, restore the layout of ``x``.
 
-    ``weights`` is read for its ``residual_weight`` and ``bias`` only (an :class:`AttentionWeights`
-    or a :class:`graphvision.functional.GATv2Weights`).
+    ``weights`` is read for its ``residual_weight`` and ``bias`` only.
     """
     out = out.flatten(-2) if concat else out.mean(-2)
     if weights.residual_weight is not None:
