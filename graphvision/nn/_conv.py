@@ -124,6 +124,7 @@ class _GraphCache:
         edge_weight: WeightLike,
         batch: Tensor | None,
         build: Callable[[], tuple],
+        stacklevel: int = 3,
     ) -> tuple:
         if is_compiling() and self.value is not None:
             return self.value
@@ -137,7 +138,7 @@ class _GraphCache:
                 "was built for: recomputing the cache for the new graph (call reset_cache() to drop it "
                 "explicitly, or use cached=False for changing graphs)",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         self.value = build()
         self.key = key if not is_compiling() else None
@@ -172,7 +173,7 @@ class _CachedGraphMixin:
             _, g = resolve_graph(check_x(x), edge_index, edge_weight, batch)
             return _gcn_norm_of(g, norm.add_self_loops, norm.improved, x.dtype)
 
-        w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
+        w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build, stacklevel=4)
         return w, GCNNorm(normalize=False, add_self_loops=False, self_loop_weight=loop)
 
 
