@@ -5,7 +5,7 @@
   ``batched_index_select`` of both ends), the state_dict copied over, on ViG's first stage
   (Pyramid ViG-Ti: ``B=8``, ``C=48``, ``56x56`` nodes, ``k=9``, dilation 1 and 2, relative
   position term). Forward and forward+backward, in training mode.
-- dilated kNN: ``knn_graph(x (B, N, C), k, loop=True, metric="cosine", dilation=d)`` (the graph
+- dilated kNN: ``knn_graph(x (B, N, C), k, loop=True, metric="cosine", dilated=DilatedKNN(d))`` (the graph
   structure included) against ViG's ``DenseDilatedKnnGraph`` and a plain ``cdist`` + ``topk``.
 - ``EdgeConv`` / ``MRConv`` / ``DynamicEdgeConv`` against PyG (``EdgeConv`` with the weights
   copied; ``MRConv`` written with PyG's ``scatter``; ``DynamicEdgeConv`` = brute-force kNN +
@@ -123,7 +123,7 @@ def bench_knn(b, c, h, w, device, reps, rows):
     x = torch.randn(b, n, c, device=device)
     xr = x.transpose(1, 2).unsqueeze(-1)
     for d in (1, 2):
-        ours = GF.knn_graph(x, 9, loop=True, metric="cosine", dilation=d)
+        ours = GF.knn_graph(x, 9, loop=True, metric="cosine", dilated=GF.DilatedKNN(d))
         ref = R.DenseDilatedKnnGraph(9, d)(xr)[0]  # (B, N, 9) local ids
         shift = torch.arange(b, device=device).view(b, 1, 1) * n
         agree = float((ours[0].view(b, n, 9) == ref + shift).float().mean())
@@ -134,9 +134,9 @@ def bench_knn(b, c, h, w, device, reps, rows):
             return torch.cdist(xn, xn).topk(9 * d, largest=False).indices[..., ::d]
 
         tag = f"dilated kNN B{b} N{n} C{c} k9 d{d}"
-        run_pair(tag, lambda d=d: GF.knn_graph(x, 9, loop=True, metric="cosine", dilation=d),
+        run_pair(tag, lambda d=d: GF.knn_graph(x, 9, loop=True, metric="cosine", dilated=GF.DilatedKNN(d)),
                  lambda d=d: R.DenseDilatedKnnGraph(9, d)(xr), "ViG ref", device, reps, rows)
-        run_pair(tag, lambda d=d: GF.knn_graph(x, 9, loop=True, metric="cosine", dilation=d), cdist_topk,
+        run_pair(tag, lambda d=d: GF.knn_graph(x, 9, loop=True, metric="cosine", dilated=GF.DilatedKNN(d)), cdist_topk,
                  "cdist+topk", device, reps, rows)
 
 

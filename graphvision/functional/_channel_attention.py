@@ -18,6 +18,8 @@ matrix is ever formed. Designs it follows:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -25,7 +27,77 @@ from torch import Tensor
 
 from graphvision._checks import check_floating, check_positive_int, check_tensor
 
-__all__ = ["channel_attention", "multi_channel_attention"]
+__all__ = ["Affine", "ChannelAttentionWeights", "channel_attention", "multi_channel_attention"]
+
+
+class Affine(NamedTuple):
+    r"""The weight and optional bias of an affine map: a linear layer, or a layer norm's affine part.
+
+    Unpacks as ``weight, bias``, so ``F.linear(x, *affine)`` applies it. Built from a module with
+    ``Affine(m.weight, m.bias)``.
+
+    Attributes:
+        weight: ``(out, in)`` for a linear layer, ``(C,)`` for a layer norm.
+        bias: ``(out,)`` / ``(C,)``, or ``None``.
+
+    Shape:
+        - weight: :math:`(F_{out}, F_{in})` or :math:`(C,)`
+        - bias: :math:`(F_{out},)` or :math:`(C,)`, optional
+
+    Example:
+        >>> from graphvision.functional import Affine
+        >>> lin = torch.nn.Linear(4, 3)
+        >>> affine = Affine(lin.weight, lin.bias)
+        >>> torch.allclose(torch.nn.functional.linear(torch.ones(2, 4), *affine), lin(torch.ones(2, 4)))
+        True
+    """
+
+    weight: Tensor
+    bias: Tensor | None = None
+
+
+class ChannelAttentionWeights(NamedTuple):
+    r"""The learned tensors of :func:`multi_channel_attention`.
+
+    Named as the parameters of :class:`graphvision.nn.MultiChannelAttention` (``q_proj``,
+    ``kv_proj``, ``norm1``, ...), which builds it at each call.
+
+    Attributes:
+        q_proj: :math:`W_q, b_q`, weight ``(C, C)``.
+        kv_proj: :math:`W_{kv}, b_{kv}`, weight ``(2C, C)`` (keys then values).
+        out_proj: :math:`W_o, b_o`, weight ``(C, C)``.
+        temperature: :math:`\tau`, ``(K,)``.
+        gate_proj: :math:`W_g, b_g`, weight ``(C, C)``, or ``None`` for no gate.
+        norm1: Affine part of :math:`\mathrm{LN}_1`, ``(C,)``, or ``None`` (no affine part).
+        norm2: Affine part of :math:`\mathrm{LN}_2`, ``(C,)``, or ``None`` (no affine part).
+        ffn1: :math:`W_1, b_1`, weight ``(F, C)``, or ``None`` for no feed-forward network.
+        ffn2: :math:`W_2, b_2`, weight ``(C, F)`` (required with ``ffn1``).
+
+    Shape:
+        - q_proj, out_proj, gate_proj: :math:`(C, C)` weights, :math:`(C,)` biases
+        - kv_proj: :math:`(2C, C)` weight, :math:`(2C,)` bias
+        - temperature: :math:`(K,)`
+        - ffn1: :math:`(F, C)`, ffn2: :math:`(C, F)`
+
+    Example:
+        >>> from graphvision.functional import Affine, ChannelAttentionWeights
+        >>> c = 4
+        >>> weights = ChannelAttentionWeights(
+        ...     Affine(torch.eye(c)), Affine(torch.cat([torch.eye(c), torch.eye(c)])), Affine(torch.eye(c)),
+        ...     temperature=torch.ones(2))
+        >>> weights.gate_proj is None, weights.kv_proj.weight.shape
+        (True, torch.Size([8, 4]))
+    """
+
+    q_proj: Affine
+    kv_proj: Affine
+    out_proj: Affine
+    temperature: Tensor
+    gate_proj: Affine | None = None
+    norm1: Affine | None = None
+    norm2: Affine | None = None
+    ffn1: Affine | None = None
+    ffn2: Affine | None = None
 
 
 def channel_attention(
@@ -122,24 +194,9 @@ def channel_attention(
 
 def multi_channel_attention(
     x: Tensor,
-    q_weight: Tensor,
-    kv_weight: Tensor,
-    out_weight: Tensor,
-    temperature: Tensor,
+    weights: ChannelAttentionWeights,
     heads: int = 1,
-    q_bias: Tensor | None = None,
-    kv_bias: Tensor | None = None,
-    out_bias: Tensor | None = None,
-    gate_weight: Tensor | None = None,
-    gate_bias: Tensor | None = None,
-    norm1_weight: Tensor | None = None,
-    norm1_bias: Tensor | None = None,
-    norm2_weight: Tensor | None = None,
-    norm2_bias: Tensor | None = None,
-    ffn1_weight: Tensor | None = None,
-    ffn1_bias: Tensor | None = None,
-    ffn2_weight: Tensor | None = None,
-    ffn2_bias: Tensor | None = None,
+    *,
     norm: bool = True,
     normalize: bool = True,
     dropout: float = 0.0,
@@ -182,30 +239,16 @@ def multi_channel_attention(
 
     The relation matrix is block diagonal: one ``C/K x C/K`` block per head; ``heads=1`` gives
     the full ``C x C`` relation. No ``L x L`` tensor is formed: cost :math:`O(L C^2)`.
-    Optional parts: ``gate_weight=None`` drops the gate, ``ffn1_weight=None`` drops the
-    feed-forward network, ``norm=False`` drops both layer norms (``norm*_weight=None`` with
-    ``norm=True`` is a layer norm without affine parameters).
+    Optional parts (fields of ``weights``): ``gate_proj=None`` drops the gate, ``ffn1=None``
+    drops the feed-forward network; ``norm=False`` drops both layer norms (``norm1=None`` /
+    ``norm2=None`` with ``norm=True`` is a layer norm without affine parameters).
 
     Args:
         x: ``(B, C, H, W)`` feature map or ``(B, N, C)`` node features.
-        q_weight: :math:`W_q`, ``(C, C)``.
-        kv_weight: :math:`W_{kv}`, ``(2C, C)`` (keys then values).
-        out_weight: :math:`W_o`, ``(C, C)``.
-        temperature: :math:`\tau`, ``(K,)``.
-        heads: Number of heads :math:`K` (divides ``C``).
-        q_bias: ``(C,)`` or ``None``.
-        kv_bias: ``(2C,)`` or ``None``.
-        out_bias: ``(C,)`` or ``None``.
-        gate_weight: :math:`W_g`, ``(C, C)``, or ``None`` for no gate.
-        gate_bias: ``(C,)`` or ``None``.
-        norm1_weight: Affine weight of :math:`\mathrm{LN}_1`, ``(C,)`` or ``None``.
-        norm1_bias: Affine bias of :math:`\mathrm{LN}_1`, ``(C,)`` or ``None``.
-        norm2_weight: Affine weight of :math:`\mathrm{LN}_2`, ``(C,)`` or ``None``.
-        norm2_bias: Affine bias of :math:`\mathrm{LN}_2`, ``(C,)`` or ``None``.
-        ffn1_weight: :math:`W_1`, ``(F, C)``, or ``None`` for no feed-forward network.
-        ffn1_bias: ``(F,)`` or ``None``.
-        ffn2_weight: :math:`W_2`, ``(C, F)`` (required with ``ffn1_weight``).
-        ffn2_bias: ``(C,)`` or ``None``.
+        weights: The projections, layer-norm affines and temperatures
+            (:class:`ChannelAttentionWeights`, named as the parameters of
+            :class:`graphvision.nn.MultiChannelAttention`).
+        heads: Number of heads :math:`K` (divides ``C``; ``weights.temperature`` is ``(K,)``).
         norm: Apply the layer norms.
         normalize: L2-normalise queries and keys (MDTA); ``False`` for raw DANet energies.
         dropout: Dropout probability on the attention matrix and the FFN hidden layer.
@@ -222,11 +265,12 @@ def multi_channel_attention(
         - output: same as ``x``; attention :math:`(B, K, C/K, C/K)`
 
     Example:
+        >>> from graphvision.functional import Affine, ChannelAttentionWeights
         >>> c = 8
-        >>> w = lambda o, i: torch.randn(o, i) / i**0.5
+        >>> w = lambda o, i: Affine(torch.randn(o, i) / i**0.5)
+        >>> weights = ChannelAttentionWeights(w(c, c), w(2 * c, c), w(c, c), torch.ones(2), gate_proj=w(c, c))
         >>> x = torch.randn(2, c, 5, 5)
-        >>> out, attn = multi_channel_attention(x, w(c, c), w(2 * c, c), w(c, c), torch.ones(2), heads=2,
-        ...                                     gate_weight=w(c, c), return_attention_weights=True)
+        >>> out, attn = multi_channel_attention(x, weights, heads=2, return_attention_weights=True)
         >>> out.shape, attn.shape
         (torch.Size([2, 8, 5, 5]), torch.Size([2, 2, 4, 4]))
     """
@@ -236,65 +280,81 @@ def multi_channel_attention(
     check_floating(x, "x")
     image = x.dim() == 4
     c = x.size(1) if image else x.size(2)
-    _check_weight(q_weight, "q_weight", (c, c), c)
-    _check_weight(kv_weight, "kv_weight", (2 * c, c), c)
-    _check_weight(out_weight, "out_weight", (c, c), c)
-    for name, t, size in (
-        ("q_bias", q_bias, c),
-        ("kv_bias", kv_bias, 2 * c),
-        ("out_bias", out_bias, c),
-        ("gate_bias", gate_bias, c),
-        ("norm1_weight", norm1_weight, c),
-        ("norm1_bias", norm1_bias, c),
-        ("norm2_weight", norm2_weight, c),
-        ("norm2_bias", norm2_bias, c),
-        ("ffn2_bias", ffn2_bias, c),
-    ):
-        if t is not None:
-            _check_weight(t, name, (size,), c)
-    if gate_weight is not None:
-        _check_weight(gate_weight, "gate_weight", (c, c), c)
-    if ffn1_weight is not None:
-        check_tensor(ffn1_weight, "ffn1_weight")
-        if ffn1_weight.dim() != 2 or ffn1_weight.size(1) != c:
-            raise ValueError(f"Expected 'ffn1_weight' of shape (F, C) = (F, {c}) (got {tuple(ffn1_weight.shape)})")
-        hidden = ffn1_weight.size(0)
-        if ffn2_weight is None:
-            raise ValueError("Expected 'ffn2_weight' of shape (C, F) together with 'ffn1_weight' (got None)")
-        _check_weight(ffn2_weight, "ffn2_weight", (c, hidden), c)
-        if ffn1_bias is not None:
-            _check_weight(ffn1_bias, "ffn1_bias", (hidden,), c)
+    w = _check_weights(weights, c)
     if not isinstance(dropout, (int, float)) or isinstance(dropout, bool) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"Expected 'dropout' in [0, 1) (got {dropout!r})")
     heads = check_positive_int(heads, "heads")
     if c % heads != 0:
         raise ValueError(f"Expected the number of channels C={c} to be divisible by 'heads'={heads}")
-    check_tensor(temperature, "temperature")
-    if temperature.shape != (heads,):
-        raise ValueError(f"Expected 'temperature' of shape (K,) = ({heads},) (got {tuple(temperature.shape)})")
+    if w.temperature.shape != (heads,):
+        raise ValueError(f"Expected 'temperature' of shape (K,) = ({heads},) (got {tuple(w.temperature.shape)})")
 
     tokens = rearrange(x, "b c h w -> b (h w) c") if image else x  # (B, L, C)
 
-    xn = F.layer_norm(tokens, (c,), norm1_weight, norm1_bias, eps) if norm else tokens
-    q = F.linear(xn, q_weight, q_bias)
-    k, v = F.linear(q, kv_weight, kv_bias).chunk(2, dim=-1)
-    o, attn = channel_attention(q, k, v, temperature, heads, normalize, dropout=dropout, training=training)
-    if gate_weight is not None:
-        o = o * torch.sigmoid(F.linear(xn, gate_weight, gate_bias))
-    y = tokens + F.linear(o, out_weight, out_bias)
-    if ffn1_weight is not None:
-        assert ffn2_weight is not None
-        yn = F.layer_norm(y, (c,), norm2_weight, norm2_bias, eps) if norm else y
-        hid = F.dropout(F.gelu(F.linear(yn, ffn1_weight, ffn1_bias)), dropout, training)
-        y = y + F.linear(hid, ffn2_weight, ffn2_bias)
+    xn = _layer_norm(tokens, w.norm1, eps) if norm else tokens
+    q = F.linear(xn, *w.q_proj)
+    k, v = F.linear(q, *w.kv_proj).chunk(2, dim=-1)
+    o, attn = channel_attention(q, k, v, w.temperature, heads, normalize, dropout=dropout, training=training)
+    if w.gate_proj is not None:
+        o = o * torch.sigmoid(F.linear(xn, *w.gate_proj))
+    y = tokens + F.linear(o, *w.out_proj)
+    if w.ffn1 is not None:
+        assert w.ffn2 is not None
+        yn = _layer_norm(y, w.norm2, eps) if norm else y
+        hid = F.dropout(F.gelu(F.linear(yn, *w.ffn1)), dropout, training)
+        y = y + F.linear(hid, *w.ffn2)
 
     out = rearrange(y, "b (h w) c -> b c h w", h=x.shape[2], w=x.shape[3]) if image else y
     return (out, attn) if return_attention_weights else out
+
+
+def _layer_norm(t: Tensor, affine: Affine | None, eps: float) -> Tensor:
+    weight, bias = affine if affine is not None else (None, None)
+    return F.layer_norm(t, (t.size(-1),), weight, bias, eps)
+
+
+def _as_affine(affine: object, name: str) -> Affine:
+    if not isinstance(affine, Affine):
+        raise TypeError(f"Expected '{name}' to be an Affine(weight, bias) (got {type(affine).__name__})")
+    return affine
+
+
+def _check_affine(affine: object, name: str, shape: tuple[int, ...], c: int, required: bool = False) -> None:
+    """Check an optional ``Affine`` against its weight ``shape`` (the bias is ``(shape[0],)``)."""
+    if affine is None:
+        if required:
+            raise ValueError(f"Expected '{name}' to be an Affine(weight, bias) (got None)")
+        return
+    affine = _as_affine(affine, name)
+    _check_weight(affine.weight, f"{name}.weight", shape, c)
+    if affine.bias is not None:
+        _check_weight(affine.bias, f"{name}.bias", shape[:1], c)
+
+
+def _check_weights(weights: object, c: int) -> ChannelAttentionWeights:
+    if not isinstance(weights, ChannelAttentionWeights):
+        raise TypeError(f"Expected 'weights' to be a ChannelAttentionWeights (got {type(weights).__name__})")
+    for name, rows in (("q_proj", c), ("kv_proj", 2 * c), ("out_proj", c)):
+        _check_affine(getattr(weights, name), name, (rows, c), c, required=True)
+    _check_affine(weights.gate_proj, "gate_proj", (c, c), c)
+    _check_affine(weights.norm1, "norm1", (c,), c)
+    _check_affine(weights.norm2, "norm2", (c,), c)
+    check_tensor(weights.temperature, "temperature")
+    if weights.ffn1 is not None:
+        w1 = check_tensor(_as_affine(weights.ffn1, "ffn1").weight, "ffn1.weight")
+        if w1.dim() != 2 or w1.size(1) != c:
+            raise ValueError(f"Expected 'ffn1.weight' of shape (F, C) = (F, {c}) (got {tuple(w1.shape)})")
+        _check_affine(weights.ffn1, "ffn1", (w1.size(0), c), c)
+        _check_affine(weights.ffn2, "ffn2", (c, w1.size(0)), c, required=True)
+    return weights
+
+
+def _pattern(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
 
 
 def _check_weight(t: object, name: str, shape: tuple[int, ...], c: int) -> None:
     check_tensor(t, name)
     assert isinstance(t, Tensor)
     if tuple(t.shape) != shape:
-        pattern = "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
-        raise ValueError(f"Expected '{name}' of shape {pattern} for C={c} channels (got {tuple(t.shape)})")
+        raise ValueError(f"Expected '{name}' of shape {_pattern(shape)} for C={c} channels (got {tuple(t.shape)})")

@@ -16,21 +16,36 @@ edges, no data-dependent masking), so everything works under ``torch.compile(ful
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, NamedTuple
+
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from graphvision._checks import check_choice, check_edge_index, check_tensor
+from graphvision.functional._graph_input import GraphInput, GraphLike, WeightLike, check_x, resolve_graph, restore
+from graphvision.functional._propagate import (
+    FILL_REDUCES,  # noqa: F401  (re-used by the modules)
+    attend,
+    propagate,
+    scatter,
+    with_self_loops,
+    with_self_loops_attrs,
+)
 from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
-from graphvision.functional._graph_input import GraphInput, GraphLike, WeightLike, check_x, resolve_graph, restore
-from graphvision.functional._propagate import FILL_REDUCES  # noqa: F401  (re-used by the modules)
-from graphvision.functional._propagate import attend, propagate, scatter, with_self_loops, with_self_loops_attrs
+
+if TYPE_CHECKING:
+    from graphvision.functional._conv_pyg import GATv2Weights
 
 __all__ = [
     "gcn_norm",
+    "GCNNorm",
     "gcn_conv",
+    "AttentionWeights",
+    "GATOptions",
+    "AttentionGCNOptions",
     "gat_conv",
     "attention_gcn_conv",
     "gcn2_conv",
@@ -57,10 +72,19 @@ def _check_param(t: object, shape: tuple[int | str, ...], name: str, x: Tensor) 
     return t
 
 
+def _check_unit(value: object, name: str, *, closed: bool) -> float:
+    """``value`` as a float in ``[0, 1]`` (``closed``) or ``[0, 1)`` (a probability such as dropout)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        v = float(value)  # type: ignore[arg-type]
+        ok = 0.0 <= v <= 1.0 if closed else 0.0 <= v < 1.0
+    if not ok:
+        raise ValueError(f"Expected '{name}' in [0, 1{']' if closed else ')'} (got {value!r})")
+    return float(value)  # type: ignore[arg-type]
+
+
 def _check_prob(p: float, name: str) -> float:
-    if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0.0 <= float(p) < 1.0:
-        raise ValueError(f"Expected '{name}' in [0, 1) (got {p!r})")
-    return float(p)
+    return _check_unit(p, name, closed=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,21 +233,49 @@ def _loop_weight(value: Tensor | float | None, g: GraphInput, x: Tensor) -> Tens
     return torch.full((g.num_nodes,), float(value), dtype=x.dtype, device=x.device)
 
 
-def _gcn_weights(
-    g: GraphInput,
-    normalize: bool,
-    add_self_loops: bool,
-    improved: bool,
-    self_loop_weight: Tensor | float | None,
-    x: Tensor,
-) -> tuple[Tensor | None, Tensor | None]:
-    if normalize:
-        if self_loop_weight is not None:
+class GCNNorm(NamedTuple):
+    r"""How :func:`gcn_conv` and :func:`gcn2_conv` weight the adjacency (PyG ``GCNConv`` names and defaults).
+
+    With ``normalize`` the adjacency is :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` (:func:`gcn_norm`),
+    :math:`\hat{A} = A + I` (``+ 2I`` with ``improved``) when ``add_self_loops``. Without it the
+    edge weights are used as given, plus a self-loop term ``self_loop_weight[i] * h[i]`` (1, or 2
+    with ``improved``, when ``add_self_loops``). A cached normalisation is passed as
+    ``GCNNorm(normalize=False, add_self_loops=False, self_loop_weight=loop)`` with the normalised
+    edge weights (what the ``cached=True`` layers do).
+
+    Attributes:
+        normalize: Apply the symmetric normalisation.
+        add_self_loops: Add self-loops (weight 1, or 2 with ``improved``).
+        improved: :math:`\hat{A} = A + 2I`.
+        self_loop_weight: With ``normalize=False``: the weight of each node's self-loop term, a
+            float or an ``(N,)`` tensor (a cached normalisation passes :math:`\hat{D}^{-1}` here).
+
+    Shape:
+        - self_loop_weight: scalar or :math:`(N,)`
+
+    Example:
+        >>> from graphvision.functional import GCNNorm, gcn_conv
+        >>> x, edge_index = torch.randn(4, 16), torch.tensor([[0, 1, 2], [1, 2, 3]])
+        >>> gcn_conv(x, edge_index, torch.randn(32, 16), norm=GCNNorm(improved=True)).shape
+        torch.Size([4, 32])
+    """
+
+    normalize: bool = True
+    add_self_loops: bool = True
+    improved: bool = False
+    self_loop_weight: Tensor | float | None = None
+
+
+def _gcn_weights(g: GraphInput, norm: GCNNorm, x: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    if not isinstance(norm, GCNNorm):
+        raise TypeError(f"Expected 'norm' to be a GCNNorm (got {type(norm).__name__})")
+    if norm.normalize:
+        if norm.self_loop_weight is not None:
             raise ValueError("'self_loop_weight' is only used with normalize=False (normalisation computes it)")
-        return _gcn_norm_of(g, add_self_loops, improved, x.dtype)
-    loop = _loop_weight(self_loop_weight, g, x)
-    if loop is None and add_self_loops:
-        loop = _loop_weight(2.0 if improved else 1.0, g, x)
+        return _gcn_norm_of(g, norm.add_self_loops, norm.improved, x.dtype)
+    loop = _loop_weight(norm.self_loop_weight, g, x)
+    if loop is None and norm.add_self_loops:
+        loop = _loop_weight(2.0 if norm.improved else 1.0, g, x)
     return g.edge_weight, loop
 
 
@@ -242,10 +294,7 @@ def gcn_conv(
     edge_weight: WeightLike = None,
     *,
     batch: Tensor | None = None,
-    normalize: bool = True,
-    add_self_loops: bool = True,
-    improved: bool = False,
-    self_loop_weight: Tensor | float | None = None,
+    norm: GCNNorm = GCNNorm(),
 ) -> Tensor:
     r"""Graph convolution of Kipf & Welling, `"Semi-supervised Classification with Graph Convolutional
     Networks" <https://arxiv.org/abs/1609.02907>`_.
@@ -264,11 +313,8 @@ def gcn_conv(
         bias: Optional ``(F_out,)``.
         edge_weight: Optional ``(E,)`` (a list for a list of graphs).
         batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
-        normalize: Apply the symmetric normalisation (:func:`gcn_norm`).
-        add_self_loops: Add self-loops (weight 1, or 2 with ``improved``).
-        improved: :math:`\hat{A} = A + 2I`.
-        self_loop_weight: With ``normalize=False``: the weight of each node's self-loop term, a
-            float or an ``(N,)`` tensor (a cached normalisation passes :math:`\hat{D}^{-1}` here).
+        norm: ``normalize``, ``add_self_loops``, ``improved`` and ``self_loop_weight``
+            (:class:`GCNNorm`).
 
     Returns:
         The convolved features, in the layout of ``x``.
@@ -290,7 +336,7 @@ def gcn_conv(
     if bias is not None:
         _check_param(bias, (weight.size(0),), "bias", x)
     x, g = resolve_graph(x, edge_index, edge_weight, batch)
-    w, loop = _gcn_weights(g, normalize, add_self_loops, improved, self_loop_weight, x)
+    w, loop = _gcn_weights(g, norm, x)
     if weight.size(0) <= weight.size(1):
         out = _gcn_propagate(g, w, loop, F.linear(x, weight))
     else:
@@ -303,6 +349,108 @@ def gcn_conv(
 # --------------------------------------------------------------------------------------------
 # attention convolutions
 # --------------------------------------------------------------------------------------------
+
+
+class AttentionWeights(NamedTuple):
+    r"""The learned tensors of a GAT-style attention convolution, in PyG ``GATConv`` terms.
+
+    Taken by :func:`gat_conv` and :func:`attention_gcn_conv` (which uses no edge projection);
+    :class:`graphvision.nn.GATConv` and :class:`graphvision.nn.AttentionGCNConv` build it from
+    their parameters at each call.
+
+    Attributes:
+        weight: :math:`\mathbf{\Theta}`, ``(K * F_out, F_in)`` (PyG ``lin.weight``).
+        att_src: :math:`\mathbf{a}_s`, ``(K, F_out)`` or ``(1, K, F_out)`` (PyG ``att_src``).
+        att_dst: :math:`\mathbf{a}_t`, same shape as ``att_src`` (PyG ``att_dst``).
+        bias: Optional output bias, ``(K * F_out,)`` with concatenated heads, else ``(F_out,)``.
+        weight_edge: Optional :math:`\mathbf{\Theta}_e`, ``(K * F_out, D)``, for ``edge_attr``
+            (PyG ``lin_edge.weight``).
+        att_edge: Optional :math:`\mathbf{a}_e`, same shape as ``att_src`` (PyG ``att_edge``).
+        residual_weight: Optional ``(out, F_in)`` skip projection added to the output (PyG
+            ``res.weight``).
+
+    Shape:
+        - weight: :math:`(K F_{out}, F_{in})`
+        - att_src, att_dst, att_edge: :math:`(K, F_{out})` or :math:`(1, K, F_{out})`
+        - bias: :math:`(K F_{out},)` (concat) or :math:`(F_{out},)`
+        - weight_edge: :math:`(K F_{out}, D)`
+
+    Example:
+        >>> from graphvision.functional import AttentionWeights
+        >>> weights = AttentionWeights(torch.randn(2 * 16, 8), torch.randn(2, 16), torch.randn(2, 16))
+        >>> weights.bias is None, weights.weight.shape
+        (True, torch.Size([32, 8]))
+    """
+
+    weight: Tensor
+    att_src: Tensor
+    att_dst: Tensor
+    bias: Tensor | None = None
+    weight_edge: Tensor | None = None
+    att_edge: Tensor | None = None
+    residual_weight: Tensor | None = None
+
+
+class GATOptions(NamedTuple):
+    """The hyper-parameters of :func:`gat_conv` and :func:`graphvision.functional.gatv2_conv`.
+
+    Names and defaults are those of PyG's ``GATConv`` / ``GATv2Conv`` constructors (and of
+    :class:`graphvision.nn.GATConv` / :class:`graphvision.nn.GATv2Conv`).
+
+    Attributes:
+        concat: Concatenate the heads, else average them.
+        negative_slope: LeakyReLU slope of the scores.
+        dropout: Dropout probability on the attention coefficients (applied with ``training``).
+        add_self_loops: Remove existing self-loops and add one per node (PyG's semantics).
+        fill_value: ``edge_weight`` / ``edge_attr`` of the added loops: a float, a tensor, or
+            ``"add"``, ``"mean"``, ``"max"``, ``"min"`` of the node's incoming (non-loop) values,
+            as PyG's ``add_self_loops`` (nodes without any get 0).
+
+    Shape:
+        - fill_value: scalar, or a tensor broadcasting to one edge's ``edge_weight`` / ``edge_attr``
+
+    Example:
+        >>> from graphvision.functional import GATOptions
+        >>> GATOptions(concat=False, dropout=0.1)
+        GATOptions(concat=False, negative_slope=0.2, dropout=0.1, add_self_loops=True, fill_value='mean')
+    """
+
+    concat: bool = True
+    negative_slope: float = 0.2
+    dropout: float = 0.0
+    add_self_loops: bool = True
+    fill_value: float | Tensor | str = "mean"
+
+
+class AttentionGCNOptions(NamedTuple):
+    r"""The hyper-parameters of :func:`attention_gcn_conv`, as :class:`graphvision.nn.AttentionGCNConv` takes them.
+
+    Attributes:
+        concat: Concatenate the heads, else average them.
+        alpha: Initial-residual strength :math:`\beta \in [0, 1]` (used when ``x0`` is given).
+        negative_slope: LeakyReLU slope of the scores.
+        dropout: Dropout probability on the attention coefficients (applied with ``training``).
+        normalize: GCN-normalise the edge weights (with self-loops when ``add_self_loops``).
+        add_self_loops: Append self-loops (weight 1, or 2 with ``improved``).
+        improved: Self-loops of weight 2 (:math:`\hat{A} = A + 2I`).
+
+    Shape:
+        - no tensors: every field is a Python scalar
+
+    Example:
+        >>> from graphvision.functional import AttentionGCNOptions
+        >>> options = AttentionGCNOptions(alpha=0.1, normalize=False)
+        >>> options.alpha, options.normalize, options.add_self_loops
+        (0.1, False, True)
+    """
+
+    concat: bool = True
+    alpha: float = 0.0
+    negative_slope: float = 0.2
+    dropout: float = 0.0
+    normalize: bool = True
+    add_self_loops: bool = True
+    improved: bool = False
 
 
 def prepare_attention_graph(
@@ -324,119 +472,126 @@ def prepare_attention_graph(
     return g
 
 
-def _attention_core(
-    x: Tensor,
-    edge_index: GraphLike,
-    weight: Tensor,
-    att_src: Tensor,
-    att_dst: Tensor,
-    bias: Tensor | None,
-    edge_weight: WeightLike,
-    batch: Tensor | None,
-    *,
-    x0: Tensor | None,
-    alpha: float,
-    residual_weight: Tensor | None,
-    concat: bool,
-    negative_slope: float,
-    dropout: float,
-    normalize: bool,
-    add_self_loops: bool,
-    improved: bool,
-    fill_value: float | Tensor | str,
-    training: bool,
-    return_attention_weights: bool,
-    edge_attr: Tensor | None = None,
-    weight_edge: Tensor | None = None,
-    att_edge: Tensor | None = None,
-) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+def _heads_of(att: object, name: str) -> Tensor:
+    """``att`` as ``(K, F_out)`` (PyG stores ``(1, K, F_out)``)."""
+    att = check_tensor(att, name)
+    att = att.squeeze(0) if att.dim() == 3 and att.size(0) == 1 else att
+    if att.dim() != 2:
+        raise ValueError(f"Expected '{name}' of shape (K, F_out) or (1, K, F_out) (got {tuple(att.shape)})")
+    return att
+
+
+def _check_attention(
+    x: Tensor, weights: AttentionWeights, concat: bool, dropout: float
+) -> tuple[Tensor, AttentionWeights, float]:
+    """Validate ``x`` and ``weights`` against each other; the vectors come back as ``(K, F_out)``."""
     x = check_x(x)
+    if not isinstance(weights, AttentionWeights):
+        raise TypeError(f"Expected 'weights' to be an AttentionWeights (got {type(weights).__name__})")
     dropout = _check_prob(dropout, "dropout")
-    check_tensor(att_src, "att_src")
-    if att_src.dim() == 3:
-        att_src, att_dst = att_src.squeeze(0), check_tensor(att_dst, "att_dst").squeeze(0)
-    if att_src.dim() != 2:
-        raise ValueError(f"Expected 'att_src' of shape (K, F_out) or (1, K, F_out) (got {tuple(att_src.shape)})")
+    att_src = _heads_of(weights.att_src, "att_src")
     k, f_out = att_src.shape
     _check_param(att_src, (k, f_out), "att_src", x)
-    _check_param(att_dst, (k, f_out), "att_dst", x)
-    _check_param(weight, (k * f_out, x.size(-1)), "weight", x)
+    att_dst = _check_param(_heads_of(weights.att_dst, "att_dst"), (k, f_out), "att_dst", x)
+    _check_param(weights.weight, (k * f_out, x.size(-1)), "weight", x)
     out_dim = k * f_out if concat else f_out
-    if bias is not None:
-        _check_param(bias, (out_dim,), "bias", x)
-    if residual_weight is not None:
-        _check_param(residual_weight, (out_dim, x.size(-1)), "residual_weight", x)
-    if x0 is not None:
-        check_x(x0, "x0")
-        if x0.shape != x.shape:
-            raise ValueError(f"Expected 'x0' of the same shape as 'x' {tuple(x.shape)} (got {tuple(x0.shape)})")
-    x, g = resolve_graph(x, edge_index, edge_weight, batch)
-    ea: Tensor | None = None
-    if edge_attr is not None:
-        if weight_edge is None or att_edge is None:
-            raise ValueError("'edge_attr' was given but no edge projection 'weight_edge'/'att_edge' (set edge_dim)")
-        graph = g.graph
-        assert isinstance(graph, GraphStructure)
-        ea = check_tensor(edge_attr, "edge_attr")
-        ea = ea.view(-1, 1) if ea.dim() == 1 else ea
-        if ea.dim() != 2 or ea.size(0) != graph.num_edges:
-            raise ValueError(f"Expected 'edge_attr' of shape (E, D) with E={graph.num_edges} (got {tuple(edge_attr.shape)})")
-        _check_param(ea, (graph.num_edges, "D"), "edge_attr", x)
-        _check_param(weight_edge, (k * f_out, ea.size(1)), "weight_edge", x)
-        att_edge = att_edge.squeeze(0) if att_edge.dim() == 3 else att_edge
-        _check_param(att_edge, (k, f_out), "att_edge", x)
+    if weights.bias is not None:
+        _check_param(weights.bias, (out_dim,), "bias", x)
+    if weights.residual_weight is not None:
+        _check_param(weights.residual_weight, (out_dim, x.size(-1)), "residual_weight", x)
+    att_edge = weights.att_edge
+    if att_edge is not None:
+        att_edge = _check_param(_heads_of(att_edge, "att_edge"), (k, f_out), "att_edge", x)
+    if weights.weight_edge is not None:
+        _check_param(weights.weight_edge, (k * f_out, "D"), "weight_edge", x)
+    return x, weights._replace(att_src=att_src, att_dst=att_dst, att_edge=att_edge), dropout
 
-    h = F.linear(x, weight).unflatten(-1, (k, f_out))  # (..., N, K, F)
-    a_src = (h * att_src).sum(-1)
-    a_dst = (h * att_dst).sum(-1)
-    a_edge: Tensor | None = None
-    if not normalize and (ea is not None or not isinstance(fill_value, (int, float))):
-        if add_self_loops:  # PyG's add_self_loops with a reduction or tensor fill (edge weights and features)
-            w0 = g.edge_weight
-            g, (w_l, ea) = with_self_loops_attrs(g, [w0, ea], fill_value)
-            g = GraphInput(g.graph, w_l, g.num_nodes, g.batch_size, g.shared)
-    else:
-        g = prepare_attention_graph(g, normalize, add_self_loops, improved, float(fill_value), x.dtype)  # type: ignore[arg-type]
-    if ea is not None:
-        assert weight_edge is not None and att_edge is not None
-        a_edge = (F.linear(ea, weight_edge).view(-1, k, f_out) * att_edge).sum(-1)  # (E', K)
-    out, attn = attend(
-        g, h, a_src, a_dst, g.edge_weight, negative_slope, dropout, training, return_attention_weights, score_edge=a_edge
-    )
-    if x0 is not None and alpha != 0.0:
-        out = (1.0 - alpha) * out + alpha * F.linear(x0.reshape(x.shape), weight).unflatten(-1, (k, f_out))
+
+def _edge_features(edge_attr: Tensor | None, g: GraphInput, weights: AttentionWeights, x: Tensor) -> Tensor | None:
+    """``edge_attr`` checked against the graph and the edge projection, as ``(E, D)``."""
+    if edge_attr is None:
+        return None
+    if weights.weight_edge is None or weights.att_edge is None:
+        raise ValueError("'edge_attr' was given but no edge projection 'weight_edge'/'att_edge' (set edge_dim)")
+    graph = g.graph
+    assert isinstance(graph, GraphStructure)
+    ea = check_tensor(edge_attr, "edge_attr")
+    ea = ea.view(-1, 1) if ea.dim() == 1 else ea
+    if ea.dim() != 2 or ea.size(0) != graph.num_edges:
+        raise ValueError(
+            f"Expected 'edge_attr' of shape (E, D) with E={graph.num_edges} (got {tuple(edge_attr.shape)})"
+        )
+    _check_param(ea, (graph.num_edges, weights.weight_edge.size(1)), "edge_attr", x)
+    return ea
+
+
+def _gat_graph(
+    g: GraphInput, ea: Tensor | None, add_self_loops: bool, fill_value: float | Tensor | str, dtype: torch.dtype
+) -> tuple[GraphInput, Tensor | None]:
+    """GAT's graph: with ``add_self_loops``, one loop per node whose weight and features are ``fill_value``."""
+    if not add_self_loops:
+        return g, ea
+    if ea is None and isinstance(fill_value, (int, float)):
+        return with_self_loops(g, None, float(fill_value), dtype), None
+    looped, (w, ea) = with_self_loops_attrs(g, [g.edge_weight, ea], fill_value)  # a reduction or tensor fill
+    return GraphInput(looped.graph, w, looped.num_nodes, looped.batch_size, looped.shared), ea
+
+
+def _project(x: Tensor, weights: AttentionWeights) -> Tensor:
+    """The projected heads ``(..., N, K, F_out)``."""
+    return F.linear(x, weights.weight).unflatten(-1, tuple(weights.att_src.shape))
+
+
+def _project_scores(x: Tensor, weights: AttentionWeights) -> tuple[Tensor, Tensor, Tensor]:
+    """The projected heads ``h`` ``(..., N, K, F_out)`` and the node scores ``(..., N, K)``."""
+    h = _project(x, weights)
+    return h, (h * weights.att_src).sum(-1), (h * weights.att_dst).sum(-1)
+
+
+def _edge_scores(ea: Tensor | None, weights: AttentionWeights) -> Tensor | None:
+    r"""The per-edge score term :math:`\mathbf{a}_e^\top \mathbf{\Theta}_e \mathbf{e}_{ji}`, ``(E, K)``."""
+    if ea is None:
+        return None
+    assert weights.weight_edge is not None and weights.att_edge is not None
+    return (F.linear(ea, weights.weight_edge).view(-1, *weights.att_edge.shape) * weights.att_edge).sum(-1)
+
+
+def _finish(
+    out: Tensor,
+    attn: Tensor | None,
+    x: Tensor,
+    g: GraphInput,
+    weights: AttentionWeights | GATv2Weights,
+    concat: bool,
+    return_attention_weights: bool,
+) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
+    """Merge the heads, add the skip projection and the bias, restore the layout of ``x``.
+
+    ``weights`` is read for its ``residual_weight`` and ``bias`` only.
+    """
     out = out.flatten(-2) if concat else out.mean(-2)
-    if residual_weight is not None:
-        out = out + F.linear(x, residual_weight)
-    if bias is not None:
-        out = out + bias
+    if weights.residual_weight is not None:
+        out = out + F.linear(x, weights.residual_weight)
+    if weights.bias is not None:
+        out = out + weights.bias
     out = restore(out, g)
     if return_attention_weights:
-        return out, (g.edge_index, attn)  # type: ignore[return-value]
+        assert attn is not None
+        return out, (g.edge_index, attn)
     return out
 
 
 def gat_conv(
     x: Tensor,
     edge_index: GraphLike,
-    weight: Tensor,
-    att_src: Tensor,
-    att_dst: Tensor,
-    bias: Tensor | None = None,
+    weights: AttentionWeights,
     edge_weight: WeightLike = None,
     *,
+    edge_attr: Tensor | None = None,
     batch: Tensor | None = None,
-    concat: bool = True,
-    negative_slope: float = 0.2,
-    dropout: float = 0.0,
-    add_self_loops: bool = True,
-    fill_value: float | Tensor | str = "mean",
-    residual_weight: Tensor | None = None,
+    options: GATOptions = GATOptions(),
     training: bool = True,
     return_attention_weights: bool = False,
-    edge_attr: Tensor | None = None,
-    weight_edge: Tensor | None = None,
-    att_edge: Tensor | None = None,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
     r"""Graph attention of Veličković et al., `"Graph Attention Networks"
     <https://arxiv.org/abs/1710.10903>`_, on the fused :func:`graphvision.ops.attention_aggregate`.
@@ -450,37 +605,27 @@ def gat_conv(
 
     with :math:`w_{ji} = 1` without ``edge_weight`` (PyG's ``GATConv``; with ``edge_weight`` the
     weight multiplies the attention, it does not enter the score). Heads are concatenated or
-    averaged. With ``add_self_loops`` the graph follows PyG: existing self-loops are removed and
-    one loop per node is added (built once per structure from its CSR, no sort; under
+    averaged. With ``options.add_self_loops`` the graph follows PyG: existing self-loops are
+    removed and one loop per node is added (built once per structure from its CSR, no sort; under
     ``torch.compile`` the removed loops go to a padding row so that shapes stay static).
 
     Args:
         x: Node features (``(N, F_in)``, ``(B, N, F_in)`` shared or per-sample graph).
         edge_index: ``(2, E)`` integer tensor, ``GraphStructure``, or a list of ``B`` per-sample ones.
-        weight: ``(K * F_out, F_in)`` projection :math:`\mathbf{\Theta}`.
-        att_src: ``(K, F_out)`` or ``(1, K, F_out)`` source attention vector :math:`\mathbf{a}_s`.
-        att_dst: Same shape, target attention vector :math:`\mathbf{a}_t`.
-        bias: Optional ``(K * F_out,)`` (concat) or ``(F_out,)``.
+        weights: The projection, attention vectors, and optional bias, edge projection and skip
+            projection (:class:`AttentionWeights`).
         edge_weight: Optional ``(E,)`` non-negative weights multiplying the attention.
+        edge_attr: Optional ``(E, D)`` edge features entering the score as
+            :math:`\mathbf{a}^{k\top}_{e}\mathbf{\Theta}^{k}_{e}\mathbf{e}_{ji}` (PyG's ``edge_dim``;
+            needs ``weights.weight_edge`` and ``weights.att_edge``); with them the softmax runs
+            unfused (:func:`graphvision.ops.segment_softmax` and a per-head :func:`graphvision.ops.spmm`).
         batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
-        concat: Concatenate the heads, else average them.
-        negative_slope: LeakyReLU slope of the scores.
-        dropout: Dropout probability on the attention coefficients (training only; uses the
-            unfused path).
-        add_self_loops: Append self-loops.
-        fill_value: Value of the appended self-loops' ``edge_weight`` and ``edge_attr``: a float,
-            a tensor, or ``"add"``, ``"mean"``, ``"max"``, ``"min"`` of the node's incoming
-            (non-loop) values, as PyG's ``add_self_loops`` (nodes without any get 0).
-        residual_weight: Optional ``(out, F_in)`` skip projection added to the output.
+        options: ``concat``, ``negative_slope``, ``dropout``, ``add_self_loops`` and
+            ``fill_value``, as PyG's ``GATConv`` (:class:`GATOptions`). Attention dropout uses
+            the unfused path.
         training: Apply dropout.
         return_attention_weights: Also return ``(edge_index, attention)`` with the self-loops included (the
             softmax coefficients before dropout, unlike PyG which returns them after).
-        edge_attr: Optional ``(E, D)`` edge features entering the score as
-            :math:`\mathbf{a}^{k\top}_{e}\mathbf{\Theta}^{k}_{e}\mathbf{e}_{ji}` (PyG's ``edge_dim``);
-            with them the softmax runs unfused (:func:`graphvision.ops.segment_softmax` and a
-            per-head :func:`graphvision.ops.spmm`).
-        weight_edge: ``(K * F_out, D)`` :math:`\mathbf{\Theta}_e` (PyG ``lin_edge.weight``).
-        att_edge: ``(K, F_out)`` or ``(1, K, F_out)`` :math:`\mathbf{a}_e` (PyG ``att_edge``).
 
     Returns:
         The output features, and with ``return_attention_weights`` the tuple
@@ -489,60 +634,39 @@ def gat_conv(
     Shape:
         - x: :math:`(N, F_{in})` or :math:`(B, N, F_{in})`
         - edge_index: :math:`(2, E)`
+        - edge_attr: :math:`(E, D)`, optional
         - output: :math:`(N, K F_{out})` (concat) or :math:`(N, F_{out})`, batched :math:`(B, N, \cdot)`
 
     Example:
+        >>> from graphvision.functional import AttentionWeights, GATOptions, gat_conv
         >>> x = torch.randn(4, 8)
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
-        >>> w, a_s, a_d = torch.randn(2 * 16, 8), torch.randn(2, 16), torch.randn(2, 16)
-        >>> graphvision.functional.gat_conv(x, edge_index, w, a_s, a_d).shape
+        >>> weights = AttentionWeights(torch.randn(2 * 16, 8), torch.randn(2, 16), torch.randn(2, 16))
+        >>> gat_conv(x, edge_index, weights).shape
         torch.Size([4, 32])
+        >>> gat_conv(x, edge_index, weights, options=GATOptions(concat=False)).shape
+        torch.Size([4, 16])
     """
-    return _attention_core(
-        x,
-        edge_index,
-        weight,
-        att_src,
-        att_dst,
-        bias,
-        edge_weight,
-        batch,
-        x0=None,
-        alpha=0.0,
-        residual_weight=residual_weight,
-        concat=concat,
-        negative_slope=negative_slope,
-        dropout=dropout,
-        normalize=False,
-        add_self_loops=add_self_loops,
-        improved=False,
-        fill_value=fill_value,
-        training=training,
-        return_attention_weights=return_attention_weights,
-        edge_attr=edge_attr,
-        weight_edge=weight_edge,
-        att_edge=att_edge,
+    x, weights, dropout = _check_attention(x, weights, options.concat, options.dropout)
+    x, g = resolve_graph(x, edge_index, edge_weight, batch)
+    g, ea = _gat_graph(g, _edge_features(edge_attr, g, weights, x), options.add_self_loops, options.fill_value, x.dtype)
+    h, score_src, score_dst = _project_scores(x, weights)
+    out, attn = attend(
+        g, h, score_src, score_dst, g.edge_weight, options.negative_slope, dropout, training,
+        return_attention_weights, score_edge=_edge_scores(ea, weights),
     )
+    return _finish(out, attn, x, g, weights, options.concat, return_attention_weights)
 
 
 def attention_gcn_conv(
     x: Tensor,
     edge_index: GraphLike,
-    weight: Tensor,
-    att_src: Tensor,
-    att_dst: Tensor,
-    bias: Tensor | None = None,
+    weights: AttentionWeights,
     edge_weight: WeightLike = None,
     *,
-    batch: Tensor | None = None,
     x0: Tensor | None = None,
-    alpha: float = 0.0,
-    concat: bool = True,
-    negative_slope: float = 0.2,
-    dropout: float = 0.0,
-    normalize: bool = True,
-    add_self_loops: bool = True,
-    improved: bool = False,
+    batch: Tensor | None = None,
+    options: AttentionGCNOptions = AttentionGCNOptions(),
     training: bool = True,
     return_attention_weights: bool = False,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -563,34 +687,30 @@ def attention_gcn_conv(
 
     where :math:`\tilde{a}_{ij}` is the edge weight (structural, or a mutual-information
     adjacency from :func:`graphvision.functional.mutual_information_adjacency`) after the GCN
-    normalisation :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` (``normalize=True``) and
-    :math:`\beta` = ``alpha`` is the initial-residual strength of GCNII
+    normalisation :math:`\hat{D}^{-1/2}\hat{A}\hat{D}^{-1/2}` (``options.normalize``) and
+    :math:`\beta` = ``options.alpha`` is the initial-residual strength of GCNII
     (`Chen et al. <https://arxiv.org/abs/2007.02133>`_) against over-smoothing in deep stacks
     (used when ``x0`` is given). Heads are concatenated or averaged, then the bias is added.
-    The aggregation runs in one fused :func:`graphvision.ops.attention_aggregate` call.
+    The aggregation runs in one fused :func:`graphvision.ops.attention_aggregate` call. It is
+    :func:`gat_conv`'s steps (project, score, aggregate, merge the heads) on the GCN-normalised
+    graph, plus the initial residual.
 
     Self-loops are appended to every node with a static shape. A node that already has a
     self-loop keeps it, and with ``normalize=True`` its appended loop gets weight 0, which still
     takes part in the attention softmax; for graphs that carry their own self-loops (e.g. a
-    mutual-information adjacency built with self-loops) pass ``add_self_loops=False``.
+    mutual-information adjacency built with self-loops) pass
+    ``options=AttentionGCNOptions(add_self_loops=False)``.
 
     Args:
         x: Node features (``(N, F_in)``, ``(B, N, F_in)`` shared or per-sample graph).
         edge_index: ``(2, E)`` integer tensor, ``GraphStructure``, or a list of ``B`` per-sample ones.
-        weight: ``(K * F_out, F_in)`` projection.
-        att_src: ``(K, F_out)`` or ``(1, K, F_out)``.
-        att_dst: Same shape as ``att_src``.
-        bias: Optional ``(K * F_out,)`` (concat) or ``(F_out,)``.
+        weights: The projection, attention vectors and optional bias and skip projection
+            (:class:`AttentionWeights`, without an edge projection).
         edge_weight: Optional ``(E,)`` structural / MI weights (default 1).
-        batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
         x0: Initial features :math:`\mathbf{x}^{(0)}` for the initial residual, same shape as ``x``.
-        alpha: Initial-residual strength :math:`\beta \in [0, 1]`.
-        concat: Concatenate the heads, else average them.
-        negative_slope: LeakyReLU slope of the scores.
-        dropout: Dropout on the attention coefficients (training only; unfused path).
-        normalize: GCN-normalise the edge weights (with self-loops when ``add_self_loops``).
-        add_self_loops: Append self-loops (weight 1, or 2 with ``improved``).
-        improved: Self-loops of weight 2 in the normalisation.
+        batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
+        options: ``concat``, ``alpha``, ``negative_slope``, ``dropout``, ``normalize``,
+            ``add_self_loops`` and ``improved`` (:class:`AttentionGCNOptions`).
         training: Apply dropout.
         return_attention_weights: Also return ``(edge_index, attention)`` (self-loops included; before dropout).
 
@@ -604,38 +724,31 @@ def attention_gcn_conv(
         - output: :math:`(N, K F_{out})` (concat) or :math:`(N, F_{out})`, batched :math:`(B, N, \cdot)`
 
     Example:
+        >>> from graphvision.functional import AttentionGCNOptions, AttentionWeights, attention_gcn_conv
         >>> x = torch.randn(4, 8)
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
-        >>> w, a_s, a_d = torch.randn(2 * 16, 8), torch.randn(2, 16), torch.randn(2, 16)
-        >>> out, (ei, attn) = graphvision.functional.attention_gcn_conv(
-        ...     x, edge_index, w, a_s, a_d, x0=x, alpha=0.1, return_attention_weights=True)
+        >>> weights = AttentionWeights(torch.randn(2 * 16, 8), torch.randn(2, 16), torch.randn(2, 16))
+        >>> out, (ei, attn) = attention_gcn_conv(
+        ...     x, edge_index, weights, x0=x, options=AttentionGCNOptions(alpha=0.1), return_attention_weights=True)
         >>> out.shape, ei.shape, attn.shape
         (torch.Size([4, 32]), torch.Size([2, 7]), torch.Size([7, 2]))
     """
-    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(f"Expected 'alpha' in [0, 1] (got {alpha!r})")
-    return _attention_core(
-        x,
-        edge_index,
-        weight,
-        att_src,
-        att_dst,
-        bias,
-        edge_weight,
-        batch,
-        x0=x0,
-        alpha=float(alpha),
-        residual_weight=None,
-        concat=concat,
-        negative_slope=negative_slope,
-        dropout=dropout,
-        normalize=normalize,
-        add_self_loops=add_self_loops,
-        improved=improved,
-        fill_value=2.0 if improved else 1.0,
-        training=training,
-        return_attention_weights=return_attention_weights,
+    o = options
+    x, weights, dropout = _check_attention(x, weights, o.concat, o.dropout)
+    alpha = _check_unit(o.alpha, "alpha", closed=True)
+    if weights.weight_edge is not None or weights.att_edge is not None:
+        raise ValueError("attention_gcn_conv takes no edge projection (got 'weight_edge'/'att_edge'); use gat_conv")
+    if x0 is not None and check_x(x0, "x0").shape != x.shape:
+        raise ValueError(f"Expected 'x0' of the same shape as 'x' {tuple(x.shape)} (got {tuple(x0.shape)})")
+    x, g = resolve_graph(x, edge_index, edge_weight, batch)
+    g = prepare_attention_graph(g, o.normalize, o.add_self_loops, o.improved, 2.0 if o.improved else 1.0, x.dtype)
+    h, score_src, score_dst = _project_scores(x, weights)
+    out, attn = attend(
+        g, h, score_src, score_dst, g.edge_weight, o.negative_slope, dropout, training, return_attention_weights
     )
+    if x0 is not None and alpha != 0.0:
+        out = (1.0 - alpha) * out + alpha * _project(x0.reshape(x.shape), weights)
+    return _finish(out, attn, x, g, weights, o.concat, return_attention_weights)
 
 
 # --------------------------------------------------------------------------------------------
@@ -654,9 +767,7 @@ def gcn2_conv(
     batch: Tensor | None = None,
     alpha: float = 0.1,
     beta: float = 1.0,
-    normalize: bool = True,
-    add_self_loops: bool = True,
-    self_loop_weight: Tensor | float | None = None,
+    norm: GCNNorm = GCNNorm(),
 ) -> Tensor:
     r"""GCNII convolution of Chen et al., `"Simple and Deep Graph Convolutional Networks"
     <https://arxiv.org/abs/2007.02133>`_: initial residual and identity mapping.
@@ -681,9 +792,8 @@ def gcn2_conv(
         batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
         alpha: Initial-residual strength :math:`\alpha`.
         beta: Identity-mapping strength :math:`\beta`.
-        normalize: GCN-normalise the adjacency.
-        add_self_loops: Add self-loops.
-        self_loop_weight: With ``normalize=False``: weight of each node's self-loop term.
+        norm: How the adjacency :math:`\hat{\mathbf{P}}` is weighted (:class:`GCNNorm`; PyG's
+            ``GCN2Conv`` has ``normalize`` and ``add_self_loops``).
 
     Returns:
         The output features, in the layout of ``x``.
@@ -709,7 +819,7 @@ def gcn2_conv(
         _check_param(weight2, (c, c), "weight2", x)
     x, g = resolve_graph(x, edge_index, edge_weight, batch)
     x0 = x0.reshape(x.shape)
-    w, loop = _gcn_weights(g, normalize, add_self_loops, False, self_loop_weight, x)
+    w, loop = _gcn_weights(g, norm, x)
     h = _gcn_propagate(g, w, loop, x) * (1.0 - alpha)
     h0 = alpha * x0
     if weight2 is None:

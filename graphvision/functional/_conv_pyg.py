@@ -24,7 +24,7 @@ isolated nodes) but runs on the library's ops:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Union
+from typing import NamedTuple, Union
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -32,13 +32,13 @@ from torch import Tensor
 
 from graphvision import ops as _ops
 from graphvision._checks import check_choice, check_same_device, check_tensor, is_compiling
-from graphvision.functional._conv import _check_param, _check_prob
+from graphvision.functional._conv import GATOptions, _check_param, _check_prob, _finish, _heads_of
 from graphvision.functional._graph_input import GraphInput, GraphLike, _edge_index_of, check_x, resolve_graph, restore
 from graphvision.functional._propagate import FILL_REDUCES, propagate, scatter, with_self_loops_attrs
 from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure, row_index
 
-__all__ = ["gatv2_conv", "sage_conv", "graph_conv", "gin_conv", "gine_conv"]
+__all__ = ["GATv2Weights", "gatv2_conv", "sage_conv", "graph_conv", "gin_conv", "gine_conv"]
 
 #: Node features: one tensor, or a bipartite ``(x_src, x_dst)`` pair.
 PairLike = Union[Tensor, tuple[Tensor, Tensor]]
@@ -323,25 +323,123 @@ class _GATv2Scores(torch.autograd.Function):
         return d_src, d_dst, d_att, d_ea, d_we, None, None, None, None
 
 
+class GATv2Weights(NamedTuple):
+    r"""The learned tensors of :func:`gatv2_conv`, in PyG ``GATv2Conv`` terms.
+
+    :class:`graphvision.nn.GATv2Conv` builds it from its parameters at each call.
+
+    Attributes:
+        weight_src: :math:`\mathbf{\Theta}_s`, ``(K * F_out, F_src)`` (PyG ``lin_l.weight``).
+        weight_dst: :math:`\mathbf{\Theta}_t`, ``(K * F_out, F_dst)`` (PyG ``lin_r.weight``); pass
+            ``weight_src`` itself to share the weights.
+        att: :math:`\mathbf{a}`, ``(K, F_out)`` or ``(1, K, F_out)`` (PyG ``att``).
+        bias: Optional output bias, ``(K * F_out,)`` with concatenated heads, else ``(F_out,)``.
+        bias_src: Optional ``(K * F_out,)`` bias of :math:`\mathbf{\Theta}_s` (PyG ``lin_l.bias``).
+        bias_dst: Optional ``(K * F_out,)`` bias of :math:`\mathbf{\Theta}_t` (PyG ``lin_r.bias``).
+        weight_edge: Optional :math:`\mathbf{\Theta}_e`, ``(K * F_out, D)``, for ``edge_attr``
+            (PyG ``lin_edge.weight``).
+        residual_weight: Optional ``(out, F_dst)`` skip projection added to the output (PyG
+            ``res.weight``).
+
+    Shape:
+        - weight_src: :math:`(K F_{out}, F_{src})`, weight_dst: :math:`(K F_{out}, F_{dst})`
+        - att: :math:`(K, F_{out})` or :math:`(1, K, F_{out})`
+        - bias: :math:`(K F_{out},)` (concat) or :math:`(F_{out},)`
+        - weight_edge: :math:`(K F_{out}, D)`
+
+    Example:
+        >>> from graphvision.functional import GATv2Weights
+        >>> w = torch.randn(2 * 16, 8)
+        >>> weights = GATv2Weights(w, w, torch.randn(2, 16))  # shared source / target projection
+        >>> weights.weight_src is weights.weight_dst
+        True
+    """
+
+    weight_src: Tensor
+    weight_dst: Tensor
+    att: Tensor
+    bias: Tensor | None = None
+    bias_src: Tensor | None = None
+    bias_dst: Tensor | None = None
+    weight_edge: Tensor | None = None
+    residual_weight: Tensor | None = None
+
+
+def _check_gatv2(x_src: Tensor, x_dst: Tensor, weights: GATv2Weights, concat: bool) -> GATv2Weights:
+    """Validate ``weights`` against the features; ``att`` comes back as ``(K, F_out)``."""
+    if not isinstance(weights, GATv2Weights):
+        raise TypeError(f"Expected 'weights' to be a GATv2Weights (got {type(weights).__name__})")
+    att = _heads_of(weights.att, "att")
+    k, f_out = att.shape
+    _check_param(weights.weight_src, (k * f_out, x_src.size(-1)), "weight_src", x_src)
+    _check_param(weights.weight_dst, (k * f_out, x_dst.size(-1)), "weight_dst", x_dst)
+    for name, b in (("bias_src", weights.bias_src), ("bias_dst", weights.bias_dst)):
+        if b is not None:
+            _check_param(b, (k * f_out,), name, x_src)
+    out_dim = k * f_out if concat else f_out
+    if weights.bias is not None:
+        _check_param(weights.bias, (out_dim,), "bias", x_src)
+    if weights.residual_weight is not None:
+        _check_param(weights.residual_weight, (out_dim, x_dst.size(-1)), "residual_weight", x_dst)
+    return weights._replace(att=att)
+
+
+def _gatv2_loops(
+    g: GraphInput, ea: Tensor | None, n_src: int, n_dst: int, fill_value: float | Tensor | str
+) -> tuple[GraphInput, Tensor | None]:
+    """PyG's ``add_self_loops`` for GATv2: existing loops removed, one per node, edge features by ``fill_value``."""
+    if n_src != n_dst:
+        raise ValueError(
+            "add_self_loops=True needs as many source as target nodes "
+            f"(got {n_src} and {n_dst}); pass add_self_loops=False"
+        )
+    if not isinstance(fill_value, (str, Tensor)) and (
+        isinstance(fill_value, bool) or not isinstance(fill_value, (int, float))
+    ):
+        raise TypeError(f"Expected 'fill_value' to be a float, a tensor or one of {FILL_REDUCES} (got {fill_value!r})")
+    if isinstance(fill_value, str):
+        check_choice(fill_value, FILL_REDUCES, "fill_value")
+    g, (ea,) = with_self_loops_attrs(g, [ea], fill_value)
+    return g, ea
+
+
+def _fold_heads(h: Tensor, bsz: int | None, k: int, f_out: int) -> Tensor:
+    """``(N, K*F)`` -> ``(N, K, F)``; a shared graph's ``(B, N, K*F)`` -> ``(N, B*K, F)`` (batch into the heads)."""
+    if bsz is None:
+        return h.view(-1, k, f_out)
+    n = h.size(1)
+    return h.view(bsz, n, k, f_out).permute(1, 0, 2, 3).reshape(n, bsz * k, f_out)
+
+
+def _gatv2_scores(
+    graph: GraphStructure,
+    h_src: Tensor,
+    h_dst: Tensor,
+    ea: Tensor | None,
+    weights: GATv2Weights,
+    negative_slope: float,
+    bsz: int | None,
+) -> Tensor:
+    r"""The ``(E', K')`` scores :math:`\mathbf{a}^\top \operatorname{LeakyReLU}(\ldots)` (chunked in eager mode)."""
+    att = weights.att if bsz is None else weights.att.repeat(bsz, 1)
+    src, dst = graph.edge_index[0], graph.edge_index[1]
+    if not is_compiling():
+        return _GATv2Scores.apply(h_src, h_dst, att, ea, weights.weight_edge, src, dst, float(negative_slope), bsz or 1)
+    z = h_src.index_select(0, src) + h_dst.index_select(0, dst)  # (E', K', F): the compiler fuses the chain itself
+    if ea is not None:
+        e = F.linear(ea, weights.weight_edge).view(-1, *weights.att.shape)
+        z = z + (e.repeat(1, bsz, 1) if bsz is not None else e)
+    return (F.leaky_relu(z, negative_slope) * att).sum(-1)
+
+
 def gatv2_conv(
     x: PairLike,
     edge_index: GraphLike,
-    weight_src: Tensor,
-    weight_dst: Tensor,
-    att: Tensor,
-    bias: Tensor | None = None,
+    weights: GATv2Weights,
     edge_attr: Tensor | None = None,
     *,
-    bias_src: Tensor | None = None,
-    bias_dst: Tensor | None = None,
-    weight_edge: Tensor | None = None,
-    residual_weight: Tensor | None = None,
     batch: Tensor | None = None,
-    concat: bool = True,
-    negative_slope: float = 0.2,
-    dropout: float = 0.0,
-    add_self_loops: bool = True,
-    fill_value: float | Tensor | str = "mean",
+    options: GATOptions = GATOptions(),
     training: bool = True,
     return_attention_weights: bool = False,
 ) -> Tensor | tuple[Tensor, tuple[Tensor, Tensor]]:
@@ -359,30 +457,21 @@ def gatv2_conv(
     product); the softmax is a :func:`graphvision.ops.segment_softmax` and the aggregation an
     :func:`graphvision.ops.spmm` with per-head weights, so no ``(E, K, F_out)`` message tensor is
     built for it. Self-loops follow PyG: existing loops are removed and one loop per node added
-    (on the structure's cached looped graph); the loops' edge features are set by ``fill_value``.
+    (on the structure's cached looped graph); the loops' edge features are set by
+    ``options.fill_value``. Heads are merged, and the skip projection and bias added, as in
+    :func:`graphvision.functional.gat_conv`.
 
     Args:
         x: Node features: ``(N, F_in)``, ``(B, N, F_in)`` (shared or per-sample graph), or a
             bipartite pair ``(x_src, x_dst)``.
         edge_index: ``(2, E)`` integer tensor, ``GraphStructure``, or a list of ``B`` per-sample ones.
-        weight_src: ``(K * F_out, F_src)`` :math:`\mathbf{\Theta}_s` (PyG ``lin_l.weight``).
-        weight_dst: ``(K * F_out, F_dst)`` :math:`\mathbf{\Theta}_t` (PyG ``lin_r.weight``); pass
-            ``weight_src`` itself to share the weights.
-        att: ``(K, F_out)`` or ``(1, K, F_out)`` attention vector :math:`\mathbf{a}`.
-        bias: Optional output bias ``(K * F_out,)`` (concat) or ``(F_out,)``.
-        edge_attr: Optional ``(E, D)`` edge features (needs ``weight_edge``).
-        bias_src: Optional ``(K * F_out,)`` bias of :math:`\mathbf{\Theta}_s` (PyG ``lin_l.bias``).
-        bias_dst: Optional ``(K * F_out,)`` bias of :math:`\mathbf{\Theta}_t` (PyG ``lin_r.bias``).
-        weight_edge: ``(K * F_out, D)`` :math:`\mathbf{\Theta}_e` (PyG ``lin_edge.weight``), used
-            with ``edge_attr``.
-        residual_weight: Optional ``(out, F_dst)`` skip projection added to the output.
+        weights: The source / target projections, attention vector and optional biases, edge
+            projection and skip projection (:class:`GATv2Weights`).
+        edge_attr: Optional ``(E, D)`` edge features (needs ``weights.weight_edge``).
         batch: ``(B * N,)``; marks ``edge_index`` as offset over the flattened nodes of batched ``x``.
-        concat: Concatenate the heads, else average them.
-        negative_slope: LeakyReLU slope.
-        dropout: Dropout on the attention coefficients (training only).
-        add_self_loops: Remove existing loops and add one per node (needs ``N_src == N_dst``).
-        fill_value: Edge features of the added loops: a float, a tensor, or ``"add"``, ``"mean"``,
-            ``"max"``, ``"min"`` of the node's incoming edge features (PyG's ``add_self_loops``).
+        options: ``concat``, ``negative_slope``, ``dropout``, ``add_self_loops`` (needs
+            ``N_src == N_dst``) and ``fill_value``, as PyG's ``GATv2Conv``
+            (:class:`graphvision.functional.GATOptions`).
         training: Apply dropout.
         return_attention_weights: Also return ``(edge_index, attention)`` (with the loops; before dropout).
 
@@ -397,83 +486,32 @@ def gatv2_conv(
         - output: :math:`(N, K F_{out})` (concat) or :math:`(N, F_{out})`, batched :math:`(B, N, \cdot)`
 
     Example:
+        >>> from graphvision.functional import GATv2Weights, gatv2_conv
         >>> x = torch.randn(4, 8)
         >>> edge_index = torch.tensor([[0, 1, 2], [1, 2, 3]])
         >>> w = torch.randn(2 * 16, 8)
-        >>> graphvision.functional.gatv2_conv(x, edge_index, w, w, torch.randn(2, 16)).shape
+        >>> gatv2_conv(x, edge_index, GATv2Weights(w, w, torch.randn(2, 16))).shape
         torch.Size([4, 32])
     """
-    dropout = _check_prob(dropout, "dropout")
+    dropout = _check_prob(options.dropout, "dropout")
     x_src, x_dst, g, _ = _resolve_pair(x, edge_index, batch)
-    check_tensor(att, "att")
-    if att.dim() == 3 and att.size(0) == 1:
-        att = att.squeeze(0)
-    if att.dim() != 2:
-        raise ValueError(f"Expected 'att' of shape (K, F_out) or (1, K, F_out) (got {tuple(att.shape)})")
-    k, f_out = att.shape
-    _check_param(weight_src, (k * f_out, x_src.size(-1)), "weight_src", x_src)
-    _check_param(weight_dst, (k * f_out, x_dst.size(-1)), "weight_dst", x_dst)
-    for name, b in (("bias_src", bias_src), ("bias_dst", bias_dst)):
-        if b is not None:
-            _check_param(b, (k * f_out,), name, x_src)
-    out_dim = k * f_out if concat else f_out
-    if bias is not None:
-        _check_param(bias, (out_dim,), "bias", x_src)
-    if residual_weight is not None:
-        _check_param(residual_weight, (out_dim, x_dst.size(-1)), "residual_weight", x_dst)
+    weights = _check_gatv2(x_src, x_dst, weights, options.concat)
+    k, f_out = weights.att.shape
+    ea = _gatv2_edge_features(edge_attr, g, weights, x_src)
+    h_src = F.linear(x_src, weights.weight_src, weights.bias_src)
+    same = x_src is x_dst and weights.weight_src is weights.weight_dst and weights.bias_src is weights.bias_dst
+    h_dst = h_src if same else F.linear(x_dst, weights.weight_dst, weights.bias_dst)
+    if options.add_self_loops:
+        g, ea = _gatv2_loops(g, ea, x_src.size(0), x_dst.size(0), options.fill_value)
     graph = g.graph
     assert isinstance(graph, GraphStructure)
-    ea: Tensor | None = None
-    if edge_attr is not None:
-        if weight_edge is None:
-            raise ValueError("'edge_attr' was given but no edge projection 'weight_edge' (set edge_dim)")
-        ea = _check_edge_attr(edge_attr, graph.num_edges, x_src, check_tensor(weight_edge, "weight_edge").size(-1))
-        _check_param(weight_edge, (k * f_out, ea.size(1)), "weight_edge", x_src)
 
-    h_src = F.linear(x_src, weight_src, bias_src)
-    same = x_src is x_dst and weight_src is weight_dst and bias_src is bias_dst
-    h_dst = h_src if same else F.linear(x_dst, weight_dst, bias_dst)
-    if add_self_loops:
-        if x_src.size(0) != x_dst.size(0):
-            raise ValueError(
-                "add_self_loops=True needs as many source as target nodes "
-                f"(got {x_src.size(0)} and {x_dst.size(0)}); pass add_self_loops=False"
-            )
-        if not isinstance(fill_value, (str, Tensor)) and (
-            isinstance(fill_value, bool) or not isinstance(fill_value, (int, float))
-        ):
-            raise TypeError(f"Expected 'fill_value' to be a float, a tensor or one of {FILL_REDUCES} (got {fill_value!r})")
-        if isinstance(fill_value, str):
-            check_choice(fill_value, FILL_REDUCES, "fill_value")
-        g, (ea,) = with_self_loops_attrs(g, [ea], fill_value)
-    graph = g.graph
-    assert isinstance(graph, GraphStructure)
-    ei = graph.edge_index
-    src, dst = ei[0], ei[1]
-
-    bsz = None
-    if g.shared:  # fold the batch into the heads: (B, N, K*F) -> (N, B*K, F)
-        bsz, n = x_src.size(0), x_src.size(1)
-        h_src = h_src.view(bsz, n, k, f_out).permute(1, 0, 2, 3).reshape(n, bsz * k, f_out)
-        h_dst = h_src if same else h_dst.view(bsz, n, k, f_out).permute(1, 0, 2, 3).reshape(n, bsz * k, f_out)
-        att_f = att.repeat(bsz, 1)
-    else:
-        h_src = h_src.view(-1, k, f_out)
-        h_dst = h_src if same else h_dst.view(-1, k, f_out)
-        att_f = att
+    bsz = x_src.size(0) if g.shared else None
+    h_src = _fold_heads(h_src, bsz, k, f_out)
+    h_dst = h_src if same else _fold_heads(h_dst, bsz, k, f_out)
     extra = graph.num_nodes - g.num_nodes  # the static-shape looped graph while compiling: one sink row
     h_dst_p = torch.cat([h_dst, h_dst.new_zeros(extra, *h_dst.shape[1:])]) if extra > 0 else h_dst
-    if ea is not None:
-        assert weight_edge is not None
-    if is_compiling():  # the compiler fuses the elementwise chain itself
-        z = h_src.index_select(0, src) + h_dst_p.index_select(0, dst)  # (E', K', F)
-        if ea is not None:
-            e = F.linear(ea, weight_edge).view(-1, k, f_out)
-            z = z + (e.repeat(1, bsz, 1) if bsz is not None else e)
-        scores = (F.leaky_relu(z, negative_slope) * att_f).sum(-1)  # (E', K')
-    else:
-        scores = _GATv2Scores.apply(h_src, h_dst_p, att_f, ea, weight_edge, src, dst, float(negative_slope), bsz or 1)
-    alpha = _ops.segment_softmax(scores, graph)
+    alpha = _ops.segment_softmax(_gatv2_scores(graph, h_src, h_dst_p, ea, weights, options.negative_slope, bsz), graph)
     coef = F.dropout(alpha, p=dropout, training=True) if dropout > 0.0 and training else alpha
     out = _ops.spmm(graph, coef, h_src, graph.num_nodes)  # (N', K', F)
     if extra > 0:
@@ -481,15 +519,20 @@ def gatv2_conv(
     if bsz is not None:
         out = out.view(out.size(0), bsz, k, f_out).permute(1, 0, 2, 3)
         alpha = alpha.view(alpha.size(0), bsz, k).permute(1, 0, 2)
-    out = out.flatten(-2) if concat else out.mean(-2)
-    if residual_weight is not None:
-        out = out + F.linear(x_dst, residual_weight)
-    if bias is not None:
-        out = out + bias
-    out = restore(out, g)
-    if return_attention_weights:
-        return out, (ei, alpha)
-    return out
+    return _finish(out, alpha, x_dst, g, weights, options.concat, return_attention_weights)
+
+
+def _gatv2_edge_features(edge_attr: Tensor | None, g: GraphInput, weights: GATv2Weights, x: Tensor) -> Tensor | None:
+    if edge_attr is None:
+        return None
+    if weights.weight_edge is None:
+        raise ValueError("'edge_attr' was given but no edge projection 'weight_edge' (set edge_dim)")
+    graph = g.graph
+    assert isinstance(graph, GraphStructure)
+    k, f_out = weights.att.shape
+    ea = _check_edge_attr(edge_attr, graph.num_edges, x, check_tensor(weights.weight_edge, "weight_edge").size(-1))
+    _check_param(weights.weight_edge, (k * f_out, ea.size(1)), "weight_edge", x)
+    return ea
 
 
 # --------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from graphvision._checks import (
 from graphvision.functional._graph_grid import _is_real
 from graphvision.structure import GraphStructure
 
-__all__ = ["knn_graph", "radius_graph"]
+__all__ = ["DilatedKNN", "knn_graph", "radius_graph"]
 
 METRICS = ("euclidean", "cosine")
 
@@ -239,6 +239,20 @@ def _plan(ptr: list[int], chunk_size: int | None) -> list[tuple[str, int, int, i
     return items
 
 
+def _blocks(
+    batch: Tensor | None, n: int, chunk_size: int | None
+) -> tuple[list[int], list[tuple[str, int, int, int, int]], int | None]:
+    """``(ptr, plan, num_graphs)`` of :func:`knn_graph` / :func:`radius_graph`'s blocks.
+
+    Graph boundaries from ``batch`` (one host read; ``num_graphs`` is then known), or one graph;
+    while compiling, blocks span all ``n`` nodes and ``batch`` is applied by masking.
+    """
+    if batch is not None and is_compiling():
+        return [0, n], _masked_plan(n, chunk_size), None
+    ptr = [0, n] if batch is None else _graph_ptr(batch)
+    return ptr, _plan(ptr, chunk_size), None if batch is None else len(ptr) - 1
+
+
 def _group_index(ptr: list[int], g0: int, g1: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, int, bool]:
     """Padded node ids ``(G, m)``, validity mask, graph offsets ``(G,)``, ``m`` and whether padded."""
     offs = [ptr[g] for g in range(g0, g1) if ptr[g + 1] > ptr[g]]
@@ -409,10 +423,42 @@ def _as_result(g: GraphStructure, flow: str) -> Tensor:
     return out
 
 
-def _check_vig_options(
-    k: int, dilation: int, epsilon: float, relative_pos: Tensor | None, x: Tensor
-) -> tuple[int, int]:
-    dilation = check_positive_int(dilation, "dilation")
+class DilatedKNN(NamedTuple):
+    r"""How :func:`knn_graph` samples neighbours for `Vision GNN <https://arxiv.org/abs/2206.00272>`_.
+
+    ViG's dilated kNN: a node's neighbours are every ``dilation``-th of its ``k * dilation``
+    nearest; with ``stochastic`` (in training) a random ``k`` of those ranks with probability
+    ``epsilon``; ``relative_pos`` is added to the squared distances before ranking (Pyramid ViG).
+    Used on batched ``(B, N, F)`` features or one point set (no ``batch``).
+
+    Attributes:
+        dilation: Keep every ``dilation``-th of the ``k * dilation`` nearest.
+        stochastic: Random dilation in training.
+        epsilon: Probability of a random dilation per call when ``stochastic`` and training.
+        relative_pos: Optional term added to the squared distances before ranking (see
+            :func:`graphvision.functional.relative_position_term`).
+
+    Shape:
+        - relative_pos: :math:`(N, N)` or :math:`(B, N, N)`
+
+    Example:
+        >>> from graphvision.functional import DilatedKNN, knn_graph
+        >>> feats = torch.randn(2, 16, 8)
+        >>> knn_graph(feats, k=3, loop=True, metric="cosine", dilated=DilatedKNN(dilation=2)).shape
+        torch.Size([2, 96])
+    """
+
+    dilation: int = 1
+    stochastic: bool = False
+    epsilon: float = 0.2
+    relative_pos: Tensor | None = None
+
+
+def _check_dilated(dilated: object, x: Tensor) -> DilatedKNN:
+    if not isinstance(dilated, DilatedKNN):
+        raise TypeError(f"Expected 'dilated' to be a DilatedKNN or None (got {type(dilated).__name__})")
+    check_positive_int(dilated.dilation, "dilation")
+    epsilon, relative_pos = dilated.epsilon, dilated.relative_pos
     if not (_is_real(epsilon) and 0.0 <= float(epsilon) <= 1.0):
         raise ValueError(f"Expected 'epsilon' in [0, 1] (got {epsilon!r})")
     if relative_pos is not None:
@@ -430,7 +476,33 @@ def _check_vig_options(
             )
         check_floating(relative_pos, "relative_pos")
         check_same_device("x", x, "relative_pos", relative_pos)
-    return k * dilation, dilation
+    return dilated
+
+
+def _dilated_knn_structure(
+    x: Tensor,
+    k: int,
+    loop: bool,
+    metric: str,
+    chunk_size: int | None,
+    dilated: DilatedKNN,
+    training: bool,
+    where: str = "each sample",
+) -> GraphStructure:
+    """The (dilated) kNN of each of the ``B`` point sets of ``x (B, N, F)``, one structure over ``B * N`` nodes.
+
+    Built from the neighbour table without a sort or an ``edge_index`` copy; ``dilated`` was
+    checked by the caller (:func:`_check_dilated`).
+    """
+    bsz, n, _ = x.shape
+    d = dilated.dilation
+    _check_k(k, n, loop, where, d)
+    _check_finite(x)
+    nbr = _knn_dense(x, k * d, loop, metric, chunk_size, dilated.relative_pos)
+    nbr = _dilate(nbr, k, d, bool(dilated.stochastic), float(dilated.epsilon), bool(training))
+    shift = torch.arange(bsz, device=x.device).mul_(n).view(bsz, 1, 1)
+    loops = _known_loops(loop, bsz * n, d, bool(dilated.stochastic) and bool(training))
+    return _fixed_degree_structure((nbr + shift).view(bsz * n, k), loops)
 
 
 def knn_graph(
@@ -443,11 +515,8 @@ def knn_graph(
     *,
     flow: str = "source_to_target",
     cosine: bool = False,
-    dilation: int = 1,
-    stochastic: bool = False,
-    epsilon: float = 0.2,
+    dilated: DilatedKNN | None = None,
     training: bool = False,
-    relative_pos: Tensor | None = None,
 ) -> Tensor:
     r"""Edges from each node's ``k`` nearest neighbours to the node, within each graph.
 
@@ -461,13 +530,12 @@ def knn_graph(
     sets (the node features of ``B`` images): each node's neighbours are found within its own
     sample, all samples at once on ``x``'s device (no Python loop over the batch). Node ``i`` of
     sample ``b`` is node ``b N + i`` of the result (as :func:`image_to_graph` numbers pixels).
-    With ``dilation=d`` the neighbours are every ``d``-th of the ``k d`` nearest (the dilated kNN
-    of `Vision GNN <https://arxiv.org/abs/2206.00272>`_); with ``stochastic=True`` and
-    ``training=True``, with probability ``epsilon`` a random ``k`` of the ``k d`` ranks are kept
-    instead (the same for every node, in rank order). ``relative_pos`` is ViG's relative
-    position term, added to the squared euclidean distance (of the unit rows, for ``"cosine"``)
-    before ranking. ``dilation``, ``stochastic`` and ``relative_pos`` need batched ``x`` or no
-    ``batch`` (one point set).
+    With ``dilated=DilatedKNN(dilation=d)`` the neighbours are every ``d``-th of the ``k d``
+    nearest (the dilated kNN of `Vision GNN <https://arxiv.org/abs/2206.00272>`_); with
+    ``stochastic=True`` and ``training=True``, with probability ``epsilon`` a random ``k`` of the
+    ``k d`` ranks are kept instead (the same for every node, in rank order). ``relative_pos`` is
+    ViG's relative position term, added to the squared euclidean distance (of the unit rows, for
+    ``"cosine"``) before ranking. ``dilated`` needs batched ``x`` or no ``batch`` (one point set).
 
     **Exactness.** Distances are ranked through matrix products (``2 q.c - |c|^2``) in blocks of
     at most :math:`2^{24}` scores. For euclidean distances the points are first centred per graph,
@@ -500,11 +568,9 @@ def knn_graph(
         chunk_size: Query rows per block (default: as many as fit in :math:`2^{24}` entries).
         flow: ``"source_to_target"`` (edges neighbour -> node) or ``"target_to_source"``, as PyG.
         cosine: PyG's switch for the cosine distance.
-        dilation: Keep every ``dilation``-th of the ``k * dilation`` nearest.
-        stochastic: Random dilation in training (ViG).
-        epsilon: Probability of a random dilation per call when ``stochastic`` and ``training``.
-        training: Whether the calling model is in training mode (for ``stochastic``).
-        relative_pos: Term added to the squared distances before ranking.
+        dilated: ViG's ``dilation``, ``stochastic``, ``epsilon`` and ``relative_pos``
+            (:class:`DilatedKNN`); ``None`` for plain kNN.
+        training: Whether the calling model is in training mode (for ``dilated.stochastic``).
 
     Returns:
         ``edge_index`` of int64 node ids, sorted by target. It carries the graph as
@@ -520,17 +586,16 @@ def knn_graph(
     Shape:
         - x: :math:`(N, F)` or :math:`(B, N, F)`
         - batch: :math:`(N,)`
-        - relative_pos: :math:`(N, N)` or :math:`(B, N, N)`
         - output: :math:`(2, N k)` or :math:`(2, B N k)`
 
     Example:
-        >>> from graphvision.functional import knn_graph
+        >>> from graphvision.functional import DilatedKNN, knn_graph
         >>> x = torch.tensor([[0.0], [1.0], [3.0], [10.0], [11.0]])
         >>> knn_graph(x, k=1, batch=torch.tensor([0, 0, 0, 1, 1]))
         tensor([[1, 0, 1, 4, 3],
                 [0, 1, 2, 3, 4]])
         >>> feats = torch.randn(2, 16, 8)  # 2 images of 4x4 nodes (ViG)
-        >>> edge_index = knn_graph(feats, k=3, loop=True, metric="cosine", dilation=2)
+        >>> edge_index = knn_graph(feats, k=3, loop=True, metric="cosine", dilated=DilatedKNN(dilation=2))
         >>> edge_index.shape, edge_index.graph.num_nodes
         (torch.Size([2, 96]), 32)
     """
@@ -538,49 +603,30 @@ def knn_graph(
     x = _check_points(x, batch, metric, chunk_size, batched_ok=True)
     k = check_positive_int(k, "k")
     check_choice(flow, FLOWS, "flow")
-    kk, dilation = _check_vig_options(k, dilation, epsilon, relative_pos, x)
+    dilated = _check_dilated(DilatedKNN() if dilated is None else dilated, x)
+    plain = dilated.dilation == 1 and dilated.relative_pos is None
     loop = bool(loop)
     device = x.device
     if x.dim() == 3:
-        bsz, n, _ = x.shape
-        if bsz * n == 0:
+        if x.size(0) * x.size(1) == 0:
             return _as_result(GraphStructure._trusted(torch.empty(2, 0, dtype=torch.long, device=device), 0, 0), flow)
-        _check_k(k, n, loop, "each sample", dilation)
-        _check_finite(x)
-        nbr = _knn_dense(x, kk, loop, metric, chunk_size, relative_pos)
-        nbr = _dilate(nbr, k, dilation, bool(stochastic), float(epsilon), bool(training))
-        shift = torch.arange(bsz, device=device).mul_(n).view(bsz, 1, 1)
-        loops = _known_loops(loop, bsz * n, dilation, bool(stochastic) and bool(training))
-        return _as_result(_fixed_degree_structure((nbr + shift).view(bsz * n, k), loops), flow)
+        return _as_result(_dilated_knn_structure(x, k, loop, metric, chunk_size, dilated, training), flow)
     n = x.size(0)
     if n == 0:
         return _as_result(GraphStructure._trusted(torch.empty(2, 0, dtype=torch.long, device=device), 0, 0), flow)
-    if batch is not None and (dilation > 1 or relative_pos is not None):
+    if batch is not None and not plain:
         raise ValueError(
             "'dilation' and 'relative_pos' need one point set (no 'batch') or batched 'x' of shape (B, N, F)"
         )
-    if batch is None and (dilation > 1 or relative_pos is not None):
-        _check_k(k, n, loop, "a graph", dilation)
-        _check_finite(x)
-        rel = None if relative_pos is None else relative_pos.unsqueeze(0)
-        nbr = _knn_dense(x.unsqueeze(0), kk, loop, metric, chunk_size, rel)[0]
-        nbr = _dilate(nbr, k, dilation, bool(stochastic), float(epsilon), bool(training))
-        loops = _known_loops(loop, n, dilation, bool(stochastic) and bool(training))
-        return _as_result(_fixed_degree_structure(nbr, loops), flow)
-    num_graphs = None
+    if not plain:  # one point set
+        g = _dilated_knn_structure(x.unsqueeze(0), k, loop, metric, chunk_size, dilated, training, "a graph")
+        return _as_result(g, flow)
+    ptr, plan, num_graphs = _blocks(batch, n, chunk_size)
     if batch is None:
         _check_k(k, n, loop, "a graph")
-        ptr = [0, n]
-        plan = _plan(ptr, chunk_size)
-    elif is_compiling():
-        ptr = [0, n]
-        plan = _masked_plan(n, chunk_size)
-    else:
-        ptr = _graph_ptr(batch)
-        num_graphs = len(ptr) - 1
+    elif num_graphs is not None:
         sizes = [b - a for a, b in zip(ptr[:-1], ptr[1:]) if b > a]
         _check_k(k, min(sizes), loop, "the smallest graph in 'batch'")
-        plan = _plan(ptr, chunk_size)
     _check_finite(x)
     xc, bias = _prepare(x, metric, batch, num_graphs)
     assert bias is not None
@@ -660,17 +706,7 @@ def radius_graph(
     device = x.device
     if n == 0:
         return _as_result(GraphStructure._trusted(torch.empty(2, 0, dtype=torch.long, device=device), 0, 0), flow)
-    num_graphs = None
-    if batch is None:
-        ptr = [0, n]
-        plan = _plan(ptr, chunk_size)
-    elif is_compiling():
-        ptr = [0, n]
-        plan = _masked_plan(n, chunk_size)
-    else:
-        ptr = _graph_ptr(batch)
-        num_graphs = len(ptr) - 1
-        plan = _plan(ptr, chunk_size)
+    ptr, plan, num_graphs = _blocks(batch, n, chunk_size)
     _check_finite(x)
     xc, bias = _prepare(x, metric, batch, num_graphs)
     assert bias is not None

@@ -19,9 +19,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from graphvision._checks import check_floating, check_index, check_tensor, sync_checks_enabled
 from graphvision import ops as _ops
-from graphvision.functional._graph_input import GraphInput, GraphLike, _graph_of, resolve_graph
+from graphvision._checks import check_floating, check_index, check_tensor, sync_checks_enabled
+from graphvision.functional._graph_input import GraphInput, GraphLike, _graph_of, check_x, resolve_graph
 from graphvision.functional._propagate import scatter
 from graphvision.structure import GraphStructure
 
@@ -41,14 +41,6 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
-
-
-def _check_pool_x(x: object, name: str = "x") -> Tensor:
-    x = check_tensor(x, name)
-    if x.dim() not in (2, 3):
-        raise ValueError(f"Expected '{name}' of shape (N, F) or (B, N, F) (got {tuple(x.shape)})")
-    check_floating(x, name)
-    return x
 
 
 def _check_mask(mask: Tensor | None, x: Tensor) -> Tensor | None:
@@ -97,7 +89,7 @@ def _reject_batch_for_batched(x: Tensor, batch: Tensor | None) -> None:
 
 
 def _global_pool(x: Tensor, batch: Tensor | None, size: int | None, mask: Tensor | None, reduce: str) -> Tensor:
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     mask = _check_mask(mask, x)
     if x.dim() == 3:
@@ -252,7 +244,7 @@ def global_attention_pool(
         >>> out.shape, attn.shape
         (torch.Size([2, 4, 3]), torch.Size([2, 9, 4]))
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     mask = _check_mask(mask, x)
     check_tensor(gate, "gate")
@@ -456,20 +448,27 @@ def _to_dense(
 _NONLINEARITIES = ("tanh", "sigmoid", "none")
 
 
+class _Selection(NamedTuple):
+    """How many nodes :func:`topk_pool` / :func:`sag_pool` keep, and how their scores gate them."""
+
+    k: int | None
+    ratio: float | None
+    nonlinearity: str = "tanh"
+    multiplier: float = 1.0
+
+
 def _select(
     x: Tensor,
     score: Tensor,
-    k: int | None,
-    ratio: float | None,
+    sel: _Selection,
     batch: Tensor | None,
     size: int | None,
     mask: Tensor | None,
     max_num_nodes: int | None,
-    nonlinearity: str,
-    multiplier: float = 1.0,
     graph: GraphInput | None = None,
     edge_attr: object = None,
 ) -> TopKOutput:
+    k, ratio, nonlinearity, multiplier = sel
     if nonlinearity not in _NONLINEARITIES:
         raise ValueError(f"Unknown nonlinearity {nonlinearity!r}; expected one of {_NONLINEARITIES}")
     score = _activate(score, nonlinearity)
@@ -687,7 +686,7 @@ def per_graph_topk_pool(
         >>> out.x.shape, out.batch.tolist()
         (torch.Size([4, 3]), [0, 0, 1, 1])
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     if x.dim() != 2:
         raise ValueError(f"Expected flat 'x' of shape (N, F) (got {tuple(x.shape)}); use topk_pool for (B, N, F)")
     _check_pyg_ratio(ratio, min_score)
@@ -780,7 +779,7 @@ def topk_pool(
         >>> out.x.shape, out.index.shape, out.mask.shape
         (torch.Size([2, 8, 8]), torch.Size([2, 8]), torch.Size([2, 8]))
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     mask = _check_mask(mask, x)
     check_tensor(weight, "weight")
@@ -788,9 +787,8 @@ def topk_pool(
         raise ValueError(f"Expected 'weight' of shape (F,) = ({x.size(-1)},) (got {tuple(weight.shape)})")
     score = (x * weight).sum(-1) / weight.norm(p=2)
     graph = _static_graph(x, edge_index, batch, edge_attr)
-    return _select(
-        x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
-    )
+    sel = _Selection(k, ratio, nonlinearity, multiplier)
+    return _select(x, score, sel, batch, size, mask, max_num_nodes, graph, edge_attr)
 
 
 def sag_pool(
@@ -850,23 +848,21 @@ def sag_pool(
         >>> out.x.shape
         torch.Size([2, 4, 8])
     """
-    x = _check_pool_x(x)
+    x = check_x(x)
     _reject_batch_for_batched(x, batch)
     graph = _static_graph(x, edge_index, batch, edge_attr)
-    return _sag(x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr)
+    sel = _Selection(k, ratio, nonlinearity, multiplier)
+    return _sag(x, score, sel, batch, size, mask, max_num_nodes, graph, edge_attr)
 
 
 def _sag(
     x: Tensor,
     score: Tensor,
-    k: int | None,
-    ratio: float | None,
+    sel: _Selection,
     batch: Tensor | None,
     size: int | None,
     mask: Tensor | None,
     max_num_nodes: int | None,
-    nonlinearity: str,
-    multiplier: float,
     graph: GraphInput | None,
     edge_attr: object,
 ) -> TopKOutput:
@@ -878,9 +874,7 @@ def _sag(
     if score.shape != x.shape[:-1]:
         raise ValueError(f"Expected 'score' of shape {tuple(x.shape[:-1])} (got {tuple(score.shape)})")
     check_floating(score, "score")
-    return _select(
-        x, score, k, ratio, batch, size, mask, max_num_nodes, nonlinearity, multiplier, graph, edge_attr
-    )
+    return _select(x, score, sel, batch, size, mask, max_num_nodes, graph, edge_attr)
 
 
 def _static_graph(

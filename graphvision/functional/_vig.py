@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from graphvision import _checks
 from graphvision._checks import check_choice, check_positive_int, check_shape, check_tensor
-from graphvision.functional._graph_knn import _check_finite, _check_k, _dilate, _fixed_degree_structure, _knn_dense
 from graphvision.functional._graph_input import check_x
+from graphvision.functional._graph_knn import DilatedKNN, _dilated_knn_structure, _fixed_degree_structure
 from graphvision.ops._api import as_structure, scatter_unchecked
 from graphvision.structure import GraphStructure
 from graphvision.typing import Adjacency
@@ -420,28 +420,6 @@ def edge_conv(x: Tensor, edge_index: Adjacency, nn: Callable[[Tensor], Tensor], 
     return _restore(_reduce(h, g, table, aggr), x)
 
 
-def _knn_structure(
-    x: Tensor,
-    k: int,
-    *,
-    loop: bool,
-    metric: str,
-    dilation: int = 1,
-    stochastic: bool = False,
-    epsilon: float = 0.2,
-    training: bool = False,
-    relative_pos: Tensor | None = None,
-) -> GraphStructure:
-    """The per-sample kNN structure of batched ``x (B, N, F)`` over ``B * N`` nodes (no edge_index copy)."""
-    bsz, n, _ = x.shape
-    _check_k(k, n, loop, "each sample", dilation)
-    _check_finite(x)
-    nbr = _knn_dense(x, k * dilation, loop, metric, None, relative_pos)
-    nbr = _dilate(nbr, k, dilation, stochastic, epsilon, training)
-    shift = torch.arange(bsz, device=x.device).mul_(n).view(bsz, 1, 1)
-    return _fixed_degree_structure((nbr + shift).view(bsz * n, k))
-
-
 def dynamic_edge_conv(
     x: Tensor, nn: Callable[[Tensor], Tensor], k: int, batch: Tensor | None = None, aggr: str = "max"
 ) -> Tensor:
@@ -479,7 +457,7 @@ def dynamic_edge_conv(
     if x.dim() == 3:
         if batch is not None:
             raise ValueError(f"'batch' is for (N, F) input; 'x' of shape {tuple(x.shape)} is batched")
-        g = _knn_structure(x, k, loop=True, metric="euclidean")
+        g = _dilated_knn_structure(x, k, True, "euclidean", None, DilatedKNN(), False)
     else:
         ei = knn_graph(x, k, batch, loop=True)
         g = _structure_of(ei) or GraphStructure._trusted(ei, x.size(0), x.size(0), sorted_by_target=True)

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_positive_int
-from graphvision.functional._channel_attention import multi_channel_attention
+from graphvision.functional._channel_attention import Affine, ChannelAttentionWeights, multi_channel_attention
 
 __all__ = ["MultiChannelAttention"]
 
@@ -135,30 +135,10 @@ class MultiChannelAttention(nn.Module):
 
     def forward(self, x: Tensor, return_attention_weights: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """Apply the block to ``x`` (``(B, C, H, W)`` or ``(B, N, C)``); see the class docstring."""
-
-        def w(m: nn.Module | None, name: str) -> Tensor | None:
-            return None if m is None else getattr(m, name)
-
         out, attn = multi_channel_attention(
             x,
-            self.q_proj.weight,
-            self.kv_proj.weight,
-            self.out_proj.weight,
-            self.temperature,
-            heads=self.heads,
-            q_bias=self.q_proj.bias,
-            kv_bias=self.kv_proj.bias,
-            out_bias=self.out_proj.bias,
-            gate_weight=w(self.gate_proj, "weight"),
-            gate_bias=w(self.gate_proj, "bias"),
-            norm1_weight=w(self.norm1, "weight"),
-            norm1_bias=w(self.norm1, "bias"),
-            norm2_weight=w(self.norm2, "weight"),
-            norm2_bias=w(self.norm2, "bias"),
-            ffn1_weight=w(self.ffn1, "weight"),
-            ffn1_bias=w(self.ffn1, "bias"),
-            ffn2_weight=w(self.ffn2, "weight"),
-            ffn2_bias=w(self.ffn2, "bias"),
+            self._weights(),
+            self.heads,
             norm=self.norm,
             normalize=self.normalize,
             dropout=self.dropout,
@@ -169,6 +149,20 @@ class MultiChannelAttention(nn.Module):
             self.last_attention = attn.detach()
         return (out, attn) if return_attention_weights else out
 
+    def _weights(self) -> ChannelAttentionWeights:
+        """The parameters as :func:`graphvision.functional.multi_channel_attention` takes them."""
+        return ChannelAttentionWeights(
+            _affine(self.q_proj),
+            _affine(self.kv_proj),
+            _affine(self.out_proj),
+            self.temperature,
+            gate_proj=_affine(self.gate_proj),
+            norm1=_affine(self.norm1),
+            norm2=_affine(self.norm2),
+            ffn1=_affine(self.ffn1),
+            ffn2=_affine(self.ffn2),
+        )
+
     def extra_repr(self) -> str:
         parts = [f"{self.channels}", f"heads={self.heads}", f"ffn_ratio={self.ffn_ratio}"]
         for name, default in (("gate", True), ("norm", True), ("normalize", True), ("bias", True)):
@@ -178,3 +172,8 @@ class MultiChannelAttention(nn.Module):
             parts.append(f"dropout={self.dropout}")
         return ", ".join(parts)
 
+
+
+def _affine(m: nn.Module | None) -> Affine | None:
+    """``Affine(m.weight, m.bias)`` of a linear layer or layer norm (``None`` for an absent one)."""
+    return None if m is None else Affine(m.weight, m.bias)

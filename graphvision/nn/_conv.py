@@ -24,6 +24,11 @@ from graphvision._checks import check_choice, check_positive_int, is_compiling
 from graphvision.functional._conv import (
     AGGREGATIONS,
     FILL_REDUCES,
+    AttentionGCNOptions,
+    AttentionWeights,
+    GATOptions,
+    GCNNorm,
+    _check_unit,
     _gcn_norm_of,
     attention_gcn_conv,
     check_x,
@@ -63,16 +68,6 @@ def _check_bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"Expected '{name}' to be a bool (got {type(value).__name__}: {value!r})")
     return value
-
-
-def _check_unit(value: object, name: str, *, closed: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        v = float(value)
-        ok = 0.0 <= v <= 1.0 if closed else 0.0 <= v < 1.0
-    if not ok:
-        raise ValueError(f"Expected '{name}' in [0, 1{']' if closed else ')'} (got {value!r})")
-    return float(value)
 
 
 class _GraphCache:
@@ -129,6 +124,7 @@ class _GraphCache:
         edge_weight: WeightLike,
         batch: Tensor | None,
         build: Callable[[], tuple],
+        stacklevel: int = 3,
     ) -> tuple:
         if is_compiling() and self.value is not None:
             return self.value
@@ -142,7 +138,7 @@ class _GraphCache:
                 "was built for: recomputing the cache for the new graph (call reset_cache() to drop it "
                 "explicitly, or use cached=False for changing graphs)",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         self.value = build()
         self.key = key if not is_compiling() else None
@@ -162,15 +158,23 @@ class _CachedGraphMixin:
         self._cache.clear()  # cached tensors are not buffers: drop them rather than keep a stale device
         return super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
 
+    def _cached_norm(
+        self, x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None, norm: GCNNorm
+    ) -> tuple[WeightLike, GCNNorm]:
+        """With ``cached=True`` and ``norm.normalize``: the cached normalised weights and loop term.
 
-def _norm_builder(
-    x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None, add_self_loops: bool, improved: bool
-) -> Callable[[], tuple]:
-    def build() -> tuple:
-        _, g = resolve_graph(check_x(x), edge_index, edge_weight, batch)
-        return _gcn_norm_of(g, add_self_loops, improved, x.dtype)
+        Returned as an already-normalised graph (``GCNNorm(False, False, self_loop_weight=loop)``);
+        otherwise ``edge_weight`` and ``norm`` unchanged.
+        """
+        if not (getattr(self, "cached", False) and norm.normalize):
+            return edge_weight, norm
 
-    return build
+        def build() -> tuple:
+            _, g = resolve_graph(check_x(x), edge_index, edge_weight, batch)
+            return _gcn_norm_of(g, norm.add_self_loops, norm.improved, x.dtype)
+
+        w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build, stacklevel=4)
+        return w, GCNNorm(normalize=False, add_self_loops=False, self_loop_weight=loop)
 
 
 _CAPS_BASE = {
@@ -282,31 +286,9 @@ class GCNConv(_CachedGraphMixin, nn.Module):
         Returns:
             ``(N, F_out)`` or ``(B, N, F_out)``.
         """
-        if self.normalize and self.cached:
-            build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, self.improved)
-            w, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
-            return gcn_conv(
-                x,
-                edge_index,
-                self.lin.weight,
-                self.bias,
-                w,
-                batch=batch,
-                normalize=False,
-                add_self_loops=False,
-                self_loop_weight=loop,
-            )
-        return gcn_conv(
-            x,
-            edge_index,
-            self.lin.weight,
-            self.bias,
-            edge_weight,
-            batch=batch,
-            normalize=self.normalize,
-            add_self_loops=self.add_self_loops,
-            improved=self.improved,
-        )
+        norm = GCNNorm(self.normalize, self.add_self_loops, self.improved)
+        w, norm = self._cached_norm(x, edge_index, edge_weight, batch, norm)
+        return gcn_conv(x, edge_index, self.lin.weight, self.bias, w, batch=batch, norm=norm)
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}"
@@ -365,6 +347,10 @@ class _AttentionBase(nn.Module):
         glorot_(self.att_src)
         glorot_(self.att_dst)
         zeros_(self.bias)
+
+    def _weights(self, **optional: Tensor | None) -> AttentionWeights:
+        """The parameters as the functional twin takes them (``optional``: the edge / skip projections)."""
+        return AttentionWeights(self.lin.weight, self.att_src, self.att_dst, self.bias, **optional)
 
     def _repr_attention(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, heads={self.heads}"
@@ -523,26 +509,15 @@ class GATConv(_AttentionBase):
             if lin is not None and _is_lazy(lin):
                 lin(x.new_zeros(0, x.size(-1)))
                 glorot_(lin.weight)
-        return gat_conv(
-            x,
-            edge_index,
-            self.lin.weight,
-            self.att_src,
-            self.att_dst,
-            self.bias,
-            edge_weight,
-            batch=batch,
-            concat=self.concat,
-            negative_slope=self.negative_slope,
-            dropout=self.dropout,
-            add_self_loops=self.add_self_loops,
-            fill_value=self.fill_value,
+        weights = self._weights(
             residual_weight=None if self.res is None else self.res.weight,
-            training=self.training,
-            return_attention_weights=return_attention_weights,
-            edge_attr=edge_attr,
             weight_edge=None if self.lin_edge is None else self.lin_edge.weight,
             att_edge=self.att_edge,
+        )
+        options = GATOptions(self.concat, self.negative_slope, self.dropout, self.add_self_loops, self.fill_value)
+        return gat_conv(
+            x, edge_index, weights, edge_weight, edge_attr=edge_attr, batch=batch, options=options,
+            training=self.training, return_attention_weights=return_attention_weights,
         )
 
     def extra_repr(self) -> str:
@@ -673,25 +648,12 @@ class AttentionGCNConv(_CachedGraphMixin, _AttentionBase):
             build = lambda: self._preprocess(x, edge_index, edge_weight, batch)  # noqa: E731
             edge_index, edge_weight = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
             normalize = add_loops = False
+        options = AttentionGCNOptions(
+            self.concat, self.alpha, self.negative_slope, self.dropout, normalize, add_loops, self.improved
+        )
         return attention_gcn_conv(
-            x,
-            edge_index,
-            self.lin.weight,
-            self.att_src,
-            self.att_dst,
-            self.bias,
-            edge_weight,
-            batch=batch,
-            x0=x0,
-            alpha=self.alpha,
-            concat=self.concat,
-            negative_slope=self.negative_slope,
-            dropout=self.dropout,
-            normalize=normalize,
-            add_self_loops=add_loops,
-            improved=self.improved,
-            training=self.training,
-            return_attention_weights=return_attention_weights,
+            x, edge_index, self._weights(), edge_weight, x0=x0, batch=batch, options=options,
+            training=self.training, return_attention_weights=return_attention_weights,
         )
 
     def _preprocess(self, x: Tensor, edge_index: GraphLike, edge_weight: WeightLike, batch: Tensor | None) -> tuple:
@@ -818,13 +780,9 @@ class GCN2Conv(_CachedGraphMixin, nn.Module):
         Returns:
             Same shape as ``x``.
         """
-        kw = {"normalize": self.normalize, "add_self_loops": self.add_self_loops, "self_loop_weight": None}
-        if self.normalize and self.cached:
-            build = _norm_builder(x, edge_index, edge_weight, batch, self.add_self_loops, False)
-            edge_weight, loop = self._cache.get(type(self).__name__, x, edge_index, edge_weight, batch, build)
-            kw = {"normalize": False, "add_self_loops": False, "self_loop_weight": loop}
+        w, norm = self._cached_norm(x, edge_index, edge_weight, batch, GCNNorm(self.normalize, self.add_self_loops))
         return gcn2_conv(
-            x, x0, edge_index, self.weight1, self.weight2, edge_weight, batch=batch, alpha=self.alpha, beta=self.beta, **kw
+            x, x0, edge_index, self.weight1, self.weight2, w, batch=batch, alpha=self.alpha, beta=self.beta, norm=norm
         )
 
     def extra_repr(self) -> str:

@@ -20,7 +20,16 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_choice
-from graphvision.functional._conv_pyg import FILL_REDUCES, gatv2_conv, gin_conv, gine_conv, graph_conv, sage_conv
+from graphvision.functional._conv import GATOptions
+from graphvision.functional._conv_pyg import (
+    FILL_REDUCES,
+    GATv2Weights,
+    gatv2_conv,
+    gin_conv,
+    gine_conv,
+    graph_conv,
+    sage_conv,
+)
 from graphvision.functional._conv_pyg import PairLike
 from graphvision.functional._graph_input import GraphLike
 from graphvision.nn._conv import _check_bool, _check_unit, glorot_, zeros_
@@ -215,25 +224,19 @@ class GATv2Conv(nn.Module):
         _materialize(self.lin_r, x_dst, glorot=True)
         if self.res is not None:
             _materialize(self.res, x_dst, glorot=True)
-        return gatv2_conv(
-            x,
-            edge_index,
+        weights = GATv2Weights(
             self.lin_l.weight,
             self.lin_r.weight,
             self.att,
             self.bias,
-            edge_attr,
             bias_src=self.lin_l.bias,
             bias_dst=self.lin_r.bias,
             weight_edge=None if self.lin_edge is None else self.lin_edge.weight,
             residual_weight=None if self.res is None else self.res.weight,
-            batch=batch,
-            concat=self.concat,
-            negative_slope=self.negative_slope,
-            dropout=self.dropout,
-            add_self_loops=self.add_self_loops,
-            fill_value=self.fill_value,
-            training=self.training,
+        )
+        options = GATOptions(self.concat, self.negative_slope, self.dropout, self.add_self_loops, self.fill_value)
+        return gatv2_conv(
+            x, edge_index, weights, edge_attr, batch=batch, options=options, training=self.training,
             return_attention_weights=bool(return_attention_weights is not None),
         )
 

@@ -11,20 +11,20 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_positive_int, check_tensor
+from graphvision.functional._graph_input import GraphLike, WeightLike, check_x, resolve_graph
 from graphvision.functional._pool import (
+    _NONLINEARITIES,
     PooledGraph,
     TopKOutput,
-    _NONLINEARITIES,
-    _check_pool_x,
     _check_pyg_ratio,
     _reject_batch_for_batched,
     _sag,
+    _Selection,
     global_attention_pool,
     per_graph_topk_pool,
 )
-from graphvision.functional._graph_input import GraphLike, WeightLike, resolve_graph
-from graphvision.structure import GraphStructure  # noqa: F401  (resolves the GraphLike hints)
 from graphvision.nn._conv import GCNConv, _check_bool, _check_unit
+from graphvision.structure import GraphStructure  # noqa: F401  (resolves the GraphLike hints)
 
 __all__ = ["AttentionPooling", "TopKPooling", "SAGPooling"]
 
@@ -165,7 +165,7 @@ class AttentionPooling(nn.Module):
         Returns:
             The readout, and the ``(N, K)`` / ``(B, N, K)`` node scores with ``return_attention_weights``.
         """
-        x = _check_pool_x(x)
+        x = check_x(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(
                 f"Expected 'x' with in_channels={self.in_channels} features in its last dimension (got {tuple(x.shape)})"
@@ -307,20 +307,8 @@ class _TopKBase(nn.Module):
         elif edge_attr is not None:
             raise ValueError("'edge_attr' was given without 'edge_index'")
         k, ratio = (self.ratio, None) if isinstance(self.ratio, int) else (None, self.ratio)
-        return _sag(
-            x,
-            proj / norm,
-            k,
-            ratio,
-            batch if x.dim() == 2 else None,
-            size,
-            mask,
-            max_num_nodes,
-            self.nonlinearity,
-            self.multiplier,
-            graph,
-            edge_attr,
-        )
+        sel = _Selection(k, ratio, self.nonlinearity, self.multiplier)
+        return _sag(x, proj / norm, sel, batch if x.dim() == 2 else None, size, mask, max_num_nodes, graph, edge_attr)
 
     def extra_repr(self) -> str:
         if self.min_score is not None:
@@ -470,7 +458,7 @@ class TopKPooling(_TopKBase):
         Returns:
             ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        x = _check_pool_x(x)
+        x = check_x(x)
         if x.size(-1) != self.in_channels:
             raise ValueError(
                 f"Expected 'x' with in_channels={self.in_channels} features in its last dimension "
@@ -630,7 +618,7 @@ class SAGPooling(_TopKBase):
         Returns:
             ``TopKOutput`` (static path) or ``PooledGraph`` (PyG's path).
         """
-        x = _check_pool_x(x)
+        x = check_x(x)
         _check_edge_index_arg(edge_index)
         a = _check_attn(x, attn, None)
         kw = {"batch": batch} if x.dim() == 3 and batch is not None else {}

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor, nn
 
 from graphvision._checks import check_choice, check_positive_int, check_shape
+from graphvision.functional._graph_knn import DilatedKNN, _dilated_knn_structure
 from graphvision.functional._vig import (
     AGGREGATIONS,
     _dense_table,
     _interleave,
-    _knn_structure,
     _max_relative,
     dynamic_edge_conv,
     edge_conv,
@@ -386,10 +386,8 @@ class Grapher(nn.Module):
         b, c, h, w = x.shape
         nodes = to_nodes(x)  # (B, N, C)
         rel = self._relative_term(h, w, x) if self.relative_pos else None
-        g = _knn_structure(
-            nodes.detach(), self.k, loop=True, metric="cosine", dilation=self.dilation,
-            stochastic=self.stochastic, epsilon=self.epsilon, training=self.training, relative_pos=rel,
-        )
+        dilated = DilatedKNN(self.dilation, self.stochastic, self.epsilon, rel)
+        g = _dilated_knn_structure(nodes.detach(), self.k, True, "cosine", None, dilated, self.training)
         flat = nodes.reshape(b * h * w, c)
         net = self.graph_conv.gconv.nn
         if self.conv == "mr":

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphvision.functional import channel_attention, multi_channel_attention
+from graphvision.functional import Affine, ChannelAttentionWeights, channel_attention, multi_channel_attention
 from graphvision.testing import assert_close
 
 # ---------------------------------------------------------------------------------------------
@@ -83,12 +83,14 @@ def make_params(c, heads, hidden, g, dtype=torch.float64, gate=True, ffn=True):
 
 
 def call_block(x, p, heads, **kw):
-    return multi_channel_attention(
-        x, p["wq"], p["wkv"], p["wo"], p["tau"], heads=heads, q_bias=p["bq"], kv_bias=p["bkv"], out_bias=p["bo"],
-        gate_weight=p["wg"], gate_bias=p["bg"], norm1_weight=p["n1w"], norm1_bias=p["n1b"],
-        norm2_weight=p["n2w"], norm2_bias=p["n2b"], ffn1_weight=p["w1"], ffn1_bias=p["b1"],
-        ffn2_weight=p["w2"], ffn2_bias=p["b2"], **kw,
+    def aff(w, b):
+        return None if p[w] is None else Affine(p[w], p[b])
+
+    weights = ChannelAttentionWeights(
+        aff("wq", "bq"), aff("wkv", "bkv"), aff("wo", "bo"), p["tau"], gate_proj=aff("wg", "bg"),
+        norm1=aff("n1w", "n1b"), norm2=aff("n2w", "n2b"), ffn1=aff("w1", "b1"), ffn2=aff("w2", "b2"),
     )
+    return multi_channel_attention(x, weights, heads, **kw)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,12 +263,12 @@ def test_compile_fullgraph():
         (dict(x=torch.randn(2, 4)), ValueError,
          r"Expected 'x' of shape \(B, C, H, W\) or \(B, N, C\) \(got \(2, 4\)\)"),
         (dict(x=torch.ones(1, 4, 2, 2, dtype=torch.long)), TypeError, "floating-point"),
-        (dict(x=torch.randn(1, 5, 2, 2)), ValueError, r"Expected 'q_weight' of shape \(5, 5\)"),
-        (dict(wkv=torch.randn(4, 4)), ValueError, r"Expected 'kv_weight' of shape \(8, 4\)"),
-        (dict(bq=torch.randn(3)), ValueError, r"Expected 'q_bias' of shape \(4,\)"),
+        (dict(x=torch.randn(1, 5, 2, 2)), ValueError, r"Expected 'q_proj.weight' of shape \(5, 5\)"),
+        (dict(wkv=torch.randn(4, 4)), ValueError, r"Expected 'kv_proj.weight' of shape \(8, 4\)"),
+        (dict(bq=torch.randn(3)), ValueError, r"Expected 'q_proj.bias' of shape \(4,\)"),
         (dict(tau=torch.ones(3)), ValueError, r"Expected 'temperature' of shape \(K,\) = \(2,\)"),
-        (dict(w2=None), ValueError, "'ffn2_weight'"),
-        (dict(w1=torch.randn(6, 3)), ValueError, r"Expected 'ffn1_weight' of shape \(F, C\)"),
+        (dict(w2=None), ValueError, r"Expected 'ffn2' to be an Affine\(weight, bias\) \(got None\)"),
+        (dict(w1=torch.randn(6, 3)), ValueError, r"Expected 'ffn1.weight' of shape \(F, C\)"),
         (dict(heads=3), ValueError, "divisible by 'heads'=3"),
         (dict(dropout=1.5), ValueError, r"'dropout' in \[0, 1\)"),
     ],

@@ -233,16 +233,16 @@ class TestGCN:
         g = _gen(seed)
         x, weight, bias = _rand(g, n, f_in), _rand(g, f_out, f_in), _rand(g, f_out)
         w = torch.rand(ei.size(1), generator=g) + 0.1 if weighted else None
-        out = GF.gcn_conv(x, ei, weight, bias, w, add_self_loops=loops, improved=improved)
+        out = GF.gcn_conv(x, ei, weight, bias, w, norm=GF.GCNNorm(add_self_loops=loops, improved=improved))
         assert_close(out, ref_gcn(x, ei, weight, bias, w, add_self_loops=loops, improved=improved))
 
     def test_unnormalized(self):
         g = _gen(0)
         ei = torch.tensor([[0, 1, 2, 2], [1, 2, 0, 0]])
         x, weight, w = _rand(g, 3, 4), _rand(g, 5, 4), torch.rand(4, generator=g)
-        out = GF.gcn_conv(x, ei, weight, edge_weight=w, normalize=False, add_self_loops=False)
+        out = GF.gcn_conv(x, ei, weight, edge_weight=w, norm=GF.GCNNorm(normalize=False, add_self_loops=False))
         assert_close(out, ref_gcn(x, ei, weight, None, w, add_self_loops=False, normalize=False))
-        out = GF.gcn_conv(x, ei, weight, edge_weight=w, normalize=False, self_loop_weight=0.5)
+        out = GF.gcn_conv(x, ei, weight, edge_weight=w, norm=GF.GCNNorm(normalize=False, self_loop_weight=0.5))
         ref = ref_gcn(x, ei, weight, None, w, add_self_loops=False, normalize=False) + 0.5 * x.double() @ weight.double().t()
         assert_close(out, ref)
 
@@ -273,7 +273,8 @@ class TestAttention:
         a_s, a_d = _rand(g, 1, heads, f), _rand(g, 1, heads, f)
         bias = _rand(g, heads * f if concat else f)
         w = torch.rand(ei.size(1), generator=g) + 0.1 if weighted else None
-        out, (ei_out, attn) = GF.gat_conv(x, ei, weight, a_s, a_d, bias, w, concat=concat, fill_value=1.0,
+        out, (ei_out, attn) = GF.gat_conv(x, ei, GF.AttentionWeights(weight, a_s, a_d, bias), w,
+                                          options=GF.GATOptions(concat=concat, fill_value=1.0),
                                           return_attention_weights=True)
         ref, ref_attn = ref_attention_conv(x, ei, weight, a_s, a_d, bias, w, concat=concat)
         assert_close(out, ref)
@@ -289,9 +290,9 @@ class TestAttention:
         x, x0, weight = _rand(g, n, 3), _rand(g, n, 3), _rand(g, heads * f, 3)
         a_s, a_d, bias = _rand(g, heads, f), _rand(g, heads, f), _rand(g, heads * f)
         w = torch.rand(ei.size(1), generator=g) + 0.1 if weighted else None
+        options = GF.AttentionGCNOptions(alpha=alpha, normalize=normalize, add_self_loops=loops, improved=improved)
         out, (ei_out, attn) = GF.attention_gcn_conv(
-            x, ei, weight, a_s, a_d, bias, w, x0=x0, alpha=alpha, normalize=normalize, add_self_loops=loops,
-            improved=improved, return_attention_weights=True,
+            x, ei, GF.AttentionWeights(weight, a_s, a_d, bias), w, x0=x0, options=options, return_attention_weights=True
         )
         ref, ref_attn = ref_attention_conv(
             x, ei, weight, a_s, a_d, bias, w, x0=x0, alpha=alpha, normalize=normalize, add_self_loops=loops,
@@ -304,7 +305,7 @@ class TestAttention:
         ei = torch.tensor([[0], [1]])
         x, weight, a = torch.randn(3, 2), torch.randn(4, 2), torch.randn(2, 2)
         bias = torch.randn(4)
-        out = GF.gat_conv(x, ei, weight, a, a, bias, add_self_loops=False)
+        out = GF.gat_conv(x, ei, GF.AttentionWeights(weight, a, a, bias), options=GF.GATOptions(add_self_loops=False))
         assert_close(out[0], bias)
         assert_close(out[2], bias)
 
@@ -312,13 +313,14 @@ class TestAttention:
         g = _gen(3)
         ei = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 0]])
         x, weight, a_s, a_d = _rand(g, 4, 3), _rand(g, 4, 3), _rand(g, 2, 2), _rand(g, 2, 2)
-        eval_out = GF.gat_conv(x, ei, weight, a_s, a_d, dropout=0.5, training=False)
+        weights = GF.AttentionWeights(weight, a_s, a_d)
+        eval_out = GF.gat_conv(x, ei, weights, options=GF.GATOptions(dropout=0.5), training=False)
         assert_close(eval_out, ref_attention_conv(x, ei, weight, a_s, a_d, None, None)[0])
         torch.manual_seed(0)
-        train_out = GF.gat_conv(x, ei, weight, a_s, a_d, dropout=0.5, training=True)
+        train_out = GF.gat_conv(x, ei, weights, options=GF.GATOptions(dropout=0.5), training=True)
         assert train_out.shape == eval_out.shape and not torch.allclose(train_out, eval_out)
         # p -> 0 on the unfused path equals the fused one
-        tiny = GF.gat_conv(x, ei, weight, a_s, a_d, dropout=1e-12, training=True)
+        tiny = GF.gat_conv(x, ei, weights, options=GF.GATOptions(dropout=1e-12), training=True)
         assert_close(tiny, eval_out)
 
     def test_gradcheck(self):
@@ -331,7 +333,8 @@ class TestAttention:
         w = (torch.rand(5, generator=g, dtype=d) + 0.5).requires_grad_()
 
         def fn(x, x0, weight, a_s, a_d, w):
-            return GF.attention_gcn_conv(x, ei, weight, a_s, a_d, None, w, x0=x0, alpha=0.2)
+            weights = GF.AttentionWeights(weight, a_s, a_d)
+            return GF.attention_gcn_conv(x, ei, weights, w, x0=x0, options=GF.AttentionGCNOptions(alpha=0.2))
 
         assert torch.autograd.gradcheck(fn, (x, x0, weight, a_s, a_d, w))
 
@@ -390,12 +393,13 @@ def _convs(f_in, seed):
     """(name, fn(x, edge_index, edge_weight, **kw)) for every conv with fixed random parameters."""
     g = _gen(seed)
     gcn_w = _rand(g, 3, f_in)
-    gat = (_rand(g, 2 * 3, f_in), _rand(g, 2, 3), _rand(g, 2, 3), _rand(g, 6))
+    gat = GF.AttentionWeights(_rand(g, 2 * 3, f_in), _rand(g, 2, 3), _rand(g, 2, 3), _rand(g, 6))
+    agcn = GF.AttentionGCNOptions(alpha=0.2)
     c2 = (_rand(g, f_in, f_in), _rand(g, f_in, f_in))
     return [
         ("gcn", lambda x, ei, w, **kw: GF.gcn_conv(x, ei, gcn_w, None, w, **kw)),
-        ("gat", lambda x, ei, w, **kw: GF.gat_conv(x, ei, *gat[:3], gat[3], w, **kw)),
-        ("agcn", lambda x, ei, w, **kw: GF.attention_gcn_conv(x, ei, *gat, w, x0=x, alpha=0.2, **kw)),
+        ("gat", lambda x, ei, w, **kw: GF.gat_conv(x, ei, gat, w, **kw)),
+        ("agcn", lambda x, ei, w, **kw: GF.attention_gcn_conv(x, ei, gat, w, x0=x, options=agcn, **kw)),
         ("gcn2", lambda x, ei, w, **kw: GF.gcn2_conv(x, x, ei, *c2, w, alpha=0.2, beta=0.5, **kw)),
     ]
 
@@ -499,9 +503,9 @@ class TestErrors:
         with pytest.raises(ValueError, match=r"Expected 'bias' of shape \(2\)"):
             GF.gcn_conv(x, self.ei, torch.randn(2, 4), torch.randn(3))
         with pytest.raises(ValueError, match=r"Expected 'weight' of shape \(6, 4\)"):
-            GF.gat_conv(x, self.ei, torch.randn(5, 4), torch.randn(2, 3), torch.randn(2, 3))
+            GF.gat_conv(x, self.ei, GF.AttentionWeights(torch.randn(5, 4), torch.randn(2, 3), torch.randn(2, 3)))
         with pytest.raises(ValueError, match=r"Expected 'att_dst' of shape \(2, 3\)"):
-            GF.gat_conv(x, self.ei, torch.randn(6, 4), torch.randn(2, 3), torch.randn(3, 2))
+            GF.gat_conv(x, self.ei, GF.AttentionWeights(torch.randn(6, 4), torch.randn(2, 3), torch.randn(3, 2)))
         with pytest.raises(ValueError, match=r"Expected 'weight1' of shape \(4, 4\)"):
             GF.gcn2_conv(x, x, self.ei, torch.randn(4, 3))
         with pytest.raises(ValueError, match=r"Expected 'edge_kernels' of shape \(E, F_in=4, F_out\)"):
@@ -530,10 +534,15 @@ class TestErrors:
             GF.gcn_conv(torch.randn(2, 3, 4), self.ei, w, batch=torch.zeros(3, dtype=torch.long))
         with pytest.raises(ValueError, match="Expected 'x0' of the same shape as 'x'"):
             GF.gcn2_conv(x, x[:2], self.ei, torch.randn(4, 4))
+        weights = GF.AttentionWeights(torch.randn(6, 4), torch.randn(2, 3), torch.randn(2, 3))
         with pytest.raises(ValueError, match=r"Expected 'alpha' in \[0, 1\]"):
-            GF.attention_gcn_conv(x, self.ei, torch.randn(6, 4), torch.randn(2, 3), torch.randn(2, 3), alpha=2.0)
+            GF.attention_gcn_conv(x, self.ei, weights, options=GF.AttentionGCNOptions(alpha=2.0))
         with pytest.raises(ValueError, match=r"Expected 'dropout' in \[0, 1\)"):
-            GF.gat_conv(x, self.ei, torch.randn(6, 4), torch.randn(2, 3), torch.randn(2, 3), dropout=1.0)
+            GF.gat_conv(x, self.ei, weights, options=GF.GATOptions(dropout=1.0))
+        with pytest.raises(TypeError, match="Expected 'weights' to be an AttentionWeights"):
+            GF.gat_conv(x, self.ei, tuple(weights))
+        with pytest.raises(ValueError, match="attention_gcn_conv takes no edge projection"):
+            GF.attention_gcn_conv(x, self.ei, weights._replace(weight_edge=torch.randn(6, 2)))
         with pytest.raises(TypeError, match=r"Expected 'edge_weight' of the same dtype as 'x' \(torch.float32\)"):
             GF.gcn_conv(x, self.ei, w, edge_weight=torch.ones(2, dtype=torch.float64))
         from graphvision import GraphStructure
@@ -541,7 +550,7 @@ class TestErrors:
         with pytest.raises(ValueError, match="GraphStructure 'edge_index' over 3 nodes to match 'x'"):
             GF.gcn_conv(x, GraphStructure(self.ei, 5), w)
         with pytest.raises(ValueError, match="'self_loop_weight' is only used with normalize=False"):
-            GF.gcn_conv(x, self.ei, w, self_loop_weight=1.0)
+            GF.gcn_conv(x, self.ei, w, norm=GF.GCNNorm(self_loop_weight=1.0))
 
 
 @pytest.mark.parametrize("n", [0, 3])

@@ -115,7 +115,8 @@ def test_gatv2_matches_reference(graph, heads, edge, fill, seed):
     att = torch.randn(heads, 4, generator=g)
     ea = torch.randn(ei.size(1), 2, generator=g) if edge else None
     we = torch.randn(heads * 4, 2, generator=g) if edge else None
-    out = GF.gatv2_conv(x, ei, wl, wr, att, None, ea, weight_edge=we, negative_slope=0.3, fill_value=fill, concat=True)
+    out = GF.gatv2_conv(x, ei, GF.GATv2Weights(wl, wr, att, weight_edge=we), ea,
+                         options=GF.GATOptions(negative_slope=0.3, fill_value=fill))
     assert_close(out, ref_gatv2(x, ei, wl, wr, att, ea, we, 0.3, fill).reshape(n, -1))
 
 
@@ -130,8 +131,9 @@ def test_modules_match_functional():
     torch.manual_seed(0)
     x, ea = torch.randn(5, 4), torch.randn(8, 2)
     m = gnn.GATv2Conv(4, 3, heads=2, edge_dim=2, concat=False)
-    ref = GF.gatv2_conv(x, _EI, m.lin_l.weight, m.lin_r.weight, m.att, m.bias, ea, bias_src=m.lin_l.bias,
-                        bias_dst=m.lin_r.bias, weight_edge=m.lin_edge.weight, concat=False)
+    weights = GF.GATv2Weights(m.lin_l.weight, m.lin_r.weight, m.att, m.bias, bias_src=m.lin_l.bias,
+                              bias_dst=m.lin_r.bias, weight_edge=m.lin_edge.weight)
+    ref = GF.gatv2_conv(x, _EI, weights, ea, options=GF.GATOptions(concat=False))
     assert_close(m(x, _EI, ea), ref)
     m = gnn.SAGEConv(4, 3, aggr="max", project=True, normalize=True)
     ref = GF.sage_conv(x, _EI, m.lin_l.weight, m.lin_l.bias, m.lin_r.weight, aggr="max", normalize=True,
@@ -156,7 +158,8 @@ def test_gradcheck_float64():
     ea = torch.randn(8, 2, **dd, requires_grad=True)
     wl, wr, we = torch.randn(4, 3, **dd), torch.randn(4, 3, **dd), torch.randn(4, 2, **dd)
     att = torch.randn(2, 2, **dd, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, att, ea: GF.gatv2_conv(x, gs, wl, wr, att, None, ea, weight_edge=we),
+    weights = lambda att: GF.GATv2Weights(wl, wr, att, weight_edge=we)  # noqa: E731
+    assert torch.autograd.gradcheck(lambda x, att, ea: GF.gatv2_conv(x, gs, weights(att), ea),
                                     (x, att, ea))
     w = torch.randn(2, 3, **dd)
     assert torch.autograd.gradcheck(lambda x: GF.sage_conv(x, gs, w, None, w, aggr="mean"), (x,))

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from graphvision import GraphStructure, config
-from graphvision.functional import knn_graph, patch_graph, radius_graph
+from graphvision.functional import DilatedKNN, knn_graph, patch_graph, radius_graph
 
 
 def ref_knn(x: torch.Tensor, k: int, loop: bool, metric: str = "euclidean", rel=None) -> torch.Tensor:
@@ -176,12 +176,13 @@ def test_batched_dilated_knn_matches_cdist(b, n, f, k, d, metric, rel, seed):
             else rf"'k' <= {n} for each sample with {n} nodes \(got k={k}\)"
         )
         with pytest.raises(ValueError, match=msg):
-            knn_graph(torch.randn(b, n, f), k, loop=True, dilation=d)
+            knn_graph(torch.randn(b, n, f), k, loop=True, dilated=DilatedKNN(d))
         return
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(b, n, f, generator=g, dtype=torch.float64)
     relative_pos = torch.randn(n, n, generator=g, dtype=torch.float64) if rel else None
-    ei = knn_graph(x, k, loop=True, metric=metric, dilation=d, relative_pos=relative_pos)
+    dilated = DilatedKNN(d, relative_pos=relative_pos)
+    ei = knn_graph(x, k, loop=True, metric=metric, dilated=dilated)
     assert ei.shape == (2, b * n * k)
     assert torch.equal(ei[1], torch.arange(b * n).repeat_interleave(k))
     got = ei[0].view(b, n, k)
@@ -191,19 +192,19 @@ def test_batched_dilated_knn_matches_cdist(b, n, f, k, d, metric, rel, seed):
     if not rel:
         assert torch.equal(got[..., 0], torch.arange(b * n).view(b, n)), "self first with loop=True"
     # (N, F) with no batch and dilation: one point set
-    assert torch.equal(knn_graph(x[0], k, loop=True, metric=metric, dilation=d, relative_pos=relative_pos),
+    assert torch.equal(knn_graph(x[0], k, loop=True, metric=metric, dilated=dilated),
                        ei[:, : n * k])
 
 
 def test_batched_knn_stochastic_and_errors():
     x = torch.randn(2, 20, 4)
-    det = knn_graph(x, 3, loop=True, dilation=2)
+    det = knn_graph(x, 3, loop=True, dilated=DilatedKNN(2))
     torch.manual_seed(0)
     # never random outside training, or with epsilon 0
-    assert torch.equal(knn_graph(x, 3, loop=True, dilation=2, stochastic=True), det)
-    assert torch.equal(knn_graph(x, 3, loop=True, dilation=2, stochastic=True, training=True, epsilon=0.0), det)
+    assert torch.equal(knn_graph(x, 3, loop=True, dilated=DilatedKNN(2, stochastic=True)), det)
+    assert torch.equal(knn_graph(x, 3, loop=True, dilated=DilatedKNN(2, True, 0.0), training=True), det)
     full = knn_graph(x, 6, loop=True)[0].view(40, 6)
-    rnd = knn_graph(x, 3, loop=True, dilation=2, stochastic=True, training=True, epsilon=1.0)[0].view(40, 3)
+    rnd = knn_graph(x, 3, loop=True, dilated=DilatedKNN(2, True, 1.0), training=True)[0].view(40, 3)
     # a random choice of 3 of the 6 ranks, the same ranks for every node, in rank order
     ranks = [(full[0] == v).nonzero().item() for v in rnd[0].tolist()]
     assert ranks == sorted(ranks) and len(set(ranks)) == 3
@@ -211,11 +212,11 @@ def test_batched_knn_stochastic_and_errors():
     with pytest.raises(ValueError, match=r"'batch' is for \(N, F\) input"):
         knn_graph(x, 2, torch.zeros(40, dtype=torch.long))
     with pytest.raises(ValueError, match=r"'relative_pos' of shape \(N, N\) or \(B, N, N\) with N=20, B=2"):
-        knn_graph(x, 2, relative_pos=torch.zeros(3, 20, 20))
+        knn_graph(x, 2, dilated=DilatedKNN(relative_pos=torch.zeros(3, 20, 20)))
     with pytest.raises(ValueError, match="'epsilon' in"):
-        knn_graph(x, 2, epsilon=2.0)
+        knn_graph(x, 2, dilated=DilatedKNN(epsilon=2.0))
     with pytest.raises(ValueError, match="'dilation' and 'relative_pos' need one point set"):
-        knn_graph(x[0], 2, torch.zeros(20, dtype=torch.long), dilation=2)
+        knn_graph(x[0], 2, torch.zeros(20, dtype=torch.long), dilated=DilatedKNN(2))
     with pytest.raises(ValueError, match="cosine=True and metric='euclidean'"):
         knn_graph(x, 2, metric="euclidean", cosine=True)
     assert knn_graph(torch.zeros(0, 5, 3), 2).shape == (2, 0)
@@ -226,7 +227,7 @@ def test_batched_knn_compiles():
     x = torch.randn(2, 16, 8)
 
     def fn(x):
-        return knn_graph(x, 3, loop=True, metric="cosine", dilation=2)
+        return knn_graph(x, 3, loop=True, metric="cosine", dilated=DilatedKNN(2))
 
     compiled = torch.compile(fn, fullgraph=True, backend="eager")
     assert torch.equal(compiled(x), fn(x))

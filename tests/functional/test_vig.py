@@ -106,7 +106,7 @@ def test_dense_table_path_equals_scatter_path():
     # A knn_graph result keeps its (N, k) table: the gather path must equal the scatter path.
     torch.manual_seed(0)
     x = torch.randn(3, 20, 6, dtype=torch.float64, requires_grad=True)
-    ei = GF.knn_graph(x, 5, loop=True, dilation=2)
+    ei = GF.knn_graph(x, 5, loop=True, dilated=GF.DilatedKNN(2))
     raw = ei.clone()  # no .graph: validated and scattered
     assert GF._vig._dense_table(ei.graph) is not None and not hasattr(raw, "graph")
     net = torch.nn.Sequential(torch.nn.Linear(12, 8), torch.nn.ReLU()).double()
@@ -230,7 +230,7 @@ def test_compile_fullgraph():
     net = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU())
 
     def fn(x):
-        g = GF._vig._knn_structure(x.detach(), 4, loop=True, metric="cosine", dilation=2)
+        g = GF._graph_knn._dilated_knn_structure(x.detach(), 4, True, "cosine", None, GF.DilatedKNN(2), False)
         return GF.mr_conv(x, g) .sum() + GF.edge_conv(x, g, net).sum()
 
     compiled = torch.compile(fn, fullgraph=True, backend="eager")

@@ -5,23 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from graphvision.functional import multi_channel_attention
+from graphvision.functional import Affine, ChannelAttentionWeights, multi_channel_attention
 from graphvision.nn import MultiChannelAttention
 from graphvision.testing import assert_close
 
 
 def functional_twin(m: MultiChannelAttention, x: torch.Tensor, **kw):
-    g = lambda mod, n: None if mod is None else getattr(mod, n)  # noqa: E731
-    return multi_channel_attention(
-        x, m.q_proj.weight, m.kv_proj.weight, m.out_proj.weight, m.temperature, heads=m.heads,
-        q_bias=m.q_proj.bias, kv_bias=m.kv_proj.bias, out_bias=m.out_proj.bias,
-        gate_weight=g(m.gate_proj, "weight"), gate_bias=g(m.gate_proj, "bias"),
-        norm1_weight=g(m.norm1, "weight"), norm1_bias=g(m.norm1, "bias"),
-        norm2_weight=g(m.norm2, "weight"), norm2_bias=g(m.norm2, "bias"),
-        ffn1_weight=g(m.ffn1, "weight"), ffn1_bias=g(m.ffn1, "bias"),
-        ffn2_weight=g(m.ffn2, "weight"), ffn2_bias=g(m.ffn2, "bias"),
-        norm=m.norm, normalize=m.normalize, **kw,
+    aff = lambda mod: None if mod is None else Affine(mod.weight, mod.bias)  # noqa: E731
+    weights = ChannelAttentionWeights(
+        aff(m.q_proj), aff(m.kv_proj), aff(m.out_proj), m.temperature, gate_proj=aff(m.gate_proj),
+        norm1=aff(m.norm1), norm2=aff(m.norm2), ffn1=aff(m.ffn1), ffn2=aff(m.ffn2),
     )
+    return multi_channel_attention(x, weights, m.heads, norm=m.norm, normalize=m.normalize, **kw)
 
 
 @pytest.mark.parametrize(
@@ -122,5 +117,5 @@ def test_constructor_errors(kwargs, err, match):
 
 def test_forward_channel_mismatch_error():
     m = MultiChannelAttention(8)
-    with pytest.raises(ValueError, match=r"Expected 'q_weight' of shape \(4, 4\) for C=4"):
+    with pytest.raises(ValueError, match=r"Expected 'q_proj.weight' of shape \(4, 4\) for C=4"):
         m(torch.randn(1, 4, 3, 3))

@@ -35,12 +35,15 @@ def test_modules_match_functional():
     conv = gnn.GCNConv(5, 3)
     assert_close(conv(x, ei, w), GF.gcn_conv(x, ei, conv.lin.weight, conv.bias, w))
     conv = gnn.GATConv(5, 3, heads=2, concat=False, residual=True)
-    ref = GF.gat_conv(x, ei, conv.lin.weight, conv.att_src, conv.att_dst, conv.bias, w, concat=False,
-                      residual_weight=conv.res.weight)
+    weights = GF.AttentionWeights(
+        conv.lin.weight, conv.att_src, conv.att_dst, conv.bias, residual_weight=conv.res.weight
+    )
+    ref = GF.gat_conv(x, ei, weights, w, options=GF.GATOptions(concat=False))
     assert_close(conv(x, ei, w), ref)
     conv = gnn.AttentionGCNConv(5, 3, heads=2, alpha=0.3)
     x0 = torch.randn(6, 5)
-    ref = GF.attention_gcn_conv(x, ei, conv.lin.weight, conv.att_src, conv.att_dst, conv.bias, w, x0=x0, alpha=0.3)
+    weights = GF.AttentionWeights(conv.lin.weight, conv.att_src, conv.att_dst, conv.bias)
+    ref = GF.attention_gcn_conv(x, ei, weights, w, x0=x0, options=GF.AttentionGCNOptions(alpha=0.3))
     assert_close(conv(x, ei, w, x0=x0), ref)
     conv = gnn.GCN2Conv(5, alpha=0.1, theta=0.5, layer=3, shared_weights=False)
     ref = GF.gcn2_conv(x, x0, ei, conv.weight1, conv.weight2, w, alpha=0.1, beta=conv.beta)
