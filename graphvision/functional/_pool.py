@@ -655,9 +655,10 @@ def per_graph_topk_pool(
     its best node). Then :math:`\mathbf{X}' = \text{multiplier} \cdot (\mathbf{X} \odot
     \mathbf{y})_{\mathbf{i}}` and the edges among the kept nodes, relabelled to ``[0, M)``.
 
-    The number of kept nodes depends on the data (host synchronisations, no
-    ``torch.compile(fullgraph=True)``); :func:`topk_pool` / :func:`sag_pool` are the static-shape
-    alternatives. A float ``ratio=1.0`` keeps every node (PyG's code reads any ``ratio >= 1`` as
+    The number of kept nodes depends on the data (host synchronisations:
+    ``torch.compile(fullgraph=True)`` traces it only with ``torch._dynamo.config``'s
+    ``capture_scalar_outputs`` and ``capture_dynamic_output_shape_ops`` on; ``torch.export``
+    traces it); :func:`topk_pool` / :func:`sag_pool` are the static-shape alternatives. A float ``ratio=1.0`` keeps every node (PyG's code reads any ``ratio >= 1`` as
     a count, so it keeps one). The kept edges are read from the target-sorted CSR of the graph,
     not by scanning all ``E`` edges, and come out sorted by target.
 
