@@ -379,6 +379,12 @@ MODULES = {
         _image_args,
         config=_CAPTURE,
     ),
+    "TopKPooling-min_score": Case(
+        lambda: gnn.TopKPooling(4, ratio=None, min_score=0.1),
+        lambda m, x, ei: _unpack(m(x, ei)),
+        _graphs,
+        config=_CAPTURE,
+    ),
     "SAGPooling-pyg": Case(
         lambda: gnn.SAGPooling(4, ratio=0.5), lambda m, x, ei: _unpack(m(x, ei)), _graphs, config=_CAPTURE
     ),
@@ -498,6 +504,7 @@ EXPORTS = {
             "EdgeConv",
             "MessagePassing",
             "TopKPooling-pyg",
+            "TopKPooling-min_score",
             "SAGPooling-pyg",
         ],
         _graph_dims,
@@ -513,11 +520,16 @@ EXPORTS = {
             "SAGPooling",
             "MultiChannelAttention",
             "structure-all-convs",
+            "Grapher",
+            "MutualInformationAdjacency",
+            "MutualInformationAdjacency-topk",
+            "MutualInformationAdjacency-threshold",
         ],
         _image_dims,
     ),
     **dict.fromkeys(["KNNGraph", "RadiusGraph", "DynamicEdgeConv"], _point_dims),
     "PatchGraph-knn": _patch_dims,
+    "PatchGraph-grid": _patch_dims,
     "NodesToImage": lambda args: ({0: 6 * torch.export.Dim("b", min=1, max=4096)},),
 }
 
