@@ -397,7 +397,7 @@ def edge_similarity(
     check_same_device("x", x, "edge_index", edge_index)
     check_choice(metric, SIMILARITIES, "metric")
     _check_sigma(sigma)
-    if edge_index.numel() > 0 and sync_checks_enabled():
+    if sync_checks_enabled() and edge_index.numel() > 0:  # no guard on a data-dependent E under compile
         lo, hi = int(edge_index.min()), int(edge_index.max())
         if lo < 0 or hi >= x.size(0):
             raise IndexError(

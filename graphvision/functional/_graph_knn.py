@@ -341,6 +341,9 @@ def _knn_dense(
         # score = |q|^2 - d^2 (euclidean) or (2 - d^2) / 2 (cosine).
         relative_pos = relative_pos.to(xc.dtype) * (1.0 if metric == "euclidean" else 0.5)
     rows = chunk_size if chunk_size is not None else max(1, _BLOCK_ELEMENTS // max(b * n, 1))
+    if rows >= n:  # one block, without ``range``: under dynamic shapes a bound on n, not n's value
+        s = _dense_scores(xc, bias, metric, 0, n, loop, relative_pos)
+        return s.topk(k, dim=-1, largest=True, sorted=True).indices
     out = []
     for i0 in range(0, n, rows):
         i1 = min(i0 + rows, n)

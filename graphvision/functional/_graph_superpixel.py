@@ -238,7 +238,8 @@ def superpixel_graph(
         lo = int(lab.min())
         if lo < 0:
             raise ValueError(f"Expected 'labels' >= 0 (got min {lo})")
-    span = int(lab.max()) + 1
+    span = lab.max().item() + 1  # not int(): torch.export (non-strict) keeps .item() symbolic
+    torch._check(span >= 1)
     key = (torch.arange(b, device=device).view(b, 1, 1) * span + lab).reshape(-1)
     uniq, inv = torch.unique(key, sorted=True, return_inverse=True)
     num_nodes = uniq.numel()

@@ -69,6 +69,8 @@ def _resolve_batch(x: Tensor, batch: Tensor | None, size: int | None) -> tuple[T
         raise ValueError(f"Expected 'batch' on the same device as 'x' ({x.device}) (got {batch.device})")
     if size is None:
         size = int(batch.max()) + 1 if batch.numel() > 0 else 0
+    elif isinstance(size, torch.SymInt):  # a traced size (torch.export): checked in the graph, no guard
+        torch._check(size >= 0, lambda: f"Expected 'size' to be a non-negative int (got {size})")
     elif isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise ValueError(f"Expected 'size' to be a non-negative int (got {size!r})")
     check_index(batch, size, "batch", dim_name="size")
@@ -568,7 +570,8 @@ def _filter_graph(
     m = kept.numel()
     ptr = torch.zeros(m + 1, dtype=torch.long, device=kept.device)
     torch.cumsum(deg, 0, out=ptr[1:])
-    total = int(ptr[-1])
+    total = ptr[-1].item()  # not int(): torch.export (non-strict) keeps .item() symbolic
+    torch._check(total >= 0)
     pos = torch.repeat_interleave(start - ptr[:-1], deg, output_size=total) + torch.arange(total, device=kept.device)
     src = col.index_select(0, pos)
     if offset is not None:
@@ -651,9 +654,10 @@ def per_graph_topk_pool(
     its best node). Then :math:`\mathbf{X}' = \text{multiplier} \cdot (\mathbf{X} \odot
     \mathbf{y})_{\mathbf{i}}` and the edges among the kept nodes, relabelled to ``[0, M)``.
 
-    The number of kept nodes depends on the data (host synchronisations, no
-    ``torch.compile(fullgraph=True)``); :func:`topk_pool` / :func:`sag_pool` are the static-shape
-    alternatives. A float ``ratio=1.0`` keeps every node (PyG's code reads any ``ratio >= 1`` as
+    The number of kept nodes depends on the data (host synchronisations:
+    ``torch.compile(fullgraph=True)`` traces it only with ``torch._dynamo.config``'s
+    ``capture_scalar_outputs`` and ``capture_dynamic_output_shape_ops`` on; ``torch.export``
+    traces it); :func:`topk_pool` / :func:`sag_pool` are the static-shape alternatives. A float ``ratio=1.0`` keeps every node (PyG's code reads any ``ratio >= 1`` as
     a count, so it keeps one). The kept edges are read from the target-sorted CSR of the graph,
     not by scanning all ``E`` edges, and come out sorted by target.
 

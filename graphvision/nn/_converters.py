@@ -339,7 +339,7 @@ class SuperpixelGraph(nn.Module):
     """
 
     #: What the layer supports (read by the docs' capability table).
-    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "feature similarity (optional)", "fused_kernel": False, "compile_safe": "with capture_dynamic_output_shape_ops", "deterministic": "CPU only"}
+    _capabilities = {"batched": True, "per_sample_graph": "n/a", "edge_weight": "feature similarity (optional)", "fused_kernel": False, "compile_safe": "with labels= and capture_dynamic_output_shape_ops (SLIC in scikit-image is a graph break)", "deterministic": "CPU only"}
 
     def __init__(
         self,

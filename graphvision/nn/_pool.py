@@ -202,6 +202,9 @@ class _DefaultRatio(float):
 
 _RATIO_DEFAULT = _DefaultRatio(0.5)
 
+#: The static path compiles as is; the pooled graph and PyG's path have data-dependent sizes.
+_TOPK_COMPILE = "static path; pooled graph and PyG's path with capture_dynamic_output_shape_ops"
+
 
 def _resolve_ratio(ratio: float | int | None, k: int | None, min_score: float | None) -> float | int | None:
     """The selection size: ``k`` (an alias of an int ``ratio``) or ``ratio`` (PyG: int = count, float = fraction)."""
@@ -372,8 +375,9 @@ class TopKPooling(_TopKBase):
       returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
       with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
       ``B * k`` slots is attached (``out.edge_index``, ``out.edge_attr``, ``out.graph``,
-      ``out.batch``); its edge count depends on the data (one host read), so that part does not
-      trace with ``fullgraph=True``. ``min_score`` is not available here.
+      ``out.batch``); its edge count depends on the data (one host read), so that part traces
+      with ``fullgraph=True`` only with ``torch._dynamo.config.capture_scalar_outputs`` and
+      ``capture_dynamic_output_shape_ops`` on. ``min_score`` is not available here.
 
     In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
     ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
@@ -406,7 +410,7 @@ class TopKPooling(_TopKBase):
         (torch.Size([3, 16]), [0, 1, 1])
     """
 
-    _capabilities = {**_CAPS, "fused_kernel": False}
+    _capabilities = {**_CAPS, "fused_kernel": False, "compile_safe": _TOPK_COMPILE}
 
     def __init__(
         self,
@@ -508,8 +512,9 @@ class SAGPooling(_TopKBase):
       returning a :class:`graphvision.functional.TopKOutput` ``(x (B, k, F), index, mask, score)``
       with masks, which compiles with ``fullgraph=True``. With a graph, the pooled graph over the
       ``B * k`` slots is attached (``out.edge_index``, ``out.edge_attr``, ``out.graph``,
-      ``out.batch``); its edge count depends on the data (one host read), so that part does not
-      trace with ``fullgraph=True``. ``min_score`` is not available here.
+      ``out.batch``); its edge count depends on the data (one host read), so that part traces
+      with ``fullgraph=True`` only with ``torch._dynamo.config.capture_scalar_outputs`` and
+      ``capture_dynamic_output_shape_ops`` on. ``min_score`` is not available here.
 
     In both, the pooled edges are those among the kept nodes, relabelled, sorted by target, with
     ``edge_attr`` filtered alike (PyG keeps the input edge order: the same set).
@@ -545,7 +550,7 @@ class SAGPooling(_TopKBase):
         (torch.Size([2, 16]), 2)
     """
 
-    _capabilities = {**_CAPS, "edge_weight": True, "fused_kernel": "spmm"}
+    _capabilities = {**_CAPS, "edge_weight": True, "fused_kernel": "spmm", "compile_safe": _TOPK_COMPILE}
 
     def __init__(
         self,

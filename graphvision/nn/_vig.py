@@ -372,6 +372,8 @@ class Grapher(nn.Module):
         self.graph_conv.gconv.nn.reset_parameters()
 
     def _relative_term(self, h: int, w: int, ref: Tensor) -> Tensor:
+        if torch.compiler.is_compiling():  # in the graph: comparing the cache key would specialise h and w
+            return relative_position_term(self.channels, h, w, device=ref.device, dtype=ref.dtype)
         key = (h, w, ref.device, ref.dtype)
         if self._rel_cache is None or self._rel_cache[0] != key:
             term = relative_position_term(self.channels, h, w, device=ref.device, dtype=ref.dtype)
