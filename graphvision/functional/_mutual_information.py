@@ -35,18 +35,15 @@ memory bounded as well.
 from __future__ import annotations
 
 import math
-import warnings
 from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from graphvision import config
-from graphvision._checks import check_floating, check_positive_int, check_tensor, is_compiling
+from graphvision._checks import check_floating, check_positive_int, check_tensor
 from graphvision.functional._graph_grid import _CarriesGraph
-from graphvision.ops._torch import CHUNK_MEMORY_BUDGET, _xlogx, default_chunk_size
-from graphvision.ops._torch import joint_entropy_dense as _joint_entropy_torch
-from graphvision.ops._torch import joint_entropy_dense_backward as _joint_entropy_backward_torch
+from graphvision.ops._api import joint_entropy
+from graphvision.ops._torch import _xlogx, default_chunk_size
 from graphvision.structure import GraphStructure
 
 __all__ = ["mutual_information_adjacency"]
@@ -100,102 +97,6 @@ def _soft_memberships(x: Tensor, bins: int, bandwidth: float, inplace: bool = Fa
 
 
 _default_chunk_size = default_chunk_size  # the torch kernel's default (runtime) chunking
-
-
-def _joint_entropy(a: Tensor, chunk: int | None, use_triton: bool) -> Tensor:
-    """``(B, N, bins, C)`` memberships -> ``(B, N, N)`` joint entropies through the ops dispatcher.
-
-    ``graphvision::joint_entropy`` is an opaque custom op with a fake kernel and a chunked
-    backward (``graphvision::joint_entropy_backward``), so ``torch.compile`` traces it with
-    symbolic ``N``; ``chunk=None`` lets the kernel choose the chunk at run time.
-    """
-    import graphvision.ops._library  # noqa: F401 - registers the ops
-
-    return torch.ops.graphvision.joint_entropy(a, 0 if chunk is None else chunk, "triton" if use_triton else "torch")
-
-
-# --------------------------------------------------------------------------------------------
-# backend selection
-# --------------------------------------------------------------------------------------------
-
-
-def _triton_reason(x: Tensor, bins: int) -> str | None:
-    from graphvision.ops._triton import unusable_reason
-
-    reason = unusable_reason(x.device)
-    if reason is not None:
-        return reason
-    from graphvision.ops._triton.k_mutual_information import MAX_BINS
-
-    if bins > MAX_BINS:
-        return f"the fused kernel supports bins <= {MAX_BINS} (got bins={bins})"
-    if x.dtype == torch.float64:
-        return "the fused kernel computes in float32 (got float64 input; use backend='torch')"
-    return None
-
-
-def _use_triton(x: Tensor, bins: int, backend: str | None) -> bool:
-    name = config.get_backend() if backend is None else backend
-    if name not in config.BACKENDS:
-        raise ValueError(f"Unknown backend {name!r}; expected one of {config.BACKENDS}")
-    if name == "torch":
-        return False
-    if name == "triton":
-        reason = _triton_reason(x, bins)
-        if reason is not None:
-            raise RuntimeError(f"mutual_information_adjacency: backend='triton' cannot run: {reason}")
-        return True
-    # "auto" (and the scatter backends, which do not apply to this op): Triton on CUDA only;
-    # the CPU interpreter is far slower than the torch path.
-    return x.device.type == "cuda" and _triton_reason(x, bins) is None and _triton_self_check(x.device)
-
-
-#: device -> None (the fused kernels work there) or the reason they do not.
-_SELF_CHECK: dict[str, str | None] = {}
-
-
-def _triton_self_check(device: torch.device) -> bool:
-    """Once per device: run the fused forward and backward on a tiny input against torch.
-
-    Auto mode uses the Triton kernels only when this passes; a failure (a compile error on an
-    untested GPU, a wrong result) warns once and falls back to torch. Under ``torch.compile``
-    only a cached result is used (no probe while tracing).
-    """
-    key = str(device)
-    if key not in _SELF_CHECK:
-        if is_compiling():
-            return False
-        _SELF_CHECK[key] = _run_self_check(device)
-        if _SELF_CHECK[key] is not None:
-            warnings.warn(
-                f"mutual_information_adjacency: the fused Triton kernels failed a self-check on {device} "
-                f"({_SELF_CHECK[key]}); using the torch path. Pass backend='triton' to see the error.",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-    return _SELF_CHECK[key] is None
-
-
-def _run_self_check(device: torch.device) -> str | None:
-    try:
-        from graphvision.ops._triton.k_mutual_information import joint_entropy, joint_entropy_backward
-
-        g = torch.Generator().manual_seed(0)
-        a = torch.softmax(torch.randn(2, 11, 16, 40, generator=g, dtype=torch.float64), dim=2)
-        grad = torch.randn(2, 11, 11, generator=g, dtype=torch.float64)
-        h_ref = _joint_entropy_torch(a, 4)
-        d_ref = _joint_entropy_backward_torch(a, grad, 4)
-        a32 = a.to(device, torch.float32)
-        h = joint_entropy(a32).double().cpu()
-        d = joint_entropy_backward(a32, grad.to(device, torch.float32)).double().cpu()
-        # loose enough for TF32 (when the caller enabled it), tight enough to catch a wrong kernel
-        if not torch.allclose(h, h_ref, rtol=1e-2, atol=1e-2):
-            return f"forward mismatch, max abs error {float((h - h_ref).abs().max()):.2e}"
-        if not torch.allclose(d, d_ref, rtol=5e-2, atol=5e-2 * float(d_ref.abs().max())):
-            return f"backward mismatch, max abs error {float((d - d_ref).abs().max()):.2e}"
-        return None
-    except Exception as exc:  # noqa: BLE001 - any failure means: do not use the kernels
-        return f"{type(exc).__name__}: {exc}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,8 +227,9 @@ def mutual_information_adjacency(
             for ``(edge_index, edge_weight)`` with node ``b * N + i`` for node ``i`` of image ``b``.
         chunk_size: Rows per chunk of the torch path (default from the memory budget).
         backend: ``None`` (from :func:`graphvision.config.get_backend`), ``"auto"``, ``"torch"``
-            or ``"triton"`` (``RuntimeError`` when it cannot run). ``"auto"`` uses Triton on
-            CUDA and torch elsewhere.
+            or ``"triton"`` (``RuntimeError`` when it cannot run), chosen by the ops dispatcher
+            (:func:`graphvision.ops._api.joint_entropy`): ``"auto"`` uses Triton on CUDA when the
+            input suits the fused kernel, torch elsewhere.
 
     Returns:
         The dense adjacency, or the tuple ``(edge_index, edge_weight)``.
@@ -350,7 +252,6 @@ def mutual_information_adjacency(
     if unbatched:
         x = x.unsqueeze(0)
     bsz, n, c = x.shape
-    use_triton = _use_triton(x, bins, backend)
     out_dtype = x.dtype
     if x.dtype in (torch.float16, torch.bfloat16):  # histograms and logs in float32
         x = x.float()
@@ -360,11 +261,13 @@ def mutual_information_adjacency(
     a = _soft_memberships(x, bins, bw, inplace)  # (B, N, bins, C): rows of A = W_i^T
     p = a.mean(dim=-1)  # (B, N, bins) marginals
     h = -_xlogx(p).sum(dim=-1)  # (B, N) marginal entropies
-    hj = _joint_entropy(a, chunk, use_triton)
+    hj = joint_entropy(a, chunk, backend=backend)
     del a
     hi, hk = h.unsqueeze(2), h.unsqueeze(1)
     if inplace:
-        mi = hj.neg_().add_(hi).add_(hk).clamp_min_(0.0)  # H_i + H_j - H_ij
+        # (H_i + H_j) first: a sum of two terms is exactly symmetric, ((-H_ij + H_i) + H_j) is not
+        mi = (hi + hk).sub_(hj).clamp_min_(0.0)
+        del hj
     else:
         mi = ((hi + hk) - hj).clamp_min(0.0)
     if normalize is not False:

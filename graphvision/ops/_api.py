@@ -623,3 +623,65 @@ def global_attention_pool(
     if gate.dim() == 1:
         out, w = out.squeeze(1), w.squeeze(1)
     return (out, w) if return_attention_weights else out
+
+
+# --------------------------------------------------------------------------- MI joint entropy
+def joint_entropy(a: Tensor, chunk: int | None = None, *, backend: str | None = None) -> Tensor:
+    r"""Joint entropies of soft-binned node features, for all node pairs (the MI adjacency's kernel).
+
+    .. math::
+        H_{bij} = -\sum_{u, v} P_{bij}(u, v) \log P_{bij}(u, v),\qquad
+        P_{bij} = \tfrac{1}{C} A_{bi} A_{bj}^\top
+
+    for memberships ``a[b, i]`` of shape ``(bins, C)`` (each column sums to 1). The ``(N, N,
+    bins, bins)`` joint histograms are never stored; the torch backend works in blocks of
+    ``chunk`` rows (``None``: chosen at run time from a memory budget), the Triton backend in
+    fused tiles. Differentiable (``graphvision::joint_entropy`` with its own backward op).
+
+    Backend: ``"auto"`` runs Triton on CUDA (where the H200 run checked it against float64,
+    ``AUTO_ORDER_OPS``) when the input suits the fused kernel (float32/half, ``bins <=
+    MAX_BINS``), else torch; the torch_scatter/torch_sparse backends have no MI kernel, so they
+    also mean ``"auto"`` here. An explicit ``"triton"`` that cannot run raises with the reason.
+
+    Args:
+        a: ``(B, N, bins, C)`` floating memberships.
+        chunk: Rows per block of the torch kernel, or ``None``.
+        backend: ``None`` (see :mod:`graphvision.config`), ``"auto"``, ``"torch"`` or ``"triton"``.
+
+    Returns:
+        ``(B, N, N)`` symmetric joint entropies in ``a``'s dtype.
+
+    Shape:
+        - a: :math:`(B, N, \text{bins}, C)`
+        - output: :math:`(B, N, N)`
+
+    Example:
+        >>> a = torch.softmax(torch.randn(2, 5, 4, 10), dim=2)
+        >>> joint_entropy(a).shape
+        torch.Size([2, 5, 5])
+    """
+    _check_float_tensor(a, "a")
+    if a.dim() != 4:
+        raise ValueError(f"Expected 'a' of shape (B, N, bins, C) (got {tuple(a.shape)})")
+    requested = config.get_backend() if backend is None else backend
+    if requested in ("torch_scatter", "torch_sparse"):  # graph-op libraries: no MI kernel to offer
+        requested = "auto"
+    name = resolve_backend("joint_entropy_dense", a.device, requested)
+    if name == "triton":
+        reason = _triton_joint_entropy_reason(a)
+        if reason is not None:
+            if requested == "triton":
+                raise RuntimeError(f"graphvision.ops: backend 'triton' cannot run 'joint_entropy_dense': {reason}")
+            name = "torch"
+    return torch.ops.graphvision.joint_entropy(a, 0 if chunk is None else chunk, name)
+
+
+def _triton_joint_entropy_reason(a: Tensor) -> str | None:
+    """Why the fused MI kernel cannot take ``a`` (``None`` when it can)."""
+    from graphvision.ops._triton.k_mutual_information import MAX_BINS
+
+    if a.size(2) > MAX_BINS:
+        return f"the fused kernel supports bins <= {MAX_BINS} (got bins={a.size(2)})"
+    if a.dtype == torch.float64:
+        return "the fused kernel computes in float32 (got float64 input; use backend='torch')"
+    return None

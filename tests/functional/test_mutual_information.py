@@ -13,6 +13,8 @@ from hypothesis import strategies as st
 import graphvision
 from graphvision.functional import mutual_information_adjacency as mia
 from graphvision.functional import _mutual_information as mimod
+from graphvision.ops._api import joint_entropy
+from graphvision.ops._torch import joint_entropy_dense_backward
 from graphvision.testing import assert_close
 
 # ---------------------------------------------------------------------------------------------
@@ -341,7 +343,7 @@ def test_joint_entropy_backward_matches_autograd():
     a = torch.softmax(torch.randn(2, 5, 3, 7, dtype=torch.float64), dim=2)
     g = torch.randn(2, 5, 5, dtype=torch.float64)
     a1 = a.clone().requires_grad_(True)
-    mimod._joint_entropy(a1, 2, False).backward(g)
+    joint_entropy(a1, 2, backend="torch").backward(g)
     a2 = a.clone().requires_grad_(True)
     p = torch.einsum("bikc,bjlc->bijkl", a2, a2) / 7
     (-(torch.special.xlogy(p, p).sum((-1, -2))) * g).sum().backward()
@@ -368,16 +370,31 @@ def test_hard_mode_has_no_grad():
 
 def test_backend_selection(monkeypatch):
     x = torch.randn(1, 3, 4)
-    assert mimod._use_triton(x, 16, "torch") is False
-    assert mimod._use_triton(x, 16, "auto") is False  # CPU: torch even when the interpreter is on
+    a = torch.softmax(torch.randn(1, 3, 16, 4), dim=2)
+    calls = []
+    real = torch.ops.graphvision.joint_entropy
+
+    class _Spy:
+        def __call__(self, a, chunk, backend):  # noqa: ANN001, ANN204
+            calls.append(backend)
+            return real(a, chunk, backend)
+
+    monkeypatch.setattr(torch.ops.graphvision, "joint_entropy", _Spy())
+    joint_entropy(a, backend="torch")
+    joint_entropy(a, backend="auto")  # CPU: torch even when the interpreter is on
     with graphvision.config.use_backend("torch"):
-        assert mimod._use_triton(x, 16, None) is False
-    with graphvision.config.use_backend("torch_scatter"):
-        assert mimod._use_triton(x, 16, None) is False
+        joint_entropy(a)
+    with graphvision.config.use_backend("torch_scatter"):  # no MI kernel there: auto
+        joint_entropy(a)
+    assert calls == ["torch"] * 4
     with pytest.raises(ValueError, match="Unknown backend 'cuda'"):
         mia(x, backend="cuda")
+    try:  # Triton reads TRITON_INTERPRET when imported: import it before switching it off
+        import triton  # noqa: F401
+    except ImportError:
+        pass
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    with pytest.raises(RuntimeError, match="backend='triton' cannot run"):
+    with pytest.raises(RuntimeError, match="backend 'triton' cannot run"):
         mia(x, backend="triton")
     with graphvision.config.use_backend("triton"), pytest.raises(RuntimeError, match="cannot run"):
         mia(x)
@@ -420,24 +437,10 @@ def test_triton_backward_kernel_matches_torch(b, n, bins, c):
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     a = torch.softmax(torch.randn(b, n, bins, c, dtype=torch.float64) * 2, dim=2)
     g = torch.randn(b, n, n, dtype=torch.float64)
-    expected = mimod._joint_entropy_backward_torch(a, g, 2)
+    expected = joint_entropy_dense_backward(a, g, 2)
     out = joint_entropy_backward(a.to(dev, torch.float32), g.to(dev, torch.float32))
     assert out.shape == a.shape and out.dtype == torch.float32
     assert_close(out, expected, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.triton_interpret
-def test_triton_self_check(monkeypatch):
-    if not _triton_ok():
-        pytest.skip("Triton cannot run here")
-    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    assert mimod._run_self_check(dev) is None
-    # a failing kernel: auto mode warns once and falls back to torch
-    monkeypatch.setattr(mimod, "_SELF_CHECK", {})
-    monkeypatch.setattr(mimod, "_run_self_check", lambda device: "RuntimeError: boom")
-    with pytest.warns(RuntimeWarning, match="failed a self-check.*boom"):
-        assert mimod._triton_self_check(dev) is False
-    assert mimod._triton_self_check(dev) is False  # cached, no second warning
 
 
 @pytest.mark.triton_interpret

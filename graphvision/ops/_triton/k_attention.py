@@ -50,7 +50,6 @@ from graphvision.ops._triton._common import (
     check_rowptr,
     check_weight,
     dummy,
-    next_pow2,
 )
 
 __all__ = ["attention_forward_csr", "attention_backward_csr"]

@@ -31,7 +31,6 @@ from graphvision.ops._triton._common import (
     check_device,
     check_float_tensor,
     check_rowptr,
-    next_pow2,
 )
 
 __all__ = ["attention_pool_ptr"]

@@ -25,7 +25,6 @@ from graphvision.ops._triton._common import (
     check_float_tensor,
     check_index_tensor,
     check_rowptr,
-    next_pow2,
 )
 
 __all__ = ["sddmm_csr"]

@@ -30,7 +30,6 @@ from graphvision.ops._triton._common import (
     check_device,
     check_float_tensor,
     check_rowptr,
-    next_pow2,
 )
 
 __all__ = ["segment_reduce_csr", "REDUCTIONS"]

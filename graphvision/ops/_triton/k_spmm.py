@@ -32,7 +32,6 @@ from graphvision.ops._triton._common import (
     check_rowptr,
     check_weight,
     dummy,
-    next_pow2,
 )
 
 __all__ = ["spmm_csr"]
