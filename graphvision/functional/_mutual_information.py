@@ -228,7 +228,7 @@ def mutual_information_adjacency(
         chunk_size: Rows per chunk of the torch path (default from the memory budget).
         backend: ``None`` (from :func:`graphvision.config.get_backend`), ``"auto"``, ``"torch"``
             or ``"triton"`` (``RuntimeError`` when it cannot run), chosen by the ops dispatcher
-            (:func:`graphvision.ops._api.joint_entropy`): ``"auto"`` uses Triton on CUDA when the
+            (``graphvision.ops._api.joint_entropy``): ``"auto"`` uses Triton on CUDA when the
             input suits the fused kernel, torch elsewhere.
 
     Returns:
