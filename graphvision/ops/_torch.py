@@ -518,6 +518,17 @@ def _xlogx(p: Tensor) -> Tensor:
     return torch.special.xlogy(p, p)
 
 
+def _xlogx_(p: Tensor) -> Tensor:
+    """``p log p`` (``0 log 0 = 0``) of a non-negative ``p`` without autograd, ``p`` itself reused.
+
+    ``log`` of ``p`` clamped to the smallest normal float, times ``p``: an exact 0 gives 0 and a
+    denormal ``p`` below ``tiny`` is off by under ``tiny * 90``. ``torch.special.xlogy`` is not
+    vectorised on the CPU: it made up about a third of an RMCG training step (1 thread); this is
+    about 4x faster.
+    """
+    return p.mul_(p.clamp_min(torch.finfo(p.dtype).tiny).log_())
+
+
 def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
     """``H[b, i, j] = -sum_{u,v} P log P`` with ``P = A_i A_j^T / C`` for memberships ``a``.
 
@@ -541,7 +552,8 @@ def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         p = torch.bmm(af[:, s * k : e * k], af[:, s * k :].transpose(1, 2)).mul_(inv_c)
-        h = _xlogx(p).view(bsz, e - s, k, n - s, k).sum(dim=(2, 4)).neg_()
+        # two single-axis sums: about 2x faster than one .sum(dim=(2, 4)) over the strided view
+        h = _xlogx_(p).view(bsz, e - s, k, n - s, k).sum(4).sum(2).neg_()
         out[:, s:e, s:] = h
         out[:, s:, s:e] = h.transpose(1, 2)
         blk = h[:, :, : e - s]

@@ -355,6 +355,41 @@ def test_empty_bins_finite_grad():
     assert bool(x.grad.isfinite().all())
 
 
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(0, 40), seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_in_place_xlogx_matches_xlogy_with_zeros_and_denormals(n, seed, dtype):
+    # the joint-entropy kernel's p log p: exact zeros must give 0 (not 0 * -inf = nan), denormals ~0,
+    # and the result is written into p (no extra (B, rows*bins, N*bins) buffer)
+    from graphvision.ops._torch import _xlogx_
+
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(n, generator=g, dtype=torch.float64) ** 3
+    tiny = torch.finfo(dtype).tiny
+    special = torch.tensor([0.0, tiny / 4, tiny, 1.0, 0.5], dtype=torch.float64)
+    p = torch.cat([p, special]).to(dtype)[torch.randperm(n + 5, generator=g)][:: 1 if n % 2 else 2]
+    want = torch.special.xlogy(p.double(), p.double())
+    buf = p.clone()
+    got = _xlogx_(buf)
+    assert got.data_ptr() == buf.data_ptr() and got.dtype == dtype
+    assert bool(got.isfinite().all())
+    assert_close(got.double(), want, atol=100 * tiny, rtol=4 * torch.finfo(dtype).eps)
+    assert bool((got[p == 0] == 0).all())
+
+
+def test_joint_entropy_kernel_with_empty_joint_bins_matches_definition():
+    # hard memberships: most joint bins are exactly empty (P = 0); compare with -sum xlogy(P, P)
+    from graphvision.ops._torch import joint_entropy_dense
+
+    g = torch.Generator().manual_seed(3)
+    lab = torch.randint(0, 6, (2, 7, 20), generator=g)
+    a = torch.nn.functional.one_hot(lab, 6).permute(0, 1, 3, 2).float()  # (B, N, bins, C)
+    p = torch.einsum("bikc,bjlc->bijkl", a.double(), a.double()) / a.size(-1)
+    want = -torch.special.xlogy(p, p).sum((-1, -2))
+    for chunk in (0, 1, 3, 7):
+        got = joint_entropy_dense(a, chunk)
+        assert_close(got.double(), want, atol=1e-6, rtol=1e-6)
+
+
 def test_hard_mode_has_no_grad():
     x = torch.randn(1, 4, 10, requires_grad=True)
     assert not mia(x, bandwidth=0).requires_grad
