@@ -514,6 +514,17 @@ def default_chunk_size(batch: int, num_nodes: int, bins: int, itemsize: int) -> 
     return max(1, min(max(num_nodes, 1), CHUNK_MEMORY_BUDGET // max(per_row, 1)))
 
 
+def forward_chunk_size(batch: int, num_nodes: int, bins: int, itemsize: int) -> int:
+    """Rows per chunk of :func:`joint_entropy_dense`'s forward: the budget's, and at most a quarter of ``N``.
+
+    The forward computes only the upper triangle ``[s, e) x [s, N)`` of each row block, so one block
+    of all ``N`` rows does the full ``N x N`` work; four blocks do about 60 % of it (32 images x 49
+    nodes x 8 bins, 1 CPU thread: 25 ms instead of 41 ms). Blocks stay at least 8 rows.
+    """
+    quarter = max(8, -(-max(num_nodes, 1) // 4))
+    return max(1, min(default_chunk_size(batch, num_nodes, bins, itemsize), quarter))
+
+
 def _xlogx(p: Tensor) -> Tensor:
     return torch.special.xlogy(p, p)
 
@@ -537,7 +548,7 @@ def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
 
     Args:
         a: ``(B, N, bins, C)`` soft memberships (each node's ``bins x C`` histogram weights).
-        chunk: Rows per chunk; ``<= 0`` picks :func:`default_chunk_size` at run time (so a
+        chunk: Rows per chunk; ``<= 0`` picks :func:`forward_chunk_size` at run time (so a
             compiled caller does not specialise on ``N``).
 
     Returns:
@@ -545,7 +556,7 @@ def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
     """
     bsz, n, k, c = a.shape
     if chunk <= 0:
-        chunk = default_chunk_size(bsz, n, k, a.element_size())
+        chunk = forward_chunk_size(bsz, n, k, a.element_size())
     out = a.new_empty(bsz, n, n)
     af = a.reshape(bsz, n * k, c)
     inv_c = 1.0 / c

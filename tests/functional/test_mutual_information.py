@@ -113,6 +113,25 @@ def test_default_chunk_respects_budget(monkeypatch):
     assert_close(dense(x, bins=8), dense(x, bins=8, chunk_size=23), rtol=1e-5, atol=1e-6)
 
 
+def test_forward_chunks_use_the_triangle():
+    # the forward computes row block [s, e) against columns [s, N) only: one block of all N rows
+    # would do the full N x N work, so the default splits small N into about 4 blocks of >= 8 rows
+    from graphvision.ops import _torch
+
+    assert _torch.forward_chunk_size(32, 49, 8, 4) == 13
+    assert _torch.forward_chunk_size(32, 16, 8, 4) == 8
+    assert _torch.forward_chunk_size(32, 5, 8, 4) == 5  # never above N
+    assert _torch.forward_chunk_size(2, 10**6, 16, 4) == 1  # the memory budget still wins
+    calls = []
+    real_bmm = torch.bmm
+    x = torch.randn(3, 49, 12)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_torch.torch, "bmm", lambda *a: calls.append(a[0].shape) or real_bmm(*a))
+        got = dense(x, bins=8)
+    assert len(calls) == 4 and sum(s[1] for s in calls) == 49 * 8
+    assert_close(got, dense(x, bins=8, chunk_size=49), rtol=1e-5, atol=1e-6)
+
+
 def test_unbatched_and_noncontiguous():
     x = torch.randn(3, 24, 7, dtype=torch.float64)
     xt = x.transpose(1, 2)  # (3, 7, 24) non-contiguous: 7 nodes, 24 samples
