@@ -10,7 +10,7 @@
 # Same flags as protocol_c.sh otherwise. One run at a time, about 2.5 min each on one CPU core
 # (AlexNet about 12 min, last). Finished runs (metrics.json present) are skipped; each finished run's
 # metrics.json is copied to examples/rmcg/results/protocol_c/ (ablations/ for ablations).
-# Afterwards: python examples/rmcg/results_file.py && python examples/rmcg/results_page.py
+# At the end: the paired statistics (protocol_c_paired.py), results/idc_large.json and the page.
 set -euo pipefail
 DATA=${DATA:-../shared/data/breast_idc_patches_large}
 OUT=${OUT:-runs/protocol_c}
@@ -68,4 +68,8 @@ for model in rmcg resnet18 resnet18-gcn ecc resnet18-gat gcnii alexnet; do
     done
   fi
 done
-echo "[$(date -u +%H:%M:%S)] protocol C extra: done" >&2
+echo "[$(date -u +%H:%M:%S)] protocol C extra: runs done" >&2
+# paired statistics of the chosen configurations and the new ablations, then the results file and page
+python examples/rmcg/results_file.py
+python examples/rmcg/protocol_c_paired.py --runs "$OUT" --data "$DATA" --train
+python examples/rmcg/results_page.py --heatmaps-from "$OUT/rmcg-s0"

@@ -95,3 +95,34 @@ def test_command_rebuild_round_trips_non_defaults() -> None:
         results_file.command({**args, "no_such_option": 1}, "x")
     with pytest.raises(ValueError, match="Expected"):
         results_file.parse_command("python other.py --seed 1")
+
+
+def test_protocol_c_paired_pools_explicit_run_directories(tmp_path: Path) -> None:
+    import csv
+
+    import protocol_c_paired
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (40,), generator=g).tolist()
+    dirs = []
+    for k in range(3):
+        d = tmp_path / f"r{k}"
+        d.mkdir()
+        probs = torch.rand(40, generator=g).tolist()
+        with open(d / "predictions_test.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "patient_id", "label", "pred", "prob_a", "prob_b"])
+            for i, (y, p) in enumerate(zip(labels, probs, strict=True)):
+                w.writerow([f"img{i:03d}.png", f"p{i % 8}", y, int(p > 0.5), 1 - p, p])
+        dirs.append(str(d))
+    out = tmp_path / "cmp"
+    protocol_c_paired._paired(["--group", f"a={dirs[0]}|{dirs[1]}", "--group", f"b={dirs[2]}", "--pair", "a", "b",
+                               "--boot", "20", "--out", str(out)])
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert [r["name"] for r in res["runs"]] == ["a", "b"] and res["patients"] == 8
+    assert (res["paired"][0]["a"], res["paired"][0]["b"]) == ("a", "b")
+    # the pooled group averages the two runs' probabilities
+    two = [protocol_c_paired.paired.Predictions.read(Path(d)) for d in dirs[:2]]
+    pooled = protocol_c_paired.paired.scores(two[0].labels, (two[0].probs + two[1].probs) / 2)
+    assert abs(res["runs"][0]["accuracy"]["value"] - pooled["accuracy"]) < 1e-12
