@@ -377,7 +377,7 @@ def render(d: Data, heatmaps: bool, draw: bool = True) -> str:
     L += tuning_section(d) + [""]
     L += ["Chosen configuration per model, mean ± standard deviation over seeds (percent). Training time is the "
           "sum of the 6 epochs' training time of one run, and images/s the median epoch throughput, on a 2-core "
-          "machine shared with other jobs (so timings carry ±30% of load noise). Macro recall equals balanced "
+          "machine shared with other jobs (runs made at different times saw different load: compare speeds only within a table and read them as ±30%, up to 2x for runs made while three other jobs ran). Macro recall equals balanced "
           "accuracy for two classes:", ""]
     L += main_table(d) + [""]
     L += [f"Seeds pooled per model, with 95% patient-bootstrap intervals ({d.boot.get('images')} test images, "
@@ -402,7 +402,9 @@ def render(d: Data, heatmaps: bool, draw: bool = True) -> str:
     rows, main_found = paired_rows(d, pairs)
     L += rows + [""]
     L += ["#### Ablations of RMCG (3 seeds each)", "",
-          "Each variant changes one component of RMCG (at protocol C's lr 2e-3, everything else unchanged):", ""]
+          "Each variant changes one component of RMCG (at protocol C's lr 2e-3, everything else unchanged). The MI "
+          "bins, top-k and layer3 variants were trained later, on a more loaded machine: their images/s are not "
+          "comparable with the rows above (`benchmarks/profile_rmcg_epoch.py` measures speed properly):", ""]
     L += ablation_table(d) + [""]
     L += ["Paired against the full RMCG (seeds pooled, 95% patient-bootstrap intervals, McNemar):", ""]
     rows, abl_found = paired_rows(d, [(a, "rmcg", f"{ABL_LABELS[a]} - RMCG") for a in ABL_LABELS])
@@ -411,7 +413,12 @@ def render(d: Data, heatmaps: bool, draw: bool = True) -> str:
         L += ["#### What RMCG looks at", "",
               "Test patches of the large set with RMCG's (seed 0) node scores of the attention pooling and its "
               "multi-channel attention drawn over them (`train.py --heatmaps 8`):", "",
-              f"![RMCG attention on test patches](_static/figures/{HEATMAPS.name})", ""]
+              f"![RMCG attention on test patches](_static/figures/{HEATMAPS.name})", "",
+              "On the non-IDC patches (mostly fat) the pooling score sits on the few dense-tissue pixels; on the "
+              "IDC patches it often peaks at the patch's top border (rows 2, 4 and 6), where the backbone's zero "
+              "padding alone makes the features differ, so part of what attention pooling picks up looks like a "
+              "padding artefact rather than tissue structure. The node attention of the last graph convolution is "
+              "more spread out. Eight patches of one seed: an illustration, not evidence.", ""]
     L += reading(d, main_found, abl_found, best) + [""]
     L += [END]
     return "\n".join(L) + "\n"
