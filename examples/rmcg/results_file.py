@@ -38,6 +38,7 @@ OUT_FILE = _HERE / "results" / "idc_large.json"
 DATA = "../shared/data/breast_idc_patches_large"
 MODELS = ("rmcg", "resnet18", "alexnet", "resnet18-gcn", "ecc", "resnet18-gat", "gcnii")
 LR_GRID = (2e-3, 1e-3)
+SEEDS = (0, 1, 2)
 #: ablation name -> (what it changes, the train.py flags that make it)
 ABLATIONS: dict[str, tuple[str, str]] = {
     "no-mca": ("without multi-channel attention", "--no-mca"),
@@ -194,6 +195,7 @@ def choose(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "complete": len(grid) == len(LR_GRID),
             "seeds": sorted(r["seed"] for r in runs if r["model"] == model and r["ablation"] is None and r["lr"] == best),
         }
+        chosen[model]["pending_seeds"] = [s for s in SEEDS if s not in chosen[model]["seeds"]]
     for r in runs:
         if r["ablation"] is None:
             r["selected"] = chosen.get(r["model"], {}).get("lr") == r["lr"]
