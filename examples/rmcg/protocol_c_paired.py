@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", action="store_true", help="train the runs missing from --runs")
     ap.add_argument("--data", default=None, help="override the recorded --data (e.g. an absolute path)")
     ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument("--only", choices=("tuned", "ablations"), default=None, help="one of the two outputs")
     a = ap.parse_args(argv)
     res = results_file.build()
     runs, chosen = res["runs"], res["protocol"]["tuning"]["chosen"]
@@ -82,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     need = {m for m in chosen if chosen[m]["lr"] != 2e-3}
     if need & {"rmcg", "resnet18", best}:
         need |= {"rmcg", "resnet18", best}
-    if need:
+    if a.only == "ablations":
+        pass
+    elif need:
         args, names = [], {}
         for m in results_file.MODELS:
             if m not in need:
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print("RMCG, ResNet18 and the best graph baseline are all at lr 2e-3: paired.json holds their tests")
 
     done = {r["name"] for r in json.loads((RES / "ablations" / "ablation_paired.json").read_text())["runs"]}
-    new = [k for k in results_file.ABLATIONS if k not in done and config("rmcg", 2e-3, k)]
+    new = [k for k in results_file.ABLATIONS if k not in done and config("rmcg", 2e-3, k)] if a.only != "tuned" else []
     if new:
         args = ["--group", "rmcg=" + "|".join(str(ensure(r, a.runs, a.train, a.data)) for r in config("rmcg", 2e-3))]
         for k in new:

@@ -278,25 +278,34 @@ def reading(d: Data, main_pairs: list[dict], abl_pairs: list[dict], best: str | 
             lo, hi = p["diff"]["balanced_accuracy"]["ci95"]
             return "beats" if lo > 0 else "is worse than" if hi < 0 else "does not beat"
 
-        txt = f"- RMCG has {rp:.0%} of ResNet18's parameters (its backbone stops at `layer2`). It {beats(main_pairs[0])} "
-        txt += "ResNet18 on these data"
+        txt = f"- RMCG has {rp:.0%} of ResNet18's parameters (its backbone stops at `layer2`). By the 95% paired "
+        txt += f"interval of balanced accuracy it {beats(main_pairs[0])} ResNet18 on these data"
         if len(main_pairs) > 1:
-            txt += f", and it {beats(main_pairs[1])} the best graph baseline on validation ({_label(main_pairs[1]['b'])})"
-        out.append(txt + " (balanced accuracy, 95% paired interval).")
+            txt += f", and it {beats(main_pairs[1])} the best graph baseline on validation, {_label(main_pairs[1]['b'])}"
+        out.append(txt + ".")
     if abl_pairs:
         sig = [p for p in abl_pairs if not contains_zero(p, "balanced_accuracy") or p["mcnemar"]["p"] < 0.05]
         auroc_worse = [p for p in abl_pairs if p["diff"]["auroc"]["ci95"][1] < 0]
         txt = (f"- Ablations: {len(abl_pairs)} variants paired against the full RMCG; "
-               f"{len(sig)} differ in balanced accuracy or by McNemar at the 5% level"
-               + (f" ({', '.join(_label(p['a']) for p in sig)})" if sig else "") + ".")
+               f"{len(sig)} {'differs' if len(sig) == 1 else 'differ'} in balanced accuracy or by McNemar at the 5% level"
+               + (f" ({', '.join(_sig_text(p) for p in sig)})" if sig else "") + ". With "
+               f"{len(abl_pairs)} comparisons, about {1 - 0.95 ** len(abl_pairs):.0%} of such tables would show at "
+               "least one p < 0.05 by chance alone (no correction for multiple comparisons is applied).")
         if auroc_worse:
             txt += (" AUROC drops with an interval entirely below 0 for: "
                     + "; ".join(f"{_label(p['a'])} ({pct(p['diff']['auroc']['value'])} points)" for p in auroc_worse)
-                    + ". That is the only hint that the component these variants remove carries value.")
+                    + ". Those are the only hints that what RMCG uses in their place carries value.")
         else:
             txt += " No component shows a measurable benefit."
         out.append(txt)
     return out
+
+
+def _sig_text(p: dict) -> str:
+    d = p["diff"]["balanced_accuracy"]
+    acc = p["diff"]["accuracy"]
+    return (f"{_label(p['a'])}: accuracy {pct(acc['value'])} points, balanced accuracy {pct(d['value'])} "
+            f"(CI {pct(d['ci95'][0])} to {pct(d['ci95'][1])}), McNemar p = {p['mcnemar']['p']:.3f}")
 
 
 def _label(name: str) -> str:
