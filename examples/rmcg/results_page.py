@@ -370,8 +370,11 @@ def render(d: Data, heatmaps: bool, draw: bool = True) -> str:
         "Reproduce (about 2.5 min per run on one CPU core, AlexNet about 12 min; finished runs are skipped):",
         "",
         "```bash",
-        "bash examples/rmcg/protocol_c.sh && bash examples/rmcg/protocol_c_extra.sh",
-        "python examples/rmcg/results_file.py && python examples/rmcg/results_page.py",
+        "bash examples/rmcg/protocol_c.sh        # 7 models x 3 seeds at lr 2e-3, paired.json",
+        "bash examples/rmcg/protocol_c_extra.sh  # lr 1e-3 grid point, ablations, then the steps below",
+        "python examples/rmcg/results_file.py    # results/idc_large.json from the runs' metrics",
+        "python examples/rmcg/protocol_c_paired.py --runs runs/protocol_c --train  # paired stats of the chosen configs",
+        "python examples/rmcg/results_page.py    # this section and its plot",
         "```",
         "",
         "Every run's exact command, validation and test metrics and training time are in "
