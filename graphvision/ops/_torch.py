@@ -435,8 +435,30 @@ def default_chunk_size(batch: int, num_nodes: int, bins: int, itemsize: int) -> 
     return max(1, min(max(num_nodes, 1), CHUNK_MEMORY_BUDGET // max(per_row, 1)))
 
 
+def forward_chunk_size(batch: int, num_nodes: int, bins: int, itemsize: int) -> int:
+    """Rows per chunk of :func:`joint_entropy_dense`'s forward: the budget's, and at most a quarter of ``N``.
+
+    The forward computes only the upper triangle ``[s, e) x [s, N)`` of each row block, so one block
+    of all ``N`` rows does the full ``N x N`` work; four blocks do about 60 % of it (32 images x 49
+    nodes x 8 bins, 1 CPU thread: 25 ms instead of 41 ms). Blocks stay at least 8 rows.
+    """
+    quarter = max(8, -(-max(num_nodes, 1) // 4))
+    return max(1, min(default_chunk_size(batch, num_nodes, bins, itemsize), quarter))
+
+
 def _xlogx(p: Tensor) -> Tensor:
     return torch.special.xlogy(p, p)
+
+
+def _xlogx_(p: Tensor) -> Tensor:
+    """``p log p`` (``0 log 0 = 0``) of a non-negative ``p`` without autograd, ``p`` itself reused.
+
+    ``log`` of ``p`` clamped to the smallest normal float, times ``p``: an exact 0 gives 0 and a
+    denormal ``p`` below ``tiny`` is off by under ``tiny * 90``. ``torch.special.xlogy`` is not
+    vectorised on the CPU: it made up about a third of an RMCG training step (1 thread); this is
+    about 4x faster.
+    """
+    return p.mul_(p.clamp_min(torch.finfo(p.dtype).tiny).log_())
 
 
 def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
@@ -447,7 +469,7 @@ def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
 
     Args:
         a: ``(B, N, bins, C)`` soft memberships (each node's ``bins x C`` histogram weights).
-        chunk: Rows per chunk; ``<= 0`` picks :func:`default_chunk_size` at run time (so a
+        chunk: Rows per chunk; ``<= 0`` picks :func:`forward_chunk_size` at run time (so a
             compiled caller does not specialise on ``N``).
 
     Returns:
@@ -455,14 +477,15 @@ def joint_entropy_dense(a: Tensor, chunk: int) -> Tensor:
     """
     bsz, n, k, c = a.shape
     if chunk <= 0:
-        chunk = default_chunk_size(bsz, n, k, a.element_size())
+        chunk = forward_chunk_size(bsz, n, k, a.element_size())
     out = a.new_empty(bsz, n, n)
     af = a.reshape(bsz, n * k, c)
     inv_c = 1.0 / c
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         p = torch.bmm(af[:, s * k : e * k], af[:, s * k :].transpose(1, 2)).mul_(inv_c)
-        h = _xlogx(p).view(bsz, e - s, k, n - s, k).sum(dim=(2, 4)).neg_()
+        # two single-axis sums: about 2x faster than one .sum(dim=(2, 4)) over the strided view
+        h = _xlogx_(p).view(bsz, e - s, k, n - s, k).sum(4).sum(2).neg_()
         out[:, s:e, s:] = h
         out[:, s:, s:e] = h.transpose(1, 2)
         blk = h[:, :, : e - s]

@@ -115,6 +115,25 @@ def test_default_chunk_respects_budget(monkeypatch):
     assert_close(dense(x, bins=8), dense(x, bins=8, chunk_size=23), rtol=1e-5, atol=1e-6)
 
 
+def test_forward_chunks_use_the_triangle():
+    # the forward computes row block [s, e) against columns [s, N) only: one block of all N rows
+    # would do the full N x N work, so the default splits small N into about 4 blocks of >= 8 rows
+    from graphvision.ops import _torch
+
+    assert _torch.forward_chunk_size(32, 49, 8, 4) == 13
+    assert _torch.forward_chunk_size(32, 16, 8, 4) == 8
+    assert _torch.forward_chunk_size(32, 5, 8, 4) == 5  # never above N
+    assert _torch.forward_chunk_size(2, 10**6, 16, 4) == 1  # the memory budget still wins
+    calls = []
+    real_bmm = torch.bmm
+    x = torch.randn(3, 49, 12)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_torch.torch, "bmm", lambda *a: calls.append(a[0].shape) or real_bmm(*a))
+        got = dense(x, bins=8)
+    assert len(calls) == 4 and sum(s[1] for s in calls) == 49 * 8
+    assert_close(got, dense(x, bins=8, chunk_size=49), rtol=1e-5, atol=1e-6)
+
+
 def test_unbatched_and_noncontiguous():
     x = torch.randn(3, 24, 7, dtype=torch.float64)
     xt = x.transpose(1, 2)  # (3, 7, 24) non-contiguous: 7 nodes, 24 samples
@@ -355,6 +374,41 @@ def test_empty_bins_finite_grad():
     x = torch.randn(2, 5, 3, requires_grad=True)
     mia(x, bins=32, normalize="geometric", top_k=2).sum().backward()
     assert bool(x.grad.isfinite().all())
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(0, 40), seed=st.integers(0, 2**16), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_in_place_xlogx_matches_xlogy_with_zeros_and_denormals(n, seed, dtype):
+    # the joint-entropy kernel's p log p: exact zeros must give 0 (not 0 * -inf = nan), denormals ~0,
+    # and the result is written into p (no extra (B, rows*bins, N*bins) buffer)
+    from graphvision.ops._torch import _xlogx_
+
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(n, generator=g, dtype=torch.float64) ** 3
+    tiny = torch.finfo(dtype).tiny
+    special = torch.tensor([0.0, tiny / 4, tiny, 1.0, 0.5], dtype=torch.float64)
+    p = torch.cat([p, special]).to(dtype)[torch.randperm(n + 5, generator=g)][:: 1 if n % 2 else 2]
+    want = torch.special.xlogy(p.double(), p.double())
+    buf = p.clone()
+    got = _xlogx_(buf)
+    assert got.data_ptr() == buf.data_ptr() and got.dtype == dtype
+    assert bool(got.isfinite().all())
+    assert_close(got.double(), want, atol=100 * tiny, rtol=4 * torch.finfo(dtype).eps)
+    assert bool((got[p == 0] == 0).all())
+
+
+def test_joint_entropy_kernel_with_empty_joint_bins_matches_definition():
+    # hard memberships: most joint bins are exactly empty (P = 0); compare with -sum xlogy(P, P)
+    from graphvision.ops._torch import joint_entropy_dense
+
+    g = torch.Generator().manual_seed(3)
+    lab = torch.randint(0, 6, (2, 7, 20), generator=g)
+    a = torch.nn.functional.one_hot(lab, 6).permute(0, 1, 3, 2).float()  # (B, N, bins, C)
+    p = torch.einsum("bikc,bjlc->bijkl", a.double(), a.double()) / a.size(-1)
+    want = -torch.special.xlogy(p, p).sum((-1, -2))
+    for chunk in (0, 1, 3, 7):
+        got = joint_entropy_dense(a, chunk)
+        assert_close(got.double(), want, atol=1e-6, rtol=1e-6)
 
 
 def test_hard_mode_has_no_grad():
