@@ -40,7 +40,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import fmt, metadata, peak_memory_mb, sync, time_min_max as timed, write_results  # noqa: E402
+from common import cell, fmt, metadata, peak_memory_mb, pyg_comparison_table, sync, time_min_max as timed, write_results  # noqa: E402
 
 warnings.filterwarnings("ignore")
 
@@ -237,29 +237,8 @@ def markdown(meta: dict[str, Any], rows: list[dict], convs: list[dict], args) ->
         "ratio = PyG / graphvision peak. Peak memory: bytes allocated above the live set during one call "
         "(CPU profiler).",
         "",
-        f"commit {meta['commit']}, {meta['time_utc']} UTC, "
-        f"{meta['device_name']} ({meta['device']}), torch {meta['torch']}, PyG {meta.get('torch_geometric')}, "
-        f"threads {meta['torch_threads']}, load average at start {meta.get('load_average_1m_at_start')}",
-        "",
-        "| config | layer | provider | fwd ms | fwd+bwd ms | speed-up fwd / fwd+bwd | peak MB fwd / fwd+bwd | "
-        "memory ratio fwd / fwd+bwd | max rel err |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-
-    def cell(t: dict) -> str:
-        return f"{fmt(t['median_ms'])} ({fmt(t['min_ms'])}-{fmt(t['max_ms'])})"
-
-    for r in rows:
-        sp = r.get("speedup_vs_pyg")
-        mr = r.get("memory_ratio_vs_pyg")
-        err = r.get("max_rel_err")
-        sp_s = "–" if not sp else f"{sp['fwd']:.2f}x / {sp['full']:.2f}x"
-        mr_s = "–" if not mr else f"{mr['fwd']:.1f}x / {mr['full']:.1f}x"
-        err_s = "–" if err is None else f"{err:.1e}"
-        lines.append(
-            f"| {r['config']} | {r['layer']} | {r['provider']} | {cell(r['fwd'])} | {cell(r['full'])} | "
-            f"{sp_s} | {fmt(r.get('peak_fwd_mb'))} / {fmt(r.get('peak_full_mb'))} | {mr_s} | {err_s} |"
-        )
+    lines += pyg_comparison_table(meta, rows)
     lines += ["", "## The converter's own cost", "",
               "| config | builder | ms | ratio to graphvision |", "|---|---|---|---|"]
     for cv in convs:

@@ -208,3 +208,38 @@ def fmt(v: float | None, digits: int = 2) -> str:
     if v >= 100:
         return f"{v:.0f}"
     return f"{v:.{digits}f}"
+
+
+def cell(t: dict[str, float]) -> str:
+    """``median (min-max)`` of a :func:`time_min_max` result, in milliseconds."""
+    return f"{fmt(t['median_ms'])} ({fmt(t['min_ms'])}-{fmt(t['max_ms'])})"
+
+
+def pyg_comparison_table(meta: dict[str, Any], rows: list[dict], *, bold_speedup: bool = False) -> list[str]:
+    """The run's metadata line and the markdown table of layer-vs-PyG rows.
+
+    Each row has ``config``, ``layer``, ``provider``, ``fwd`` / ``full`` timings, and optionally
+    ``speedup_vs_pyg``, ``memory_ratio_vs_pyg``, ``peak_fwd_mb`` / ``peak_full_mb`` and
+    ``max_rel_err``.
+    """
+    lines = [
+        f"commit {meta['commit']}, {meta['time_utc']} UTC, "
+        f"{meta['device_name']} ({meta['device']}), torch {meta['torch']}, PyG {meta.get('torch_geometric')}, "
+        f"threads {meta['torch_threads']}, load average at start {meta.get('load_average_1m_at_start')}",
+        "",
+        "| config | layer | provider | fwd ms | fwd+bwd ms | speed-up fwd / fwd+bwd | peak MB fwd / fwd+bwd | "
+        "memory ratio fwd / fwd+bwd | max rel err |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        sp, mr, err = r.get("speedup_vs_pyg"), r.get("memory_ratio_vs_pyg"), r.get("max_rel_err")
+        sp_s = "–" if not sp else f"{sp['fwd']:.2f}x / {sp['full']:.2f}x"
+        if sp and bold_speedup:
+            sp_s = f"**{sp_s}**"
+        mr_s = "–" if not mr else f"{mr['fwd']:.1f}x / {mr['full']:.1f}x"
+        err_s = "–" if err is None else f"{err:.1e}"
+        lines.append(
+            f"| {r['config']} | {r['layer']} | {r['provider']} | {cell(r['fwd'])} | {cell(r['full'])} | "
+            f"{sp_s} | {fmt(r.get('peak_fwd_mb'))} / {fmt(r.get('peak_full_mb'))} | {mr_s} | {err_s} |"
+        )
+    return lines
