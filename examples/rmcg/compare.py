@@ -28,7 +28,7 @@ _HERE = Path(__file__).resolve().parent
 if str(_HERE.parent) not in sys.path:
     sys.path.insert(0, str(_HERE.parent))
 
-from rmcg.models import MODELS  # noqa: E402
+from rmcg.models import DISPLAY_NAMES, MODELS  # noqa: E402
 
 #: The paper's Databiox accuracies (%), Table 1, for reference only (other data and task).
 PAPER_DATABIOX_ACCURACY = {
@@ -39,15 +39,6 @@ PAPER_DATABIOX_ACCURACY = {
     "ecc": 82.11,
     "resnet18-gat": 80.42,
     "gcnii": 81.59,
-}
-DISPLAY = {
-    "resnet18": "ResNet18",
-    "alexnet": "AlexNet",
-    "resnet18-gcn": "ResNet18-GCN",
-    "ecc": "ECC",
-    "resnet18-gat": "ResNet18-GAT",
-    "gcnii": "GCNII",
-    "rmcg": "RMCG",
 }
 METRICS = (("accuracy", "Accuracy"), ("precision_macro", "Precision"), ("recall_macro", "Recall"), ("f1_macro", "F1"))
 
@@ -100,7 +91,7 @@ def markdown_table(summary: dict[str, Any], title: str | None = None) -> str:
             cells.append("n/a" if math.isnan(m) else f"{m:.2f} ± {s:.2f}")
         params = f"{e['num_parameters'] / 1e6:.2f}" if e["num_parameters"] else "n/a"
         paper = f"{e['paper_databiox_accuracy']:.2f}" if e["paper_databiox_accuracy"] is not None else ""
-        lines.append(f"| {DISPLAY.get(model, model)} | " + " | ".join(cells) + f" | {e['runs']} | {params} | {paper} |")
+        lines.append(f"| {DISPLAY_NAMES.get(model, model)} | " + " | ".join(cells) + f" | {e['runs']} | {params} | {paper} |")
     return "\n".join(lines)
 
 

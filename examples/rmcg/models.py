@@ -32,6 +32,16 @@ from torch import Tensor, nn
 
 MODELS = ("resnet18", "alexnet", "resnet18-gcn", "ecc", "resnet18-gat", "gcnii", "rmcg")
 GRAPH_MODELS = ("resnet18-gcn", "ecc", "resnet18-gat", "gcnii", "rmcg")
+#: How the tables and plots name each model, in the order of the results tables.
+DISPLAY_NAMES = {
+    "rmcg": "RMCG",
+    "resnet18": "ResNet18",
+    "alexnet": "AlexNet",
+    "resnet18-gcn": "ResNet18-GCN",
+    "ecc": "ECC",
+    "resnet18-gat": "ResNet18-GAT",
+    "gcnii": "GCNII",
+}
 FEATURE_LEVELS = ("layer1", "layer2", "layer3", "layer4")
 _RESNET_CHANNELS = {"layer1": 64, "layer2": 128, "layer3": 256, "layer4": 512}
 
