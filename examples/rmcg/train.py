@@ -38,8 +38,9 @@ import random
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 _HERE = Path(__file__).resolve().parent
 if str(_HERE.parent) not in sys.path:
@@ -262,12 +263,12 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, ``os.replace`` (atomic), fsync the folder."""
+def _atomic_write(path: Path, binary: bool, write: Callable[[IO], Any]) -> None:
+    """``write`` into a temporary file in the same folder, fsync, ``os.replace`` (atomic), fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -275,21 +276,16 @@ def atomic_save(obj: Any, path: Path) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path`` atomically (see :func:`_atomic_write`)."""
+    _atomic_write(path, True, lambda fh: torch.save(obj, fh))
 
 
 def atomic_write_text(text: str, path: Path) -> None:
-    """Write ``text`` to a temporary file, fsync, ``os.replace`` and fsync the folder."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically (see :func:`_atomic_write`)."""
+    _atomic_write(path, False, lambda fh: fh.write(text))
 
 
 def check_args(args: argparse.Namespace) -> None:
