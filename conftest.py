@@ -19,6 +19,13 @@ if "TRITON_INTERPRET" not in os.environ:
             os.environ["TRITON_INTERPRET"] = "1"
     except Exception:  # pragma: no cover
         pass
+# Triton reads the variable when it is imported: import it now, so that a test switching the
+# variable off (to check the error on a CPU without the interpreter) cannot leave this process
+# with compiled-mode kernels that the interpreter tests after it could not run.
+try:
+    import triton  # noqa: F401
+except ImportError:  # pragma: no cover - Triton is optional
+    pass
 
 import pytest
 import torch

@@ -39,13 +39,6 @@ def test_explicit_backend_that_cannot_run_raises(monkeypatch: pytest.MonkeyPatch
 
 
 def test_explicit_triton_on_cpu_without_interpreter_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Triton reads TRITON_INTERPRET when it is imported: import it first (as the rest of the
-    # session does), so that switching the variable off here does not leave this process with
-    # compiled-mode kernels that the CPU interpreter cannot run in later tests.
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        pass
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(RuntimeError, match="triton"):
         ops.spmm(EI, None, torch.randn(3, 2), backend="triton")
