@@ -33,7 +33,15 @@ from torch import Tensor
 from graphvision import ops as _ops
 from graphvision._checks import check_choice, check_same_device, check_tensor, is_compiling
 from graphvision.functional._conv import GATOptions, _check_param, _check_prob, _finish, _heads_of
-from graphvision.functional._graph_input import GraphInput, GraphLike, _edge_index_of, check_x, resolve_graph, restore
+from graphvision.functional._graph_input import (
+    GraphInput,
+    GraphLike,
+    _check_weight,
+    _edge_index_of,
+    check_x,
+    resolve_graph,
+    restore,
+)
 from graphvision.functional._propagate import FILL_REDUCES, propagate, scatter, with_self_loops_attrs
 from graphvision.ops._api import as_structure
 from graphvision.structure import GraphStructure, row_index
@@ -686,8 +694,6 @@ def graph_conv(
     if isinstance(x, (tuple, list)):
         x_src, x_dst, g, _ = _resolve_pair(x, edge_index, batch)
         if edge_weight is not None:
-            from graphvision.functional._graph_input import _check_weight
-
             graph = g.graph
             assert isinstance(graph, GraphStructure)
             g = GraphInput(graph, _check_weight(edge_weight, graph.num_edges, x_src), g.num_nodes, None, False)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
+from graphvision import config
 from graphvision.functional._mutual_information import _check_args, mutual_information_adjacency
 
 __all__ = ["MutualInformationAdjacency"]
@@ -62,12 +64,8 @@ class MutualInformationAdjacency(nn.Module):
     ) -> None:
         super().__init__()
         # validate the options now (with a dummy x), not on the first forward
-        import torch
-
         _check_args(torch.zeros(1, 1, 1), bins, bandwidth, normalize, top_k, threshold, output, chunk_size)
         if backend is not None:
-            from graphvision import config
-
             if backend not in config.BACKENDS:
                 raise ValueError(f"Unknown backend {backend!r}; expected one of {config.BACKENDS}")
         self.bins = bins
