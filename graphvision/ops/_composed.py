@@ -105,7 +105,7 @@ def score_grads(
     rowptr, rowptr_t, perm_t = csr[0], csr_t[0], csr_t[2].long()
     score_src, score_dst = scores
     acc = acc_dtype(attn.dtype)
-    e, k = attn.shape
+    e = attn.size(0)
     if e == 0:
         return score_src.new_zeros(score_src.shape, dtype=acc), score_dst.new_zeros(score_dst.shape, dtype=acc)
     grad_e = p.segment_softmax_backward_csr(rowptr, attn.to(acc), grad_attn.to(acc))

@@ -158,7 +158,7 @@ class _TorchSparse:
     """The ``"torch_sparse"`` backend: the functions above, with ``torch_sparse.matmul`` for every SpMM."""
 
     spmm_csr = staticmethod(_torch_sparse_spmm_csr)
-    attention_forward_csr, attention_backward_csr = (staticmethod(f) for f in attention_kernels(TORCH_SPARSE_PRIMITIVES))
+    attention_forward_csr, attention_backward_csr = map(staticmethod, attention_kernels(TORCH_SPARSE_PRIMITIVES))
     sddmm_csr = staticmethod(sddmm_csr)
     segment_softmax_csr = staticmethod(segment_softmax_csr)
     segment_softmax_backward_csr = staticmethod(segment_softmax_backward_csr)
